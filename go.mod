@@ -1,0 +1,16 @@
+module github.com/strandws/strand
+
+go 1.26.8
+
+require (
+	github.com/gobwas/ws v1.5.0
+	github.com/google/flatbuffers v25.12.19+incompatible
+	github.com/puzpuzpuz/xsync/v3 v3.5.1
+	github.com/stretchr/testify v1.12.1
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/gobwas/httphead v0.1.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+)

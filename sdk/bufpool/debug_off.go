@@ -1,0 +1,5 @@
+//go:build !strand_debug
+
+package bufpool
+
+const debugDefault = false

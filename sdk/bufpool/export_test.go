@@ -1,0 +1,4 @@
+package bufpool
+
+// DebugDefault is the build's poisoning default, for tests.
+const DebugDefault = debugDefault

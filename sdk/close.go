@@ -1,0 +1,74 @@
+package sdk
+
+import (
+	"errors"
+	"fmt"
+)
+
+// CloseCode is a WebSocket close status code (RFC 6455, section 7.4).
+type CloseCode uint16
+
+// Close codes Strand sends or reports.
+const (
+	CloseNormal          CloseCode = 1000 // normal closure
+	CloseGoingAway       CloseCode = 1001 // server shutdown or client navigating away
+	CloseProtocolError   CloseCode = 1002 // protocol violation
+	CloseUnsupportedData CloseCode = 1003 // a data type the endpoint cannot accept
+	CloseNoStatus        CloseCode = 1005 // a close frame without a code (never sent)
+	CloseAbnormal        CloseCode = 1006 // TCP ended without a close frame (never sent)
+	CloseInvalidPayload  CloseCode = 1007 // invalid UTF-8 in a text message
+	ClosePolicyViolation CloseCode = 1008 // policy: slow consumer, rate limit, origin
+	CloseMessageTooBig   CloseCode = 1009 // message over the configured limit
+	CloseMandatoryExt    CloseCode = 1010 // client expected an extension
+	CloseInternalError   CloseCode = 1011 // handler panic or server error
+	CloseServiceRestart  CloseCode = 1012
+	CloseTryAgainLater   CloseCode = 1013
+	CloseBadGateway      CloseCode = 1014
+)
+
+// ValidOnWire reports whether c may appear in a close frame sent by a peer.
+func (c CloseCode) ValidOnWire() bool {
+	switch {
+	case c >= 1000 && c <= 1003, c >= 1007 && c <= 1014, c >= 3000 && c <= 4999:
+		return true
+	}
+	return false
+}
+
+// CloseError reports that a connection closed, with its code and reason.
+// Use errors.As to get one, or CloseStatus for the code.
+type CloseError struct {
+	Code   CloseCode
+	Reason string
+}
+
+func (e *CloseError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("sdk: connection closed: %d", e.Code)
+	}
+	return fmt.Sprintf("sdk: connection closed: %d %s", e.Code, e.Reason)
+}
+
+// CloseStatus returns the close code carried by err, or 0 when err is not
+// (and does not wrap) a *CloseError.
+func CloseStatus(err error) CloseCode {
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return 0
+}
+
+// Errors returned by the sdk.
+var (
+	// ErrClosed is returned by Send and Close on a connection that is
+	// closing or closed.
+	ErrClosed = errors.New("sdk: connection closed")
+	// ErrSlowConsumer is returned by Send when the connection's write queue
+	// was full; the connection is then closed with ClosePolicyViolation.
+	ErrSlowConsumer = errors.New("sdk: write queue full (slow consumer)")
+	// ErrTooBig is returned by Send for a message larger than the limit.
+	ErrTooBig = errors.New("sdk: message too big")
+	// ErrRuntimeClosed is returned when events are delivered to a closed Runtime.
+	ErrRuntimeClosed = errors.New("sdk: runtime closed")
+)

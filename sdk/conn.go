@@ -1,0 +1,159 @@
+package sdk
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/strandws/strand/sdk/bufpool"
+)
+
+// MessageType is a WebSocket data message type. Its values are the
+// WebSocket opcodes.
+type MessageType uint8
+
+// Message types.
+const (
+	Text   MessageType = 1
+	Binary MessageType = 2
+)
+
+func (t MessageType) String() string {
+	switch t {
+	case Text:
+		return "text"
+	case Binary:
+		return "binary"
+	}
+	return "invalid"
+}
+
+// Message is one WebSocket message handed to OnMessage. Data is valid only
+// until the handler returns; copy it to keep it.
+type Message struct {
+	Type MessageType
+	Data []byte
+}
+
+// ConnHost is the host end of one connection as the runtime sees it: the
+// in-process host (package wsframework), a transport to a host in another
+// process, or the in-memory test kit implement it.
+type ConnHost interface {
+	// Write queues one message for the peer in call order and takes
+	// ownership of b: the host releases it once written, or at once on
+	// error. It never blocks. It returns ErrClosed once the connection is
+	// closing, and ErrSlowConsumer when the write queue is full (the host
+	// then applies its slow-consumer policy).
+	Write(typ MessageType, b *bufpool.Buffer) error
+	// Close starts the close handshake with code and reason. Idempotent:
+	// only the first call's code is sent.
+	Close(code CloseCode, reason string) error
+}
+
+// ConnInfo describes a connection the host opens on a Runtime.
+type ConnInfo struct {
+	ID          uint64             // unique, never reused by the host
+	Request     *Request           // the upgrade request's snapshot
+	Values      map[string]any     // values set by request filters (read-only from now on)
+	Subprotocol string             // the negotiated subprotocol, or ""
+	Handlers    *WebSocketHandlers // the handlers of the entry that upgraded
+}
+
+// Conn is a WebSocket connection as a plugin sees it. All methods are safe
+// for concurrent use from any goroutine and never block on the network.
+type Conn struct {
+	id          uint64
+	rt          *Runtime
+	host        ConnHost
+	h           *WebSocketHandlers
+	req         *Request
+	values      map[string]any
+	subprotocol string
+
+	pending atomic.Int64 // inbound bytes accepted but not yet handled
+	waiting atomic.Bool  // the host waits for pending to drop
+	drain   chan struct{}
+
+	ctxMu   sync.Mutex
+	ctx     context.Context
+	cancel  context.CancelFunc
+	ctxDone bool
+
+	closing atomic.Bool // Close event submitted
+}
+
+// ID returns the connection's ID, unique for the host's lifetime.
+func (c *Conn) ID() uint64 { return c.id }
+
+// Request returns the upgrade request's snapshot.
+func (c *Conn) Request() *Request { return c.req }
+
+// Value returns a value set by a request filter before the upgrade, or nil.
+func (c *Conn) Value(key string) any { return c.values[key] }
+
+// Subprotocol returns the negotiated subprotocol, or "".
+func (c *Conn) Subprotocol() string { return c.subprotocol }
+
+// Context returns a context cancelled when the connection has closed (after
+// OnClose) or the runtime shuts down. It is created on first use.
+func (c *Conn) Context() context.Context {
+	c.ctxMu.Lock()
+	defer c.ctxMu.Unlock()
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithCancel(c.rt.ctx)
+		if c.ctxDone {
+			c.cancel()
+		}
+	}
+	return c.ctx
+}
+
+func (c *Conn) cancelContext() {
+	c.ctxMu.Lock()
+	c.ctxDone = true
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.ctxMu.Unlock()
+}
+
+// Send queues a copy of data as one message of type typ. It never blocks;
+// messages sent from one goroutine are written in call order. It returns
+// ErrClosed after the connection began closing, and ErrSlowConsumer when the
+// write queue is full (the connection is then closed with
+// ClosePolicyViolation).
+func (c *Conn) Send(typ MessageType, data []byte) error {
+	b := c.rt.bufs.Get(len(data))
+	copy(b.B, data)
+	return c.host.Write(typ, b)
+}
+
+// SendText queues a copy of text as a text message. See Send.
+func (c *Conn) SendText(text string) error {
+	b := c.rt.bufs.Get(len(text))
+	copy(b.B, text)
+	return c.host.Write(Text, b)
+}
+
+// SendBinary queues a copy of data as a binary message. See Send.
+func (c *Conn) SendBinary(data []byte) error { return c.Send(Binary, data) }
+
+// SendBuffer queues b as one message without copying and takes ownership of
+// b, which must come from Buffers and hold exactly one reference: it is
+// released once written or on error. Do not touch b afterwards.
+func (c *Conn) SendBuffer(typ MessageType, b *bufpool.Buffer) error {
+	return c.host.Write(typ, b)
+}
+
+// Buffers returns the buffer pool to take SendBuffer buffers from.
+func (c *Conn) Buffers() *bufpool.Pool { return c.rt.bufs }
+
+// Close starts the close handshake with code and reason. OnClose still runs
+// (with this code) once the connection has closed. Idempotent.
+func (c *Conn) Close(code CloseCode, reason string) error {
+	return c.host.Close(code, reason)
+}
+
+// PendingBytes returns the inbound bytes delivered to the runtime but not yet
+// handled. Hosts use it to pause reading.
+func (c *Conn) PendingBytes() int64 { return c.pending.Load() }

@@ -1,0 +1,123 @@
+package sdk
+
+import (
+	"fmt"
+	"sync"
+)
+
+// Plugin is a named set of entries. Create one with NewPlugin and register
+// entries before handing it to a host; a Plugin is safe for concurrent use,
+// but entries should be complete before the host serves traffic.
+type Plugin struct {
+	name string
+
+	mu      sync.RWMutex
+	entries map[string]*Entry
+	order   []*Entry
+}
+
+// NewPlugin returns a plugin with the given name.
+func NewPlugin(name string) *Plugin {
+	return &Plugin{name: name, entries: make(map[string]*Entry)}
+}
+
+// Name returns the plugin's name.
+func (p *Plugin) Name() string { return p.name }
+
+// Entry returns the entry with the given name, creating it on first use.
+func (p *Plugin) Entry(name string) *Entry {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.entries[name]; ok {
+		return e
+	}
+	e := &Entry{plugin: p, name: name}
+	p.entries[name] = e
+	p.order = append(p.order, e)
+	return e
+}
+
+// Lookup returns the named entry, if registered.
+func (p *Plugin) Lookup(name string) (*Entry, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	e, ok := p.entries[name]
+	return e, ok
+}
+
+// Entries returns the entries in registration order.
+func (p *Plugin) Entries() []*Entry {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return append([]*Entry(nil), p.order...)
+}
+
+// RequestFilterFunc is the RequestFilter phase handler. It decides with
+// ctx.Next, ctx.End (or ctx.Reject) or ctx.Upgrade; returning without a
+// decision means Next.
+type RequestFilterFunc func(ctx *RequestContext)
+
+// Entry is a named handler set of a plugin: its phase handlers and the
+// WebSocket handlers used when its request filter upgrades. Register handlers
+// before the entry is mounted; an Entry is then read-only.
+type Entry struct {
+	plugin *Plugin
+	name   string
+
+	requestFilter RequestFilterFunc
+	ws            *WebSocketHandlers
+}
+
+// Plugin returns the plugin the entry belongs to.
+func (e *Entry) Plugin() *Plugin { return e.plugin }
+
+// Name returns the entry's name.
+func (e *Entry) Name() string { return e.name }
+
+// String returns "plugin/entry".
+func (e *Entry) String() string { return fmt.Sprintf("%s/%s", e.plugin.name, e.name) }
+
+// RequestFilter registers the RequestFilter phase handler and returns e.
+func (e *Entry) RequestFilter(fn RequestFilterFunc) *Entry {
+	e.requestFilter = fn
+	return e
+}
+
+// WebSocket registers the entry's WebSocket handlers and returns e. An entry
+// with WebSocket handlers and no request filter upgrades every WebSocket
+// handshake it sees; a request filter may upgrade with these handlers
+// (ctx.Upgrade(nil)) or with another set.
+func (e *Entry) WebSocket(h WebSocketHandlers) *Entry {
+	e.ws = &h
+	return e
+}
+
+// RequestFilterHandler returns the registered request filter, or nil.
+func (e *Entry) RequestFilterHandler() RequestFilterFunc { return e.requestFilter }
+
+// WebSocketHandlers returns the registered WebSocket handlers, or nil.
+func (e *Entry) WebSocketHandlers() *WebSocketHandlers { return e.ws }
+
+// WebSocketHandlers are a WebSocket's event handlers. Every field may be nil.
+// Handlers of one connection run one at a time in event order: OnOpen first,
+// then one call per message in arrival order, then OnClose exactly once.
+type WebSocketHandlers struct {
+	// OnOpen runs first, after the handshake completed.
+	OnOpen func(c *Conn)
+	// OnMessage runs for every message. msg.Data is valid until it returns.
+	OnMessage func(c *Conn, msg Message)
+	// OnText runs for text messages when OnMessage is nil (Nylon style).
+	// The slice is valid until it returns.
+	OnText func(c *Conn, text []byte)
+	// OnBinary runs for binary messages when OnMessage is nil (Nylon style).
+	// The slice is valid until it returns.
+	OnBinary func(c *Conn, data []byte)
+	// OnClose runs last, exactly once, with the peer's close code and
+	// reason, CloseAbnormal (1006) when TCP ended without a close frame, or
+	// the code the server closed with.
+	OnClose func(c *Conn, code CloseCode, reason string)
+	// OnError reports an error on the connection that did not reach a
+	// handler as an event, such as a handler panic (the connection is then
+	// closed with CloseInternalError).
+	OnError func(c *Conn, err error)
+}

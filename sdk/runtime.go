@@ -1,0 +1,374 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/strandws/strand/dispatcher"
+	"github.com/strandws/strand/sdk/bufpool"
+)
+
+// DefaultMaxPendingBytes is the default bound on a connection's inbound bytes
+// accepted by the runtime but not yet handled.
+const DefaultMaxPendingBytes = 4 << 20
+
+// RuntimeConfig configures a Runtime. The zero value is valid.
+type RuntimeConfig struct {
+	// Dispatcher configures the ordered executor of connection events.
+	// Its zero value means dispatcher's defaults. OnPanic and OnSlow, when
+	// nil, log through Logger.
+	Dispatcher dispatcher.ShardedConfig
+	// Buffers is the buffer pool for messages. Nil means a new pool.
+	Buffers *bufpool.Pool
+	// MaxPendingBytes bounds a connection's inbound bytes accepted but not
+	// yet handled: Message blocks while the bound is exceeded, so the host
+	// stops reading that connection. Zero means DefaultMaxPendingBytes;
+	// negative means no bound (the dispatcher's queue bound still applies).
+	MaxPendingBytes int64
+	// Logger receives handler panics and slow handlers. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// RuntimeStats are a runtime's counters.
+type RuntimeStats struct {
+	Dispatcher dispatcher.ShardedStats
+	Open       int64  // connections opened and not yet closed
+	Panics     uint64 // handler panics recovered
+}
+
+// Runtime runs one plugin's handlers. Hosts deliver a connection's events
+// with Open, Message, Error and Closed; the runtime runs them in that order
+// on its ordered executor, keyed by connection ID. For one connection, the
+// host must call these methods from one goroutine at a time (its reader), so
+// that submit order is event order. Different connections may be delivered
+// concurrently. Create with NewRuntime; stop with Close.
+type Runtime struct {
+	plugin     *Plugin
+	exec       *dispatcher.Sharded
+	bufs       *bufpool.Pool
+	maxPending int64
+	log        *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	events sync.Pool
+
+	open   atomic.Int64
+	panics atomic.Uint64
+
+	closeOnce sync.Once
+}
+
+// NewRuntime returns a runtime for p.
+func NewRuntime(p *Plugin, cfg RuntimeConfig) (*Runtime, error) {
+	if p == nil {
+		return nil, errors.New("sdk: NewRuntime: nil plugin")
+	}
+	rt := &Runtime{plugin: p, bufs: cfg.Buffers, maxPending: cfg.MaxPendingBytes, log: cfg.Logger}
+	if rt.bufs == nil {
+		rt.bufs = bufpool.New(bufpool.Config{})
+	}
+	if rt.maxPending == 0 {
+		rt.maxPending = DefaultMaxPendingBytes
+	}
+	if rt.log == nil {
+		rt.log = slog.Default()
+	}
+	dc := cfg.Dispatcher
+	if dc.OnPanic == nil {
+		dc.OnPanic = func(key uint64, v any) {
+			rt.log.Error("strand: task panic", "plugin", p.name, "conn", key, "panic", v)
+		}
+	}
+	if dc.OnSlow == nil {
+		dc.OnSlow = func(key uint64, running time.Duration) {
+			rt.log.Warn("strand: slow handler", "plugin", p.name, "conn", key, "running", running)
+		}
+	}
+	exec, err := dispatcher.NewSharded(dc)
+	if err != nil {
+		return nil, fmt.Errorf("sdk: NewRuntime: %w", err)
+	}
+	rt.exec = exec
+	rt.ctx, rt.cancel = context.WithCancel(context.Background())
+	rt.events.New = func() any { return new(event) }
+	return rt, nil
+}
+
+// Plugin returns the runtime's plugin.
+func (rt *Runtime) Plugin() *Plugin { return rt.plugin }
+
+// Buffers returns the runtime's buffer pool.
+func (rt *Runtime) Buffers() *bufpool.Pool { return rt.bufs }
+
+// Stats returns the runtime's counters.
+func (rt *Runtime) Stats() RuntimeStats {
+	return RuntimeStats{Dispatcher: rt.exec.Stats(), Open: rt.open.Load(), Panics: rt.panics.Load()}
+}
+
+type eventKind uint8
+
+const (
+	evOpen eventKind = iota + 1
+	evMessage
+	evError
+	evClose
+)
+
+// event is one pooled connection event; it is the Arg of a dispatcher.Task,
+// so delivering an event allocates nothing at steady state.
+type event struct {
+	conn   *Conn
+	kind   eventKind
+	typ    MessageType
+	buf    *bufpool.Buffer
+	code   CloseCode
+	reason string
+	err    error
+}
+
+func (rt *Runtime) newEvent(c *Conn, k eventKind) *event {
+	ev := rt.events.Get().(*event)
+	ev.conn, ev.kind = c, k
+	return ev
+}
+
+func runEvent(arg any) {
+	ev := arg.(*event)
+	ev.conn.rt.run(ev)
+}
+
+// Open creates the plugin-side connection for a new WebSocket and submits its
+// OnOpen event. It blocks while the connection's shard is full and returns
+// ctx's error if ctx ends first.
+func (rt *Runtime) Open(ctx context.Context, host ConnHost, info ConnInfo) (*Conn, error) {
+	h := info.Handlers
+	if h == nil {
+		h = &WebSocketHandlers{}
+	}
+	c := &Conn{
+		id: info.ID, rt: rt, host: host, h: h, req: info.Request,
+		values: info.Values, subprotocol: info.Subprotocol,
+	}
+	if c.req == nil {
+		c.req = &Request{}
+	}
+	ev := rt.newEvent(c, evOpen)
+	if err := rt.exec.Submit(ctx, c.id, dispatcher.Task{Fn: runEvent, Arg: ev}); err != nil {
+		rt.putEvent(ev)
+		return nil, rt.submitErr(err)
+	}
+	rt.open.Add(1)
+	return c, nil
+}
+
+func (rt *Runtime) submitErr(err error) error {
+	if errors.Is(err, dispatcher.ErrClosed) {
+		return ErrRuntimeClosed
+	}
+	return err
+}
+
+// Message submits one message event and takes ownership of b (released
+// after the handler returns, or at once on error). It blocks while the
+// connection's shard is full or, after accepting the message, while the
+// connection's pending bytes exceed the bound — so the host's reader pauses
+// instead of dropping. It returns ctx's error if ctx ends first (the message
+// was then accepted only if the error came from the pending-bytes wait).
+func (rt *Runtime) Message(ctx context.Context, c *Conn, typ MessageType, b *bufpool.Buffer) error {
+	ev := rt.newEvent(c, evMessage)
+	ev.typ, ev.buf = typ, b
+	n := int64(len(b.B))
+	c.pending.Add(n)
+	if err := rt.exec.Submit(ctx, c.id, dispatcher.Task{Fn: runEvent, Arg: ev}); err != nil {
+		c.pending.Add(-n)
+		rt.putEvent(ev)
+		b.Release()
+		return rt.submitErr(err)
+	}
+	if rt.maxPending > 0 && c.pending.Load() > rt.maxPending {
+		return rt.waitPending(ctx, c)
+	}
+	return nil
+}
+
+// TryMessage is Message for hosts that cannot block: when the connection's
+// shard is full it returns dispatcher.ErrFull without taking b, and calls
+// wake (if not nil) once when the shard has room again.
+func (rt *Runtime) TryMessage(c *Conn, typ MessageType, b *bufpool.Buffer, wake func()) error {
+	ev := rt.newEvent(c, evMessage)
+	ev.typ, ev.buf = typ, b
+	n := int64(len(b.B))
+	c.pending.Add(n)
+	if err := rt.exec.TrySubmit(c.id, dispatcher.Task{Fn: runEvent, Arg: ev}, wake); err != nil {
+		c.pending.Add(-n)
+		ev.buf = nil
+		rt.putEvent(ev)
+		return err
+	}
+	return nil
+}
+
+func (rt *Runtime) waitPending(ctx context.Context, c *Conn) error {
+	if c.drain == nil {
+		c.drain = make(chan struct{}, 1)
+	}
+	c.waiting.Store(true)
+	defer c.waiting.Store(false)
+	for c.pending.Load() > rt.maxPending {
+		select {
+		case <-c.drain:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Error submits an OnError event. It is never refused for a full shard.
+func (rt *Runtime) Error(c *Conn, err error) {
+	ev := rt.newEvent(c, evError)
+	ev.err = err
+	if rt.exec.SubmitLast(c.id, dispatcher.Task{Fn: runEvent, Arg: ev}) != nil {
+		rt.putEvent(ev)
+	}
+}
+
+// Closed submits the connection's last event, OnClose with code and reason.
+// It bypasses the queue bound so it is never lost, and is idempotent: only
+// the first call counts.
+func (rt *Runtime) Closed(c *Conn, code CloseCode, reason string) {
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	ev := rt.newEvent(c, evClose)
+	ev.code, ev.reason = code, reason
+	if rt.exec.SubmitLast(c.id, dispatcher.Task{Fn: runEvent, Arg: ev}) != nil {
+		// The runtime is closed: nothing will run it, but the connection is gone.
+		rt.putEvent(ev)
+		rt.open.Add(-1)
+		c.cancelContext()
+	}
+}
+
+// RequestFilter runs entry's request filter on the calling goroutine and
+// returns the decision; a filter that returned without deciding means Next.
+// A panic in the filter is recovered and returned as an error.
+func (rt *Runtime) RequestFilter(entry *Entry, rc *RequestContext) (d Decision, err error) {
+	fn := entry.requestFilter
+	if fn == nil {
+		if entry.ws != nil {
+			rc.Upgrade(nil)
+		} else {
+			rc.Next()
+		}
+		return rc.decision, nil
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			rt.panics.Add(1)
+			rt.log.Error("strand: request filter panic", "entry", entry.String(), "panic", v, "stack", string(debug.Stack()))
+			d, err = DecisionNone, fmt.Errorf("sdk: request filter %s panicked: %v", entry, v)
+		}
+	}()
+	fn(rc)
+	if rc.decision == DecisionNone {
+		rc.Next()
+	}
+	return rc.decision, nil
+}
+
+func (rt *Runtime) putEvent(ev *event) {
+	*ev = event{}
+	rt.events.Put(ev)
+}
+
+func (rt *Runtime) run(ev *event) {
+	c := ev.conn
+	defer rt.finish(ev)
+	h := c.h
+	switch ev.kind {
+	case evOpen:
+		if h.OnOpen != nil {
+			h.OnOpen(c)
+		}
+	case evMessage:
+		switch {
+		case h.OnMessage != nil:
+			h.OnMessage(c, Message{Type: ev.typ, Data: ev.buf.B})
+		case ev.typ == Text && h.OnText != nil:
+			h.OnText(c, ev.buf.B)
+		case ev.typ == Binary && h.OnBinary != nil:
+			h.OnBinary(c, ev.buf.B)
+		}
+	case evError:
+		if h.OnError != nil {
+			h.OnError(c, ev.err)
+		}
+	case evClose:
+		if h.OnClose != nil {
+			h.OnClose(c, ev.code, ev.reason)
+		}
+	}
+}
+
+// finish releases what the event held and turns a handler panic into a 1011
+// close of that connection only.
+func (rt *Runtime) finish(ev *event) {
+	c := ev.conn
+	v := recover()
+	if ev.buf != nil {
+		n := int64(len(ev.buf.B))
+		ev.buf.Release()
+		if c.pending.Add(-n) <= rt.maxPending && c.waiting.Load() {
+			select {
+			case c.drain <- struct{}{}:
+			default:
+			}
+		}
+	}
+	kind := ev.kind
+	rt.putEvent(ev)
+	if v != nil {
+		rt.panics.Add(1)
+		rt.log.Error("strand: handler panic", "plugin", rt.plugin.name, "conn", c.id,
+			"panic", v, "stack", string(debug.Stack()))
+		if kind != evClose {
+			_ = c.host.Close(CloseInternalError, "internal error")
+			if h := c.h; h.OnError != nil && kind != evError {
+				rt.safeOnError(c, fmt.Errorf("sdk: handler panic: %v", v))
+			}
+		}
+	}
+	if kind == evClose {
+		rt.open.Add(-1)
+		c.cancelContext()
+	}
+}
+
+func (rt *Runtime) safeOnError(c *Conn, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			rt.panics.Add(1)
+			rt.log.Error("strand: OnError panic", "plugin", rt.plugin.name, "conn", c.id, "panic", v)
+		}
+	}()
+	c.h.OnError(c, err)
+}
+
+// Close stops accepting events, runs every event already accepted, and
+// cancels connection contexts. It returns ctx's error if the deadline passes
+// first. Hosts close their connections (so OnClose events are submitted)
+// before closing the runtime. Idempotent.
+func (rt *Runtime) Close(ctx context.Context) error {
+	err := rt.exec.Close(ctx)
+	rt.closeOnce.Do(rt.cancel)
+	return err
+}

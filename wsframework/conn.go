@@ -1,0 +1,300 @@
+package wsframework
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/sdk/bufpool"
+)
+
+// outItem is one queued outgoing frame: opcode and payload (owned).
+type outItem struct {
+	op  byte
+	buf *bufpool.Buffer
+}
+
+// conn is one WebSocket connection on the host side. Its reader goroutine
+// (serve) owns its lifetime; writes are queued by any goroutine and drained
+// by at most one writer goroutine at a time, started when the queue becomes
+// non-empty and gone when it is empty again.
+type conn struct {
+	srv *Server
+	id  uint64
+	nc  net.Conn
+	br  *bufio.Reader
+	rt  *sdk.Runtime
+	sc  *sdk.Conn
+	ip  string
+
+	mu        sync.Mutex // guards the fields below
+	q         []outItem
+	spare     []outItem
+	qBytes    int64
+	writing   bool          // a writer goroutine is draining q
+	idle      chan struct{} // closed by the writer when it stops, if teardown waits
+	closing   bool          // a close frame is queued or the connection is gone: no more data
+	dead      bool          // torn down: nothing is queued any more
+	reason    CloseReason   // why the server closed, when it did (localSet)
+	localSet  bool
+	localCode sdk.CloseCode
+	localText string
+	writeErr  bool // a write failed: the socket is closed
+
+	closeDeadline atomic.Int64 // unix nanos; reads must end by then (0: none)
+	ping          *time.Timer
+
+	// Reader-owned deadline state.
+	deadlineIdle bool      // the current read deadline is the idle one
+	deadlineSet  time.Time // when the idle deadline was last set
+}
+
+func newConn(s *Server, id uint64, nc net.Conn, br *bufio.Reader, rt *sdk.Runtime, ip string) *conn {
+	return &conn{srv: s, id: id, nc: nc, br: br, rt: rt, ip: ip}
+}
+
+var _ sdk.ConnHost = (*conn)(nil)
+
+// Write implements sdk.ConnHost: queue one data message, never blocking.
+func (c *conn) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
+	if typ != sdk.Text && typ != sdk.Binary {
+		b.Release()
+		return sdk.ErrClosed
+	}
+	n := int64(len(b.B))
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		b.Release()
+		return sdk.ErrClosed
+	}
+	if len(c.q) >= c.srv.cfg.WriteQueueMessages || c.qBytes+n > c.srv.cfg.WriteQueueBytes {
+		c.mu.Unlock()
+		b.Release()
+		c.closeWith(ReasonSlowConsumer, sdk.ClosePolicyViolation, "slow consumer")
+		return sdk.ErrSlowConsumer
+	}
+	c.q = append(c.q, outItem{op: byte(typ), buf: b})
+	c.qBytes += n
+	start := c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return nil
+}
+
+// Close implements sdk.ConnHost.
+func (c *conn) Close(code sdk.CloseCode, reason string) error {
+	if !code.ValidOnWire() {
+		code = sdk.CloseNormal
+	}
+	if len(reason) > 123 {
+		reason = reason[:123]
+	}
+	if !c.closeWith(ReasonLocal, code, reason) {
+		return nil // idempotent
+	}
+	return nil
+}
+
+// startWriterLocked marks a writer as running and reports whether the caller
+// must start it. c.mu must be held.
+func (c *conn) startWriterLocked() bool {
+	if c.writing || c.dead {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+// control queues a control frame; it bypasses the queue bounds.
+func (c *conn) controlLocked(op byte, payload []byte) bool {
+	if c.dead {
+		return false
+	}
+	b := c.srv.cfg.Buffers.Get(len(payload))
+	copy(b.B, payload)
+	c.q = append(c.q, outItem{op: op, buf: b})
+	c.qBytes += int64(len(payload))
+	return c.startWriterLocked()
+}
+
+// closeWith starts a server-side close: queued data is kept (except for a
+// slow consumer, whose queue is dropped), a close frame is queued, and the
+// reader is given CloseTimeout to see the peer's reply. It reports whether
+// this call started the close.
+func (c *conn) closeWith(reason CloseReason, code sdk.CloseCode, text string) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	c.closing = true
+	c.reason, c.localSet, c.localCode, c.localText = reason, true, code, text
+	if reason == ReasonSlowConsumer {
+		c.dropQueueLocked()
+	}
+	start := c.controlLocked(opClose, closePayload(code, text))
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	c.setCloseDeadline(time.Now().Add(c.srv.cfg.CloseTimeout))
+	return true
+}
+
+// abort ends the connection at once (Shutdown past its deadline).
+func (c *conn) abort() {
+	c.mu.Lock()
+	if !c.localSet {
+		c.reason, c.localSet, c.localCode, c.localText = ReasonShutdown, true, sdk.CloseGoingAway, "server shutting down"
+	}
+	c.closing = true
+	c.mu.Unlock()
+	_ = c.nc.Close()
+}
+
+func (c *conn) setCloseDeadline(t time.Time) {
+	c.closeDeadline.Store(t.UnixNano())
+	_ = c.nc.SetReadDeadline(t)
+}
+
+// setReadDeadline sets a read deadline that never extends past a close
+// deadline set concurrently by closeWith.
+func (c *conn) setReadDeadline(t time.Time) {
+	if cd := c.closeDeadline.Load(); cd != 0 {
+		_ = c.nc.SetReadDeadline(time.Unix(0, cd))
+		return
+	}
+	_ = c.nc.SetReadDeadline(t)
+	if cd := c.closeDeadline.Load(); cd != 0 {
+		_ = c.nc.SetReadDeadline(time.Unix(0, cd))
+	}
+}
+
+// dropQueueLocked releases every queued, unwritten item.
+func (c *conn) dropQueueLocked() {
+	for i := range c.q {
+		c.q[i].buf.Release()
+		c.q[i] = outItem{}
+		c.srv.stats.dropped.Add(1)
+	}
+	c.q = c.q[:0]
+	c.qBytes = 0
+}
+
+// armPing schedules the next keepalive ping.
+func (c *conn) armPing() {
+	if c.srv.cfg.PingInterval <= 0 {
+		return
+	}
+	c.ping = time.AfterFunc(c.srv.cfg.PingInterval, c.sendPing)
+}
+
+func (c *conn) sendPing() {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	start := c.controlLocked(opPing, nil)
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	c.ping.Reset(c.srv.cfg.PingInterval)
+}
+
+// serve runs the connection: OnOpen, the read loop, then teardown and
+// OnClose. It returns when the connection is fully closed.
+func (c *conn) serve(ctx context.Context, info sdk.ConnInfo) {
+	s := c.srv
+	s.conns.Store(c.id, c)
+	defer func() {
+		s.conns.Delete(c.id)
+		s.release(c.ip)
+	}()
+	// Shutdown may have started between admit and Store: it would miss us.
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+
+	sc, err := c.rt.Open(ctx, c, info)
+	if err != nil {
+		c.abortHandshake(sdk.CloseGoingAway, "server shutting down")
+		return
+	}
+	c.sc = sc
+	if draining {
+		c.closeWith(ReasonShutdown, sdk.CloseGoingAway, "server shutting down")
+	}
+	c.armPing()
+	res := c.readLoop(ctx)
+	c.teardown(res)
+}
+
+// abortHandshake closes a connection that never reached the plugin.
+func (c *conn) abortHandshake(code sdk.CloseCode, text string) {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.CloseTimeout))
+	_, _ = c.nc.Write(appendFrame(nil, opClose, closePayload(code, text)))
+	_ = c.nc.Close()
+}
+
+// readResult is how the read loop ended.
+type readResult struct {
+	reason     CloseReason
+	code       sdk.CloseCode
+	text       string
+	peerClosed bool // the peer's close frame was read: the handshake is complete
+}
+
+// teardown flushes what can be flushed, closes the socket, releases queued
+// buffers and submits OnClose with the code that describes the close.
+func (c *conn) teardown(res readResult) {
+	s := c.srv
+	c.mu.Lock()
+	c.closing = true
+	c.dead = true
+	var idle chan struct{}
+	if c.writing {
+		idle = make(chan struct{})
+		c.idle = idle
+	}
+	reason, code, text := res.reason, res.code, res.text
+	if c.localSet && reason != ReasonProtocol && reason != ReasonBadUTF8 && reason != ReasonTooBig {
+		// The server closed first: report its code, whatever happened next.
+		reason, code, text = c.reason, c.localCode, c.localText
+	}
+	c.mu.Unlock()
+	if c.ping != nil {
+		c.ping.Stop()
+	}
+	if idle != nil {
+		if res.peerClosed || c.localSet {
+			// Let the close frame go out, within CloseTimeout.
+			t := time.NewTimer(s.cfg.CloseTimeout)
+			select {
+			case <-idle:
+			case <-t.C:
+				_ = c.nc.Close()
+				<-idle
+			}
+			t.Stop()
+		} else {
+			_ = c.nc.Close()
+			<-idle
+		}
+	}
+	_ = c.nc.Close()
+	c.mu.Lock()
+	c.dropQueueLocked()
+	c.q, c.spare = nil, nil
+	c.mu.Unlock()
+	s.stats.closes[reason].Add(1)
+	c.rt.Closed(c.sc, code, text)
+}

@@ -1,0 +1,316 @@
+package wsframework
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+
+	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/sdk/bufpool"
+)
+
+// WebSocket opcodes.
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xA
+)
+
+const maxControlPayload = 125
+
+// frameHeader is a parsed frame header.
+type frameHeader struct {
+	fin    bool
+	rsv    byte
+	op     byte
+	masked bool
+	length int64
+	mask   [4]byte
+}
+
+// errProtocol carries a protocol violation's description.
+type errProtocol string
+
+func (e errProtocol) Error() string { return string(e) }
+
+// readHeader parses one frame header from the buffered reader without
+// allocating.
+func (c *conn) readHeader() (h frameHeader, err error) {
+	p, err := c.br.Peek(2)
+	if err != nil {
+		return h, err
+	}
+	b0, b1 := p[0], p[1]
+	h.fin = b0&0x80 != 0
+	h.rsv = (b0 >> 4) & 0x7
+	h.op = b0 & 0x0f
+	h.masked = b1&0x80 != 0
+	n := 2
+	switch l := b1 & 0x7f; l {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	default:
+		h.length = int64(l)
+	}
+	if h.masked {
+		n += 4
+	}
+	if n > 2 {
+		if p, err = c.br.Peek(n); err != nil {
+			return h, err
+		}
+		switch b1 & 0x7f {
+		case 126:
+			h.length = int64(binary.BigEndian.Uint16(p[2:4]))
+		case 127:
+			u := binary.BigEndian.Uint64(p[2:10])
+			if u>>63 != 0 {
+				return h, errProtocol("64-bit length with the most significant bit set")
+			}
+			h.length = int64(u)
+		}
+		if h.masked {
+			copy(h.mask[:], p[n-4:n])
+		}
+	}
+	_, err = c.br.Discard(n)
+	return h, err
+}
+
+// readPayload reads n payload bytes into dst and unmasks them.
+func (c *conn) readPayload(h *frameHeader, dst []byte) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	if c.br.Buffered() < len(dst) {
+		// The rest of the frame must arrive within ReadTimeout.
+		c.setReadDeadline(time.Now().Add(c.srv.cfg.ReadTimeout))
+		c.deadlineIdle = false
+	}
+	if _, err := io.ReadFull(c.br, dst); err != nil {
+		return err
+	}
+	ws.Cipher(dst, h.mask, 0)
+	return nil
+}
+
+// readLoop reads frames until the connection ends and submits each complete
+// message to the runtime in wire order.
+func (c *conn) readLoop(ctx context.Context) readResult {
+	cfg := &c.srv.cfg
+	bufs := cfg.Buffers
+	var (
+		msg     *bufpool.Buffer // message being reassembled from fragments
+		msgType byte
+	)
+	defer func() {
+		if msg != nil {
+			msg.Release()
+		}
+	}()
+	for {
+		c.armIdleDeadline()
+		h, err := c.readHeader()
+		if err != nil {
+			return c.readError(err)
+		}
+		if h.rsv != 0 {
+			return c.fail(ReasonProtocol, "reserved bits set without a negotiated extension")
+		}
+		if !h.masked {
+			return c.fail(ReasonProtocol, "client frame is not masked")
+		}
+		switch h.op {
+		case opClose, opPing, opPong:
+			if !h.fin {
+				return c.fail(ReasonProtocol, "fragmented control frame")
+			}
+			if h.length > maxControlPayload {
+				return c.fail(ReasonProtocol, "control frame payload over 125 bytes")
+			}
+			var payload [maxControlPayload]byte
+			p := payload[:h.length]
+			if err := c.readPayload(&h, p); err != nil {
+				return c.readError(err)
+			}
+			if res, done := c.control(h.op, p); done {
+				return res
+			}
+			continue
+		case opText, opBinary:
+			if msg != nil {
+				return c.fail(ReasonProtocol, "new data frame inside a fragmented message")
+			}
+		case opContinuation:
+			if msg == nil {
+				return c.fail(ReasonProtocol, "continuation frame without a message to continue")
+			}
+		default:
+			return c.fail(ReasonProtocol, "reserved opcode")
+		}
+
+		// Data frame.
+		total := h.length
+		if msg != nil {
+			total += int64(len(msg.B))
+		}
+		if total > cfg.MaxMessageBytes {
+			return c.fail(ReasonTooBig, "message too big")
+		}
+		var start int
+		if msg == nil {
+			msgType = h.op
+			msg = bufs.Get(int(h.length))
+		} else {
+			start = len(msg.B)
+			msg = bufs.Grow(msg, int(total))
+			msg.B = msg.B[:total]
+		}
+		if err := c.readPayload(&h, msg.B[start:]); err != nil {
+			return c.readError(err)
+		}
+		if !h.fin {
+			continue
+		}
+		if c.isClosing() {
+			// Data after the server sent its close frame is discarded.
+			msg.Release()
+			msg = nil
+			continue
+		}
+		if msgType == opText && !utf8.Valid(msg.B) {
+			return c.fail(ReasonBadUTF8, "invalid UTF-8 in text message")
+		}
+		c.srv.stats.messagesIn.Add(1)
+		b := msg
+		msg = nil
+		if err := c.rt.Message(ctx, c.sc, sdk.MessageType(msgType), b); err != nil {
+			// The server is being torn down under us.
+			return readResult{reason: ReasonShutdown, code: sdk.CloseGoingAway, text: "server shutting down"}
+		}
+	}
+}
+
+// armIdleDeadline sets the idle read deadline before waiting for a header.
+// It is refreshed at most every eighth of IdleTimeout to keep a syscall-free
+// hot path.
+func (c *conn) armIdleDeadline() {
+	idle := c.srv.cfg.IdleTimeout
+	if idle <= 0 {
+		if !c.deadlineIdle {
+			c.setReadDeadline(time.Time{})
+			c.deadlineIdle = true
+		}
+		return
+	}
+	if c.br.Buffered() > 0 && c.deadlineIdle {
+		return
+	}
+	now := time.Now()
+	if c.deadlineIdle && now.Sub(c.deadlineSet) < idle/8 {
+		return
+	}
+	c.setReadDeadline(now.Add(idle))
+	c.deadlineSet = now
+	c.deadlineIdle = true
+}
+
+func (c *conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+// control handles a control frame; done reports that the read loop ends.
+func (c *conn) control(op byte, p []byte) (readResult, bool) {
+	switch op {
+	case opPing:
+		c.mu.Lock()
+		start := false
+		if !c.closing {
+			start = c.controlLocked(opPong, p)
+		}
+		c.mu.Unlock()
+		if start {
+			go c.writeLoop()
+		}
+		return readResult{}, false
+	case opPong:
+		return readResult{}, false
+	}
+	// Close frame.
+	code, text := sdk.CloseNoStatus, ""
+	switch {
+	case len(p) == 1:
+		return c.fail(ReasonProtocol, "close frame with a 1-byte payload"), true
+	case len(p) >= 2:
+		code = sdk.CloseCode(binary.BigEndian.Uint16(p))
+		if !code.ValidOnWire() {
+			return c.fail(ReasonProtocol, "invalid close code"), true
+		}
+		if !utf8.Valid(p[2:]) {
+			return c.fail(ReasonBadUTF8, "invalid UTF-8 in close reason"), true
+		}
+		text = string(p[2:])
+	}
+	c.mu.Lock()
+	start := false
+	if !c.closing {
+		// Answer the peer's close with the same code.
+		c.closing = true
+		reply := closePayload(code, "")
+		if code == sdk.CloseNoStatus {
+			reply = nil
+		}
+		start = c.controlLocked(opClose, reply)
+	}
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return readResult{reason: ReasonPeer, code: code, text: text, peerClosed: true}, true
+}
+
+// fail closes the connection for a violation found by the reader: the close
+// frame is sent without waiting for the peer's reply.
+func (c *conn) fail(reason CloseReason, text string) readResult {
+	code := reason.Code()
+	c.closeWith(reason, code, text)
+	return readResult{reason: reason, code: code, text: text}
+}
+
+// readError maps a read error to a result.
+func (c *conn) readError(err error) readResult {
+	var pe errProtocol
+	switch {
+	case errors.As(err, &pe):
+		return c.fail(ReasonProtocol, string(pe))
+	case errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err):
+		if c.isClosing() {
+			// The peer did not answer our close in time.
+			return readResult{reason: ReasonAbnormal, code: sdk.CloseAbnormal}
+		}
+		if !c.deadlineIdle {
+			return c.fail(ReasonReadTimeout, "frame read timeout")
+		}
+		return c.fail(ReasonIdle, "idle timeout")
+	}
+	return readResult{reason: ReasonAbnormal, code: sdk.CloseAbnormal}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,74 @@
+package wsframework
+
+import (
+	"sync/atomic"
+
+	"github.com/strandws/strand/sdk"
+)
+
+// CloseReason is why a connection closed. It is the one place that maps a
+// cause to the close code sent, and it indexes the close counters in Stats.
+type CloseReason uint8
+
+// Close reasons.
+const (
+	ReasonPeer         CloseReason = iota // the peer sent a close frame (its code is reported)
+	ReasonLocal                           // a handler called Conn.Close (its code is sent)
+	ReasonAbnormal                        // TCP ended without a close frame: 1006
+	ReasonTooBig                          // message over MaxMessageBytes: 1009
+	ReasonBadUTF8                         // invalid UTF-8 in a text message or close reason: 1007
+	ReasonProtocol                        // protocol violation: 1002
+	ReasonPanic                           // a handler panicked: 1011
+	ReasonSlowConsumer                    // write queue full: 1008
+	ReasonShutdown                        // server shutdown: 1001
+	ReasonIdle                            // nothing received within IdleTimeout: 1001
+	ReasonReadTimeout                     // a frame stalled mid-way: 1008
+	ReasonWriteFailed                     // a write failed or timed out: 1006
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	"peer", "local", "abnormal", "too_big", "bad_utf8", "protocol",
+	"panic", "slow_consumer", "shutdown", "idle", "read_timeout", "write_failed",
+}
+
+func (r CloseReason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Code returns the close code sent for r; ReasonPeer and ReasonLocal carry
+// their own code and return 0.
+func (r CloseReason) Code() sdk.CloseCode {
+	switch r {
+	case ReasonAbnormal, ReasonWriteFailed:
+		return sdk.CloseAbnormal
+	case ReasonTooBig:
+		return sdk.CloseMessageTooBig
+	case ReasonBadUTF8:
+		return sdk.CloseInvalidPayload
+	case ReasonProtocol:
+		return sdk.CloseProtocolError
+	case ReasonPanic:
+		return sdk.CloseInternalError
+	case ReasonSlowConsumer, ReasonReadTimeout:
+		return sdk.ClosePolicyViolation
+	case ReasonShutdown, ReasonIdle:
+		return sdk.CloseGoingAway
+	}
+	return 0
+}
+
+type reasonCounters [numReasons]atomic.Uint64
+
+func (rc *reasonCounters) snapshot() map[string]uint64 {
+	m := make(map[string]uint64, numReasons)
+	for i := range rc {
+		if n := rc[i].Load(); n > 0 {
+			m[CloseReason(i).String()] = n
+		}
+	}
+	return m
+}

@@ -1,0 +1,254 @@
+package wsframework
+
+import (
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/strandws/strand/sdk"
+)
+
+type routeEntry struct {
+	entry *sdk.Entry
+	rt    *sdk.Runtime
+}
+
+// route runs a chain of plugin entries in front of a terminal handler.
+type route struct {
+	srv      *Server
+	pattern  string
+	chain    []routeEntry
+	terminal http.Handler
+}
+
+func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if len(rt.chain) == 0 {
+		rt.terminal.ServeHTTP(w, r)
+		return
+	}
+	req := rt.snapshot(r)
+	rc := sdk.NewRequestContext(r.Context(), req, nil)
+	for _, re := range rt.chain {
+		d, err := re.rt.RequestFilter(re.entry, rc)
+		if err != nil {
+			http.Error(w, "internal server error", http.StatusInternalServerError)
+			return
+		}
+		switch d {
+		case sdk.DecisionEnd:
+			writeEnd(w, rc)
+			return
+		case sdk.DecisionUpgrade:
+			h := rc.UpgradeHandlers()
+			if h == nil {
+				h = re.entry.WebSocketHandlers()
+			}
+			rt.srv.upgrade(w, r, re.rt, rc, h)
+			return
+		}
+		rc = rc.Continue()
+	}
+	if rt.terminal == nil {
+		http.NotFound(w, r)
+		return
+	}
+	sdk.ApplyHeaderEdits(w.Header(), rc.HeaderEdits())
+	rt.terminal.ServeHTTP(w, r)
+}
+
+func writeEnd(w http.ResponseWriter, rc *sdk.RequestContext) {
+	h := w.Header()
+	sdk.ApplyHeaderEdits(h, rc.HeaderEdits())
+	body := rc.Body()
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	status := rc.Status()
+	if status == 0 {
+		status = http.StatusOK
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func (rt *route) snapshot(r *http.Request) *sdk.Request {
+	req := &sdk.Request{
+		Method:     r.Method,
+		Path:       r.URL.Path,
+		RawQuery:   r.URL.RawQuery,
+		Host:       r.Host,
+		RemoteAddr: r.RemoteAddr,
+		ClientIP:   clientIP(r.RemoteAddr),
+		Header:     r.Header,
+		Time:       time.Now(),
+	}
+	if names := patternWildcards(rt.pattern); len(names) > 0 {
+		req.Params = make(map[string]string, len(names))
+		for _, n := range names {
+			req.Params[n] = r.PathValue(n)
+		}
+	}
+	return req
+}
+
+// patternWildcards returns the wildcard names of a ServeMux pattern.
+func patternWildcards(pattern string) []string {
+	var names []string
+	for {
+		i := strings.IndexByte(pattern, '{')
+		if i < 0 {
+			return names
+		}
+		j := strings.IndexByte(pattern[i:], '}')
+		if j < 0 {
+			return names
+		}
+		name := strings.TrimSuffix(pattern[i+1:i+j], "...")
+		if name != "$" && name != "" {
+			names = append(names, name)
+		}
+		pattern = pattern[i+j+1:]
+	}
+}
+
+func clientIP(remoteAddr string) string {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return remoteAddr
+	}
+	return host
+}
+
+func isWebSocketHandshake(r *http.Request) bool {
+	return r.Method == http.MethodGet &&
+		headerHasToken(r.Header, "Connection", "upgrade") &&
+		headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for part := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkOrigin applies the Origin policy described on Config.AllowedOrigins.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, p := range s.cfg.AllowedOrigins {
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(origin)); ok {
+			return true
+		}
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(u.Host)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// admit reserves a connection slot, or writes the refusal and returns false.
+func (s *Server) admit(w http.ResponseWriter, ip string) bool {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		s.stats.rejectedCap.Add(1)
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return false
+	}
+	if max := s.cfg.MaxConns; max > 0 && s.open.Load() >= int64(max) {
+		s.mu.Unlock()
+		s.stats.rejectedCap.Add(1)
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return false
+	}
+	if max := s.cfg.MaxConnsPerIP; max > 0 {
+		ok := true
+		s.perIP.Compute(ip, func(n int, _ bool) (int, bool) {
+			if n >= max {
+				ok = false
+				return n, n == 0
+			}
+			return n + 1, false
+		})
+		if !ok {
+			s.mu.Unlock()
+			s.stats.rejectedIP.Add(1)
+			http.Error(w, "too many connections from this address", http.StatusTooManyRequests)
+			return false
+		}
+	}
+	s.open.Add(1)
+	s.connWG.Add(1)
+	s.mu.Unlock()
+	return true
+}
+
+// release undoes admit.
+func (s *Server) release(ip string) {
+	if s.cfg.MaxConnsPerIP > 0 {
+		s.perIP.Compute(ip, func(n int, _ bool) (int, bool) { return n - 1, n <= 1 })
+	}
+	s.open.Add(-1)
+	s.connWG.Done()
+}
+
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *sdk.Runtime, rc *sdk.RequestContext, h *sdk.WebSocketHandlers) {
+	if !isWebSocketHandshake(r) {
+		w.Header().Set("Upgrade", "websocket")
+		http.Error(w, "a WebSocket handshake is required here", http.StatusUpgradeRequired)
+		return
+	}
+	if !s.checkOrigin(r) {
+		s.stats.rejectedOrigin.Add(1)
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	req := rc.Request()
+	if !s.admit(w, req.ClientIP) {
+		return
+	}
+	u := ws.HTTPUpgrader{Timeout: s.cfg.HandshakeTimeout}
+	if len(s.cfg.Subprotocols) > 0 {
+		u.Protocol = func(p string) bool { return slices.Contains(s.cfg.Subprotocols, p) }
+	}
+	if edits := rc.HeaderEdits(); len(edits) > 0 {
+		u.Header = make(http.Header)
+		sdk.ApplyHeaderEdits(u.Header, edits)
+	}
+	nc, rw, hs, err := u.Upgrade(r, w)
+	if err != nil {
+		// gobwas has written the HTTP error response.
+		if nc != nil {
+			_ = nc.Close()
+		}
+		s.release(req.ClientIP)
+		return
+	}
+	s.stats.accepted.Add(1)
+	c := newConn(s, s.nextID.Add(1), nc, rw.Reader, rt, req.ClientIP)
+	info := sdk.ConnInfo{
+		ID: c.id, Request: req, Values: rc.Values(), Subprotocol: hs.Protocol, Handlers: h,
+	}
+	// The handler's goroutine becomes the connection's reader: net/http
+	// no longer tracks a hijacked connection, the Server does (connWG).
+	c.serve(s.hardCtx, info)
+}

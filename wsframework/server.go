@@ -1,0 +1,291 @@
+package wsframework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/puzpuzpuz/xsync/v3"
+
+	"github.com/strandws/strand/sdk"
+)
+
+// Errors returned by the Server.
+var (
+	// ErrServerClosed is returned by Serve and ListenAndServe after
+	// Shutdown or Close.
+	ErrServerClosed = errors.New("wsframework: server closed")
+)
+
+// Server serves HTTP and WebSocket for the plugin entries routed on it. It is
+// an http.Handler, so it can be mounted in any Go server, and it can run its
+// own with ListenAndServe or Serve. Create with New.
+type Server struct {
+	cfg Config
+	mux *http.ServeMux
+
+	mu       sync.Mutex // guards runtimes, httpSrvs, draining and connWG.Add
+	runtimes map[*sdk.Plugin]*sdk.Runtime
+	httpSrvs []*http.Server
+	draining bool
+	connWG   sync.WaitGroup // one per WebSocket connection
+	httpWG   sync.WaitGroup // http.Server shutdowns in flight
+
+	conns  *xsync.MapOf[uint64, *conn]
+	perIP  *xsync.MapOf[string, int]
+	open   atomic.Int64
+	nextID atomic.Uint64
+
+	// hardCtx ends when Shutdown's deadline passed or Close was called:
+	// readers blocked on a full dispatcher give up then.
+	hardCtx    context.Context
+	hardCancel context.CancelFunc
+
+	shutdownOnce sync.Once
+	closeErr     error
+
+	batches sync.Pool // *writeBatch
+
+	stats serverCounters
+}
+
+type serverCounters struct {
+	accepted       atomic.Uint64
+	rejectedOrigin atomic.Uint64
+	rejectedCap    atomic.Uint64
+	rejectedIP     atomic.Uint64
+	messagesIn     atomic.Uint64
+	messagesOut    atomic.Uint64
+	dropped        atomic.Uint64 // queued outgoing messages dropped on close
+	closes         reasonCounters
+}
+
+// Stats are a Server's counters.
+type Stats struct {
+	Open           int64             // WebSocket connections open now
+	Accepted       uint64            // handshakes completed
+	RejectedOrigin uint64            // 403: Origin not allowed
+	RejectedCap    uint64            // 503: MaxConns reached or shutting down
+	RejectedIP     uint64            // 429: MaxConnsPerIP reached
+	MessagesIn     uint64            // messages read from clients
+	MessagesOut    uint64            // data messages written to clients
+	Dropped        uint64            // queued outgoing messages released unsent because their connection closed
+	Closes         map[string]uint64 // connections closed, by CloseReason name
+}
+
+// New returns a Server configured by cfg.
+func New(cfg Config) (*Server, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      c,
+		mux:      http.NewServeMux(),
+		runtimes: make(map[*sdk.Plugin]*sdk.Runtime),
+		conns:    xsync.NewMapOf[uint64, *conn](),
+		perIP:    xsync.NewMapOf[string, int](),
+	}
+	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
+	s.batches.New = func() any { return new(writeBatch) }
+	return s, nil
+}
+
+// Route mounts entries on pattern (net/http ServeMux syntax, such as
+// "/chat/{room}"; wildcards become the request's Params). The entries' request
+// filters run in order; the entry that upgrades owns the WebSocket. A
+// request that every entry lets through goes to terminal, or gets 404 when
+// terminal is nil.
+func (s *Server) Route(pattern string, terminal http.Handler, entries ...*sdk.Entry) (err error) {
+	if len(entries) == 0 && terminal == nil {
+		return fmt.Errorf("wsframework: Route %q: no entries and no terminal", pattern)
+	}
+	rt := &route{srv: s, pattern: pattern, terminal: terminal}
+	for _, e := range entries {
+		if e == nil {
+			return fmt.Errorf("wsframework: Route %q: nil entry", pattern)
+		}
+		r, err := s.runtimeFor(e.Plugin())
+		if err != nil {
+			return err
+		}
+		rt.chain = append(rt.chain, routeEntry{entry: e, rt: r})
+	}
+	defer func() {
+		if v := recover(); v != nil { // ServeMux panics on a bad or duplicate pattern
+			err = fmt.Errorf("wsframework: Route %q: %v", pattern, v)
+		}
+	}()
+	s.mux.Handle(pattern, rt)
+	return nil
+}
+
+// Handle mounts a plain http.Handler on pattern (such as a health check).
+func (s *Server) Handle(pattern string, h http.Handler) error {
+	return s.Route(pattern, h)
+}
+
+func (s *Server) runtimeFor(p *sdk.Plugin) (*sdk.Runtime, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return nil, ErrServerClosed
+	}
+	if r, ok := s.runtimes[p]; ok {
+		return r, nil
+	}
+	r, err := sdk.NewRuntime(p, sdk.RuntimeConfig{
+		Dispatcher:      s.cfg.Dispatcher,
+		Buffers:         s.cfg.Buffers,
+		MaxPendingBytes: s.cfg.MaxPendingBytes,
+		Logger:          s.cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("wsframework: plugin %q: %w", p.Name(), err)
+	}
+	s.runtimes[p] = r
+	return r, nil
+}
+
+// Runtime returns the runtime running p's handlers, if p is routed here.
+func (s *Server) Runtime(p *sdk.Plugin) (*sdk.Runtime, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.runtimes[p]
+	return r, ok
+}
+
+// ServeHTTP serves a request through the routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+// ListenAndServe listens on the TCP address addr and calls Serve.
+func (s *Server) ListenAndServe(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(l)
+}
+
+// Serve serves HTTP and WebSocket on l until Shutdown or Close, then returns
+// ErrServerClosed. It takes ownership of l.
+func (s *Server) Serve(l net.Listener) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.cfg.HandshakeTimeout,
+		ErrorLog:          nil,
+	}
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		_ = l.Close()
+		return ErrServerClosed
+	}
+	s.httpSrvs = append(s.httpSrvs, hs)
+	s.mu.Unlock()
+	if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return ErrServerClosed
+}
+
+// Shutdown stops the server gracefully: it stops accepting (listeners
+// close, new handshakes get 503), sends 1001 to every WebSocket, lets queued
+// events and writes drain, waits for every connection and handler to
+// finish, and returns ctx.Err() if the deadline passes first (connections
+// still open then are closed at once). Idempotent; a later call waits again.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() {
+		s.mu.Lock()
+		s.draining = true
+		srvs := s.httpSrvs
+		s.mu.Unlock()
+		for _, hs := range srvs {
+			// Closes listeners and idle HTTP connections and waits for
+			// active requests; hijacked WebSockets are ours to close below.
+			s.httpWG.Go(func() { _ = hs.Shutdown(s.hardCtx) })
+		}
+		s.conns.Range(func(_ uint64, c *conn) bool {
+			c.closeWith(ReasonShutdown, sdk.CloseGoingAway, "server shutting down")
+			return true
+		})
+	})
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		s.httpWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.abort()
+		<-done
+	}
+	var errs []error
+	for _, r := range s.runtimesSnapshot() {
+		errs = append(errs, r.Close(ctx))
+	}
+	s.mu.Lock()
+	for _, hs := range s.httpSrvs {
+		_ = hs.Close()
+	}
+	s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes the server at once: listeners, every connection (without
+// waiting for close handshakes) and the runtimes. Idempotent.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := s.Shutdown(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// abort drops every connection without waiting.
+func (s *Server) abort() {
+	s.hardCancel()
+	s.conns.Range(func(_ uint64, c *conn) bool {
+		c.abort()
+		return true
+	})
+}
+
+func (s *Server) runtimesSnapshot() []*sdk.Runtime {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*sdk.Runtime, 0, len(s.runtimes))
+	for _, r := range s.runtimes {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		Open:           s.open.Load(),
+		Accepted:       c.accepted.Load(),
+		RejectedOrigin: c.rejectedOrigin.Load(),
+		RejectedCap:    c.rejectedCap.Load(),
+		RejectedIP:     c.rejectedIP.Load(),
+		MessagesIn:     c.messagesIn.Load(),
+		MessagesOut:    c.messagesOut.Load(),
+		Dropped:        c.dropped.Load(),
+		Closes:         c.closes.snapshot(),
+	}
+}

@@ -1,0 +1,128 @@
+package wsframework
+
+import (
+	"encoding/binary"
+	"net"
+	"time"
+
+	"github.com/strandws/strand/sdk"
+)
+
+// maxHeader is the largest server frame header (unmasked, 64-bit length).
+const maxHeader = 10
+
+// writeBatch is the scratch space of one writer run, pooled per Server.
+type writeBatch struct {
+	hdrs []byte
+	vec  net.Buffers
+}
+
+// putHeader writes a server (unmasked) frame header for op and n payload
+// bytes into dst and returns its length.
+func putHeader(dst []byte, op byte, n int) int {
+	dst[0] = 0x80 | op
+	switch {
+	case n <= 125:
+		dst[1] = byte(n)
+		return 2
+	case n <= 0xffff:
+		dst[1] = 126
+		binary.BigEndian.PutUint16(dst[2:], uint16(n))
+		return 4
+	default:
+		dst[1] = 127
+		binary.BigEndian.PutUint64(dst[2:], uint64(n))
+		return 10
+	}
+}
+
+// appendFrame appends a whole server frame to dst.
+func appendFrame(dst []byte, op byte, payload []byte) []byte {
+	var h [maxHeader]byte
+	n := putHeader(h[:], op, len(payload))
+	dst = append(dst, h[:n]...)
+	return append(dst, payload...)
+}
+
+// closePayload encodes a close frame body.
+func closePayload(code sdk.CloseCode, reason string) []byte {
+	if len(reason) > maxControlPayload-2 {
+		reason = reason[:maxControlPayload-2]
+	}
+	p := make([]byte, 2+len(reason))
+	binary.BigEndian.PutUint16(p, uint16(code))
+	copy(p[2:], reason)
+	return p
+}
+
+// writeLoop drains the write queue: everything queued at a time goes out in
+// one vectored write. It runs while the queue is non-empty and exits when it
+// is empty, so an idle connection holds no writer goroutine.
+func (c *conn) writeLoop() {
+	s := c.srv
+	wb := s.batches.Get().(*writeBatch)
+	defer s.batches.Put(wb)
+	for {
+		c.mu.Lock()
+		if len(c.q) == 0 || c.dead && c.writeErr {
+			c.writing = false
+			if c.idle != nil {
+				close(c.idle)
+				c.idle = nil
+			}
+			c.mu.Unlock()
+			return
+		}
+		items := c.q
+		c.q, c.spare = c.spare[:0], nil
+		c.qBytes = 0
+		c.mu.Unlock()
+
+		need := len(items) * maxHeader
+		if cap(wb.hdrs) < need {
+			wb.hdrs = make([]byte, need)
+		}
+		hdrs := wb.hdrs[:need]
+		vec := wb.vec[:0]
+		off := 0
+		data := 0
+		for _, it := range items {
+			n := putHeader(hdrs[off:], it.op, len(it.buf.B))
+			vec = append(vec, hdrs[off:off+n])
+			if len(it.buf.B) > 0 {
+				vec = append(vec, it.buf.B)
+			}
+			off += n
+			if it.op == opText || it.op == opBinary {
+				data++
+			}
+		}
+		wb.vec = vec[:0]
+		_ = c.nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		_, err := vec.WriteTo(c.nc)
+		for i := range items {
+			items[i].buf.Release()
+			items[i] = outItem{}
+		}
+		clear(wb.vec[:cap(wb.vec)])
+		c.mu.Lock()
+		if c.spare == nil {
+			c.spare = items[:0]
+		}
+		if err != nil {
+			c.writeErr = true
+			c.closing = true
+			if !c.localSet {
+				c.reason, c.localSet, c.localCode = ReasonWriteFailed, true, sdk.CloseAbnormal
+			}
+			c.dropQueueLocked()
+		}
+		c.mu.Unlock()
+		if err != nil {
+			// Unblock the reader: the connection is unusable.
+			_ = c.nc.Close()
+			continue
+		}
+		s.stats.messagesOut.Add(uint64(data))
+	}
+}
