@@ -53,8 +53,9 @@ func (p *Plugin) Entries() []*Entry {
 }
 
 // RequestFilterFunc is the RequestFilter phase handler. It decides with
-// ctx.Next, ctx.End (or ctx.Reject) or ctx.Upgrade; returning without a
-// decision means Next.
+// ctx.Next, ctx.End (or ctx.Reject) or ctx.Upgrade, before or after it
+// returns; a handler that never decides is failed by the host's phase
+// timeout.
 type RequestFilterFunc func(ctx *RequestContext)
 
 // Entry is a named handler set of a plugin: its phase handlers and the
@@ -64,8 +65,11 @@ type Entry struct {
 	plugin *Plugin
 	name   string
 
-	requestFilter RequestFilterFunc
-	ws            *WebSocketHandlers
+	requestFilter  RequestFilterFunc
+	responseFilter ResponseFilterFunc
+	bodyFilter     BodyFilterFunc
+	logging        LoggingFunc
+	ws             *WebSocketHandlers
 }
 
 // Plugin returns the plugin the entry belongs to.
@@ -81,6 +85,43 @@ func (e *Entry) String() string { return fmt.Sprintf("%s/%s", e.plugin.name, e.n
 func (e *Entry) RequestFilter(fn RequestFilterFunc) *Entry {
 	e.requestFilter = fn
 	return e
+}
+
+// ResponseFilter registers the ResponseFilter phase handler and returns e.
+// It sees the answer's status and headers and decides with ctx.Next.
+func (e *Entry) ResponseFilter(fn ResponseFilterFunc) *Entry {
+	e.responseFilter = fn
+	return e
+}
+
+// ResponseBodyFilter registers the ResponseBodyFilter phase handler and
+// returns e. It sees the whole answer body (the host buffers it, up to its
+// cap) and decides with ctx.Next.
+func (e *Entry) ResponseBodyFilter(fn BodyFilterFunc) *Entry {
+	e.bodyFilter = fn
+	return e
+}
+
+// Logging registers the Logging phase handler and returns e.
+func (e *Entry) Logging(fn LoggingFunc) *Entry {
+	e.logging = fn
+	return e
+}
+
+// Has reports whether the entry registered a handler for phase p. A phase
+// with no handler costs nothing: the host skips it without a hand-off.
+func (e *Entry) Has(p Phase) bool {
+	switch p {
+	case PhaseRequestFilter:
+		return e.requestFilter != nil
+	case PhaseResponseFilter:
+		return e.responseFilter != nil
+	case PhaseResponseBodyFilter:
+		return e.bodyFilter != nil
+	case PhaseLogging:
+		return e.logging != nil
+	}
+	return false
 }
 
 // WebSocket registers the entry's WebSocket handlers and returns e. An entry

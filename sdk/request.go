@@ -2,8 +2,12 @@ package sdk
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 )
 
@@ -60,69 +64,53 @@ type HeaderEdit struct {
 
 // RequestContext is handed to a RequestFilter. It carries the request
 // snapshot and collects the filter's decision and edits; they travel back to
-// the host together when the handler decides. It implements context.Context
-// through Context(). A RequestContext is used by one handler at a time and
-// must not be kept after the handler returns.
+// the host together when the handler decides with Next, End, Reject or
+// Upgrade. A filter may decide after returning, from another goroutine,
+// within the host's phase timeout. Do not touch the context after deciding.
 type RequestContext struct {
-	ctx      context.Context
-	req      *Request
-	values   map[string]any
+	phase
+	editor
 	decision Decision
-	status   int
-	edits    []HeaderEdit
 	body     []byte
 	ws       *WebSocketHandlers
+	vals     map[string]any
 }
 
 // NewRequestContext returns a context for req. Hosts and test kits call it;
-// values is the per-request value map (may be nil).
+// values is the per-request value map shared along the chain (may be nil).
 func NewRequestContext(ctx context.Context, req *Request, values map[string]any) *RequestContext {
-	return &RequestContext{ctx: ctx, req: req, values: values}
+	c := &RequestContext{vals: values}
+	c.init(ctx, req, &c.vals)
+	return c
 }
-
-// Context returns the request's context, cancelled when the client goes away.
-func (c *RequestContext) Context() context.Context { return c.ctx }
-
-// Request returns the request snapshot.
-func (c *RequestContext) Request() *Request { return c.req }
 
 // Set stores a per-request value (for example auth claims). Values set here
-// are readable by later entries and, after an upgrade, by every WebSocket
-// handler through Conn.Value.
+// are readable by later entries and phases and, after an upgrade, by every
+// WebSocket handler through Conn.Value.
 func (c *RequestContext) Set(key string, v any) {
-	if c.values == nil {
-		c.values = make(map[string]any)
+	if c.vals == nil {
+		c.vals = make(map[string]any)
 	}
-	c.values[key] = v
+	c.vals[key] = v
 }
-
-// Value returns a per-request value, or nil.
-func (c *RequestContext) Value(key string) any { return c.values[key] }
 
 // Values returns the per-request values (may be nil). Hosts read it.
-func (c *RequestContext) Values() map[string]any { return c.values }
-
-// SetStatus sets the response status used by End.
-func (c *RequestContext) SetStatus(code int) { c.status = code }
-
-// SetHeader sets a response header.
-func (c *RequestContext) SetHeader(name, value string) {
-	c.edits = append(c.edits, HeaderEdit{Op: HeaderSet, Name: name, Value: value})
-}
-
-// AddHeader adds a response header value.
-func (c *RequestContext) AddHeader(name, value string) {
-	c.edits = append(c.edits, HeaderEdit{Op: HeaderAdd, Name: name, Value: value})
-}
-
-// RemoveHeader removes a response header.
-func (c *RequestContext) RemoveHeader(name string) {
-	c.edits = append(c.edits, HeaderEdit{Op: HeaderRemove, Name: name})
-}
+func (c *RequestContext) Values() map[string]any { return c.vals }
 
 // SetBody sets the response body used by End. The slice is kept: do not
 // modify it afterwards.
 func (c *RequestContext) SetBody(b []byte) { c.body = b }
+
+// SetJSON sets the response body used by End to v as JSON, and Content-Type.
+func (c *RequestContext) SetJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("sdk: SetJSON: %w", err)
+	}
+	c.body = b
+	c.SetHeader("Content-Type", "application/json")
+	return nil
+}
 
 // Next lets the request continue to the next entry or the terminal.
 func (c *RequestContext) Next() { c.decide(DecisionNext) }
@@ -133,42 +121,83 @@ func (c *RequestContext) End() { c.decide(DecisionEnd) }
 
 // Reject answers the request with status and a text body.
 func (c *RequestContext) Reject(status int, body string) {
+	if !c.claim() {
+		return
+	}
 	c.status = status
 	c.body = []byte(body)
 	c.SetHeader("Content-Type", "text/plain; charset=utf-8")
-	c.decide(DecisionEnd)
+	c.decision = DecisionEnd
+	c.send()
 }
 
 // Upgrade accepts a WebSocket handshake with h, or with the entry's own
 // WebSocket handlers when h is nil. Collected header edits are sent with the
 // handshake response.
 func (c *RequestContext) Upgrade(h *WebSocketHandlers) {
+	if !c.claim() {
+		return
+	}
 	c.ws = h
-	c.decide(DecisionUpgrade)
+	c.decision = DecisionUpgrade
+	c.send()
 }
 
 func (c *RequestContext) decide(d Decision) {
-	if c.decision == DecisionNone {
-		c.decision = d
+	if !c.claim() {
+		return
 	}
+	c.decision = d
+	c.send()
 }
 
-// Continue clears the decision (keeping values and edits) so the next
-// entry of a chain can decide, and returns c. Hosts call it.
+// ReadBody asks the host for the whole request body through the channel
+// context (a call with its own call ID, answered within the call timeout).
+// A body over the host's cap returns ErrBodyTooLarge and the host answers
+// 413. The returned slice belongs to the caller.
+func (c *RequestContext) ReadBody() ([]byte, error) {
+	return c.call(MethodReadRequestBody, 0, nil)
+}
+
+// StreamHeader starts a streamed answer with status and the collected
+// header edits. Follow with StreamWrite calls and StreamEnd, which ends the
+// phase like End.
+func (c *RequestContext) StreamHeader(status int) error {
+	c.status = status
+	_, err := c.call(MethodResponseStreamHead, status, nil)
+	return err
+}
+
+// StreamWrite sends one chunk of a streamed answer and flushes it. The host
+// is done with p when StreamWrite returns.
+func (c *RequestContext) StreamWrite(p []byte) error {
+	_, err := c.call(MethodResponseStreamData, 0, p)
+	return err
+}
+
+// StreamEnd ends a streamed answer and the phase.
+func (c *RequestContext) StreamEnd() error {
+	_, err := c.call(MethodResponseStreamEnd, 0, nil)
+	c.decide(DecisionEnd)
+	return err
+}
+
+// Continue prepares the context for the next entry of a chain: a fresh
+// decision signal, the same request, values and edits. Hosts call it.
+//
+// Call it only once c has decided: the new context has its own copies of
+// the values and edits, so a handler that lingers on c cannot race with the
+// next entry.
 func (c *RequestContext) Continue() *RequestContext {
-	c.decision = DecisionNone
-	c.ws = nil
-	return c
+	n := &RequestContext{body: c.body, vals: maps.Clone(c.vals)}
+	n.status = c.status
+	n.edits = slices.Clone(c.edits)
+	n.init(c.ctx, c.req, &n.vals)
+	return n
 }
 
-// Decision returns the decision made so far.
+// Decision returns the decision made (valid once the host got the signal).
 func (c *RequestContext) Decision() Decision { return c.decision }
-
-// Status returns the collected response status (0 if unset).
-func (c *RequestContext) Status() int { return c.status }
-
-// HeaderEdits returns the collected header edits in call order.
-func (c *RequestContext) HeaderEdits() []HeaderEdit { return c.edits }
 
 // Body returns the collected response body.
 func (c *RequestContext) Body() []byte { return c.body }

@@ -31,6 +31,9 @@ type RuntimeConfig struct {
 	// stops reading that connection. Zero means DefaultMaxPendingBytes;
 	// negative means no bound (the dispatcher's queue bound still applies).
 	MaxPendingBytes int64
+	// Phases configures the worker pool that runs HTTP phase handlers.
+	// Zero means dispatcher's defaults. It starts on first use.
+	Phases dispatcher.PoolConfig
 	// Logger receives handler panics and slow handlers. Nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -39,8 +42,9 @@ type RuntimeConfig struct {
 // RuntimeStats are a runtime's counters.
 type RuntimeStats struct {
 	Dispatcher dispatcher.ShardedStats
+	Phases     dispatcher.PoolStats
 	Open       int64  // connections opened and not yet closed
-	Panics     uint64 // handler panics recovered
+	Panics     uint64 // handler panics recovered (events and phases)
 }
 
 // Runtime runs one plugin's handlers. Hosts deliver a connection's events
@@ -63,6 +67,11 @@ type Runtime struct {
 	open   atomic.Int64
 	panics atomic.Uint64
 
+	poolCfg  dispatcher.PoolConfig
+	poolOnce sync.Once
+	pool     *dispatcher.Pool
+	poolErr  error
+
 	closeOnce sync.Once
 }
 
@@ -71,7 +80,7 @@ func NewRuntime(p *Plugin, cfg RuntimeConfig) (*Runtime, error) {
 	if p == nil {
 		return nil, errors.New("sdk: NewRuntime: nil plugin")
 	}
-	rt := &Runtime{plugin: p, bufs: cfg.Buffers, maxPending: cfg.MaxPendingBytes, log: cfg.Logger}
+	rt := &Runtime{plugin: p, bufs: cfg.Buffers, maxPending: cfg.MaxPendingBytes, log: cfg.Logger, poolCfg: cfg.Phases}
 	if rt.bufs == nil {
 		rt.bufs = bufpool.New(bufpool.Config{})
 	}
@@ -110,7 +119,11 @@ func (rt *Runtime) Buffers() *bufpool.Pool { return rt.bufs }
 
 // Stats returns the runtime's counters.
 func (rt *Runtime) Stats() RuntimeStats {
-	return RuntimeStats{Dispatcher: rt.exec.Stats(), Open: rt.open.Load(), Panics: rt.panics.Load()}
+	st := RuntimeStats{Dispatcher: rt.exec.Stats(), Open: rt.open.Load(), Panics: rt.panics.Load()}
+	if p := rt.phasePool(false); p != nil {
+		st.Phases = p.Stats()
+	}
+	return st
 }
 
 type eventKind uint8
@@ -258,33 +271,6 @@ func (rt *Runtime) Closed(c *Conn, code CloseCode, reason string) {
 	}
 }
 
-// RequestFilter runs entry's request filter on the calling goroutine and
-// returns the decision; a filter that returned without deciding means Next.
-// A panic in the filter is recovered and returned as an error.
-func (rt *Runtime) RequestFilter(entry *Entry, rc *RequestContext) (d Decision, err error) {
-	fn := entry.requestFilter
-	if fn == nil {
-		if entry.ws != nil {
-			rc.Upgrade(nil)
-		} else {
-			rc.Next()
-		}
-		return rc.decision, nil
-	}
-	defer func() {
-		if v := recover(); v != nil {
-			rt.panics.Add(1)
-			rt.log.Error("strand: request filter panic", "entry", entry.String(), "panic", v, "stack", string(debug.Stack()))
-			d, err = DecisionNone, fmt.Errorf("sdk: request filter %s panicked: %v", entry, v)
-		}
-	}()
-	fn(rc)
-	if rc.decision == DecisionNone {
-		rc.Next()
-	}
-	return rc.decision, nil
-}
-
 func (rt *Runtime) putEvent(ev *event) {
 	*ev = event{}
 	rt.events.Put(ev)
@@ -369,6 +355,10 @@ func (rt *Runtime) safeOnError(c *Conn, err error) {
 // before closing the runtime. Idempotent.
 func (rt *Runtime) Close(ctx context.Context) error {
 	err := rt.exec.Close(ctx)
+	rt.poolOnce.Do(func() { rt.poolErr = ErrRuntimeClosed })
+	if rt.pool != nil {
+		err = errors.Join(err, rt.pool.Close(ctx))
+	}
 	rt.closeOnce.Do(rt.cancel)
 	return err
 }

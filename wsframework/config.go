@@ -13,15 +13,26 @@ import (
 
 // Defaults for zero Config fields.
 const (
-	DefaultMaxMessageBytes    = 1 << 20
-	DefaultWriteQueueMessages = 4096
-	DefaultWriteQueueBytes    = 16 << 20
-	DefaultHandshakeTimeout   = 10 * time.Second
-	DefaultWriteTimeout       = 10 * time.Second
-	DefaultReadTimeout        = 30 * time.Second
-	DefaultPingInterval       = 30 * time.Second
-	DefaultCloseTimeout       = 5 * time.Second
+	DefaultMaxMessageBytes     = 1 << 20
+	DefaultWriteQueueMessages  = 4096
+	DefaultWriteQueueBytes     = 16 << 20
+	DefaultHandshakeTimeout    = 10 * time.Second
+	DefaultWriteTimeout        = 10 * time.Second
+	DefaultReadTimeout         = 30 * time.Second
+	DefaultPingInterval        = 30 * time.Second
+	DefaultCloseTimeout        = 5 * time.Second
+	DefaultPhaseTimeout        = 5 * time.Second
+	DefaultMaxRequestBodyBytes = 1 << 20
+	DefaultMaxBodyFilterBytes  = 4 << 20
 )
+
+// PluginPolicy is how the host treats one plugin.
+type PluginPolicy struct {
+	// FailOpen skips the plugin when one of its phase handlers times out,
+	// panics or cannot take a larger body, instead of failing the request
+	// (500, 504 on timeout, 502 for an oversize body). Both are counted.
+	FailOpen bool
+}
 
 // Config configures a Server. The zero value is valid; New copies it and
 // fills the defaults.
@@ -31,10 +42,14 @@ type Config struct {
 	// Zero means DefaultMaxMessageBytes (1 MiB).
 	MaxMessageBytes int64
 	// WriteQueueMessages and WriteQueueBytes bound a connection's write
-	// queue. A Send that would exceed either closes the connection with 1008
-	// (slow consumer). Zero means DefaultWriteQueueMessages (4096) and
-	// DefaultWriteQueueBytes (16 MiB), sized so that a client that keeps
-	// reading is never treated as slow.
+	// queue (data messages and pong replies). A Send that would exceed
+	// either closes the connection with 1008 (slow consumer), and so does a
+	// write blocked for WriteTimeout. While the queue is over half of either
+	// bound the connection's reader pauses, so a client that sends faster
+	// than it reads its answers is slowed by TCP backpressure, not closed.
+	// Zero means DefaultWriteQueueMessages (4096) and DefaultWriteQueueBytes
+	// (16 MiB), sized so that a client that keeps reading is never treated
+	// as slow.
 	WriteQueueMessages int
 	WriteQueueBytes    int64
 	// MaxPendingBytes bounds a connection's inbound bytes handed to the
@@ -79,12 +94,40 @@ type Config struct {
 	// MaxConnsPerIP caps open WebSocket connections per client IP (429
 	// beyond). Zero means no cap.
 	MaxConnsPerIP int
+	// PhaseTimeout bounds one HTTP phase handler: a handler that has not
+	// decided (Next/End/Upgrade) by then fails its plugin's failure mode.
+	// Each host call the handler makes restarts it. Zero means
+	// DefaultPhaseTimeout (5 s).
+	PhaseTimeout time.Duration
+	// MaxRequestBodyBytes caps a request body read by a plugin through the
+	// channel context (413 beyond). Zero means DefaultMaxRequestBodyBytes
+	// (1 MiB).
+	MaxRequestBodyBytes int64
+	// MaxBodyFilterBytes caps the answer body buffered for a
+	// ResponseBodyFilter; a larger body follows the failure mode (closed:
+	// 502; open: passed through unfiltered, counted). Zero means
+	// DefaultMaxBodyFilterBytes (4 MiB).
+	MaxBodyFilterBytes int64
+	// Plugins holds per-plugin policies by plugin name. A plugin not listed
+	// gets the zero PluginPolicy (fail closed).
+	Plugins map[string]PluginPolicy
+	// TrustedProxies lists the proxies (IP addresses or CIDR prefixes) whose
+	// X-Forwarded-For and Forwarded headers are believed for the client IP.
+	// Zero means none: the client IP is the socket's.
+	TrustedProxies []string
+	// Phases configures each plugin runtime's HTTP phase worker pool. Zero
+	// means dispatcher's defaults.
+	Phases dispatcher.PoolConfig
 	// Dispatcher configures the ordered executor of each plugin's runtime.
 	// Zero means the dispatcher's defaults.
 	Dispatcher dispatcher.ShardedConfig
 	// Buffers is the buffer pool shared by connections and runtimes. Nil
 	// means a new pool.
 	Buffers *bufpool.Pool
+	// Adapter carries room messages between the nodes serving one set of
+	// rooms. Nil means a node of its own in-memory bus (one node). The
+	// Server binds it in New and closes it at the end of Shutdown.
+	Adapter Adapter
 	// Logger receives the server's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -92,7 +135,8 @@ type Config struct {
 func (c Config) withDefaults() (Config, error) {
 	if c.MaxMessageBytes < 0 || c.WriteQueueMessages < 0 || c.WriteQueueBytes < 0 ||
 		c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.HandshakeTimeout < 0 ||
-		c.WriteTimeout < 0 || c.ReadTimeout < 0 || c.CloseTimeout < 0 {
+		c.WriteTimeout < 0 || c.ReadTimeout < 0 || c.CloseTimeout < 0 ||
+		c.PhaseTimeout < 0 || c.MaxRequestBodyBytes < 0 || c.MaxBodyFilterBytes < 0 {
 		return c, errors.New("wsframework: negative limit in Config")
 	}
 	for _, p := range c.AllowedOrigins {
@@ -131,6 +175,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = DefaultCloseTimeout
 	}
+	if c.PhaseTimeout == 0 {
+		c.PhaseTimeout = DefaultPhaseTimeout
+	}
+	if c.MaxRequestBodyBytes == 0 {
+		c.MaxRequestBodyBytes = DefaultMaxRequestBodyBytes
+	}
+	if c.MaxBodyFilterBytes == 0 {
+		c.MaxBodyFilterBytes = DefaultMaxBodyFilterBytes
+	}
 	if c.Buffers == nil {
 		c.Buffers = bufpool.New(bufpool.Config{})
 	}
@@ -138,6 +191,14 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.Default()
 	}
 	c.Subprotocols = append([]string(nil), c.Subprotocols...)
+	c.TrustedProxies = append([]string(nil), c.TrustedProxies...)
+	if c.Plugins != nil {
+		m := make(map[string]PluginPolicy, len(c.Plugins))
+		for k, v := range c.Plugins {
+			m[k] = v
+		}
+		c.Plugins = m
+	}
 	c.AllowedOrigins = append([]string(nil), c.AllowedOrigins...)
 	return c, nil
 }

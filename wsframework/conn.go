@@ -45,8 +45,14 @@ type conn struct {
 	localText string
 	writeErr  bool // a write failed: the socket is closed
 
+	readerWaiting bool          // the reader waits in waitOutbound
+	outWait       chan struct{} // wakes it; made on first wait
+
+	rooms   connRooms // the rooms it is in (rooms.go)
+	writeFn func()    // c.writeLoop, bound once: `go c.writeFn()` allocates nothing
+
 	closeDeadline atomic.Int64 // unix nanos; reads must end by then (0: none)
-	ping          *time.Timer
+	ping          *time.Timer  // set once by the reader, under mu (sendPing reads it under mu)
 
 	// Reader-owned deadline state.
 	deadlineIdle bool      // the current read deadline is the idle one
@@ -54,7 +60,9 @@ type conn struct {
 }
 
 func newConn(s *Server, id uint64, nc net.Conn, br *bufio.Reader, rt *sdk.Runtime, ip string) *conn {
-	return &conn{srv: s, id: id, nc: nc, br: br, rt: rt, ip: ip}
+	c := &conn{srv: s, id: id, nc: nc, br: br, rt: rt, ip: ip}
+	c.writeFn = c.writeLoop
+	return c
 }
 
 var _ sdk.ConnHost = (*conn)(nil)
@@ -83,7 +91,7 @@ func (c *conn) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
 	start := c.startWriterLocked()
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		go c.writeFn()
 	}
 	return nil
 }
@@ -93,10 +101,12 @@ func (c *conn) Close(code sdk.CloseCode, reason string) error {
 	if !code.ValidOnWire() {
 		code = sdk.CloseNormal
 	}
-	if len(reason) > 123 {
-		reason = reason[:123]
+	reason = truncateReason(reason)
+	why := ReasonLocal
+	if code == sdk.CloseInternalError {
+		why = ReasonPanic // the runtime closes a panicking handler's connection with 1011
 	}
-	if !c.closeWith(ReasonLocal, code, reason) {
+	if !c.closeWith(why, code, reason) {
 		return nil // idempotent
 	}
 	return nil
@@ -186,6 +196,50 @@ func (c *conn) dropQueueLocked() {
 	}
 	c.q = c.q[:0]
 	c.qBytes = 0
+	c.wakeReaderLocked()
+}
+
+// outboundHighLocked reports whether the write queue is over half of either
+// bound. The reader then stops reading until the writer catches up, so a
+// client that sends faster than it reads its answers (an echo pipeline) is
+// slowed by TCP backpressure instead of being closed as a slow consumer.
+func (c *conn) outboundHighLocked() bool {
+	cfg := &c.srv.cfg
+	return len(c.q) > cfg.WriteQueueMessages/2 || c.qBytes > cfg.WriteQueueBytes/2
+}
+
+// waitOutbound blocks the reader while the write queue is high.
+func (c *conn) waitOutbound(ctx context.Context) {
+	c.mu.Lock()
+	for !c.closing && c.outboundHighLocked() {
+		if c.outWait == nil {
+			c.outWait = make(chan struct{}, 1)
+		}
+		c.readerWaiting = true
+		ch := c.outWait
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			c.mu.Lock()
+			c.readerWaiting = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Lock()
+	}
+	c.readerWaiting = false
+	c.mu.Unlock()
+}
+
+// wakeReaderLocked wakes a reader paused by waitOutbound.
+func (c *conn) wakeReaderLocked() {
+	if c.readerWaiting {
+		select {
+		case c.outWait <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // armPing schedules the next keepalive ping.
@@ -193,7 +247,11 @@ func (c *conn) armPing() {
 	if c.srv.cfg.PingInterval <= 0 {
 		return
 	}
+	// Under mu: the timer may fire before AfterFunc returns, and sendPing
+	// reads c.ping.
+	c.mu.Lock()
 	c.ping = time.AfterFunc(c.srv.cfg.PingInterval, c.sendPing)
+	c.mu.Unlock()
 }
 
 func (c *conn) sendPing() {
@@ -203,11 +261,11 @@ func (c *conn) sendPing() {
 		return
 	}
 	start := c.controlLocked(opPing, nil)
+	c.ping.Reset(c.srv.cfg.PingInterval) // under mu: never re-armed after teardown's Stop
 	c.mu.Unlock()
 	if start {
 		go c.writeLoop()
 	}
-	c.ping.Reset(c.srv.cfg.PingInterval)
 }
 
 // serve runs the connection: OnOpen, the read loop, then teardown and
@@ -295,6 +353,7 @@ func (c *conn) teardown(res readResult) {
 	c.dropQueueLocked()
 	c.q, c.spare = nil, nil
 	c.mu.Unlock()
+	s.rooms.leaveAll(c)
 	s.stats.closes[reason].Add(1)
 	c.rt.Closed(c.sc, code, text)
 }

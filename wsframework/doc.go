@@ -17,6 +17,17 @@
 // Why a connection closed is one CloseReason, which maps to the close code
 // sent and to the counters in Stats.
 //
+// # Rooms
+//
+// A connection joins and leaves rooms (sdk.Conn.Join, Leave, Broadcast, or
+// Server.JoinRoom, LeaveRoom, Broadcast, SendTo from any goroutine), and
+// leaves them all when it closes. A broadcast is encoded once into one
+// pooled buffer that every member's write queue shares (one reference
+// each); queuing never blocks, so a slow member only meets its own queue's
+// policy. Deliveries to a room are serialised, so every member on a node
+// sees one order, and each sender's order. Rooms travel between nodes
+// through an Adapter: MemoryBus in one process, Redis for several.
+//
 // # Concurrency
 //
 // A Server is safe for concurrent use. Route must be called before serving.
@@ -26,4 +37,10 @@
 //
 // Server.mu may be taken before conn.mu, never after. conn.mu is never held
 // while calling plugin code or doing network I/O.
+//
+// Rooms (rooms.go): connRooms.mu → hub subscription lock → adapter locks
+// (MemoryAdapter.mu → MemoryBus.mu → busRoom.mu) → room.mu → conn.mu. A
+// subscription lock may be held while the adapter subscribes over the
+// network; room.mu is held only while queuing to members, which never
+// blocks.
 package wsframework

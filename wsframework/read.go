@@ -28,6 +28,9 @@ const (
 
 const maxControlPayload = 125
 
+// maxClientHeader is the largest client frame header (masked, 64-bit length).
+const maxClientHeader = 14
+
 // frameHeader is a parsed frame header.
 type frameHeader struct {
 	fin    bool
@@ -121,6 +124,7 @@ func (c *conn) readLoop(ctx context.Context) readResult {
 		}
 	}()
 	for {
+		c.waitOutbound(ctx)
 		c.armIdleDeadline()
 		h, err := c.readHeader()
 		if err != nil {
@@ -215,7 +219,11 @@ func (c *conn) armIdleDeadline() {
 		}
 		return
 	}
-	if c.br.Buffered() > 0 && c.deadlineIdle {
+	if c.br.Buffered() >= maxClientHeader && c.deadlineIdle {
+		// The next header is buffered whole: reading it needs no deadline
+		// (readPayload sets its own). With less buffered, the read must
+		// not run on a deadline that went stale while the reader was
+		// paused (blocked in Message for longer than IdleTimeout).
 		return
 	}
 	now := time.Now()
@@ -237,12 +245,22 @@ func (c *conn) isClosing() bool {
 func (c *conn) control(op byte, p []byte) (readResult, bool) {
 	switch op {
 	case opPing:
+		// A pong counts against the write queue bounds like a message: a
+		// client that pings and never reads is a slow consumer, not a
+		// reason to queue pongs without end.
+		cfg := &c.srv.cfg
 		c.mu.Lock()
-		start := false
+		start, full := false, false
 		if !c.closing {
-			start = c.controlLocked(opPong, p)
+			full = len(c.q) >= cfg.WriteQueueMessages || c.qBytes+int64(len(p)) > cfg.WriteQueueBytes
+			if !full {
+				start = c.controlLocked(opPong, p)
+			}
 		}
 		c.mu.Unlock()
+		if full {
+			c.closeWith(ReasonSlowConsumer, sdk.ClosePolicyViolation, "slow consumer")
+		}
 		if start {
 			go c.writeLoop()
 		}

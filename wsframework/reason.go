@@ -19,11 +19,11 @@ const (
 	ReasonBadUTF8                         // invalid UTF-8 in a text message or close reason: 1007
 	ReasonProtocol                        // protocol violation: 1002
 	ReasonPanic                           // a handler panicked: 1011
-	ReasonSlowConsumer                    // write queue full: 1008
+	ReasonSlowConsumer                    // write queue full, or a write blocked past WriteTimeout: 1008
 	ReasonShutdown                        // server shutdown: 1001
 	ReasonIdle                            // nothing received within IdleTimeout: 1001
 	ReasonReadTimeout                     // a frame stalled mid-way: 1008
-	ReasonWriteFailed                     // a write failed or timed out: 1006
+	ReasonWriteFailed                     // a write failed (reset, broken pipe): 1006
 	numReasons
 )
 

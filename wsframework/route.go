@@ -1,12 +1,10 @@
 package wsframework
 
 import (
-	"net"
 	"net/http"
 	"net/url"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,80 +14,50 @@ import (
 )
 
 type routeEntry struct {
-	entry *sdk.Entry
-	rt    *sdk.Runtime
+	entry    *sdk.Entry
+	rt       *sdk.Runtime
+	failOpen bool
 }
 
 // route runs a chain of plugin entries in front of a terminal handler.
 type route struct {
 	srv      *Server
 	pattern  string
+	params   []string
 	chain    []routeEntry
 	terminal http.Handler
+
+	// What the chain registered, so unregistered phases cost nothing.
+	anyResponseFilter bool
+	anyBodyFilter     bool
+	anyLogging        bool
 }
 
-func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if len(rt.chain) == 0 {
-		rt.terminal.ServeHTTP(w, r)
-		return
+func (rt *route) init() {
+	rt.params = patternWildcards(rt.pattern)
+	for i := range rt.chain {
+		e := rt.chain[i].entry
+		rt.chain[i].failOpen = rt.srv.cfg.Plugins[e.Plugin().Name()].FailOpen
+		rt.anyResponseFilter = rt.anyResponseFilter || e.Has(sdk.PhaseResponseFilter)
+		rt.anyBodyFilter = rt.anyBodyFilter || e.Has(sdk.PhaseResponseBodyFilter)
+		rt.anyLogging = rt.anyLogging || e.Has(sdk.PhaseLogging)
 	}
-	req := rt.snapshot(r)
-	rc := sdk.NewRequestContext(r.Context(), req, nil)
-	for _, re := range rt.chain {
-		d, err := re.rt.RequestFilter(re.entry, rc)
-		if err != nil {
-			http.Error(w, "internal server error", http.StatusInternalServerError)
-			return
-		}
-		switch d {
-		case sdk.DecisionEnd:
-			writeEnd(w, rc)
-			return
-		case sdk.DecisionUpgrade:
-			h := rc.UpgradeHandlers()
-			if h == nil {
-				h = re.entry.WebSocketHandlers()
-			}
-			rt.srv.upgrade(w, r, re.rt, rc, h)
-			return
-		}
-		rc = rc.Continue()
-	}
-	if rt.terminal == nil {
-		http.NotFound(w, r)
-		return
-	}
-	sdk.ApplyHeaderEdits(w.Header(), rc.HeaderEdits())
-	rt.terminal.ServeHTTP(w, r)
 }
 
-func writeEnd(w http.ResponseWriter, rc *sdk.RequestContext) {
-	h := w.Header()
-	sdk.ApplyHeaderEdits(h, rc.HeaderEdits())
-	body := rc.Body()
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	status := rc.Status()
-	if status == 0 {
-		status = http.StatusOK
-	}
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-}
-
-func (rt *route) snapshot(r *http.Request) *sdk.Request {
+func (rt *route) snapshot(r *http.Request, now time.Time) *sdk.Request {
 	req := &sdk.Request{
 		Method:     r.Method,
 		Path:       r.URL.Path,
 		RawQuery:   r.URL.RawQuery,
 		Host:       r.Host,
 		RemoteAddr: r.RemoteAddr,
-		ClientIP:   clientIP(r.RemoteAddr),
+		ClientIP:   rt.srv.proxies.clientIP(r),
 		Header:     r.Header,
-		Time:       time.Now(),
+		Time:       now,
 	}
-	if names := patternWildcards(rt.pattern); len(names) > 0 {
-		req.Params = make(map[string]string, len(names))
-		for _, n := range names {
+	if len(rt.params) > 0 {
+		req.Params = make(map[string]string, len(rt.params))
+		for _, n := range rt.params {
 			req.Params[n] = r.PathValue(n)
 		}
 	}
@@ -114,14 +82,6 @@ func patternWildcards(pattern string) []string {
 		}
 		pattern = pattern[i+j+1:]
 	}
-}
-
-func clientIP(remoteAddr string) string {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		return remoteAddr
-	}
-	return host
 }
 
 func isWebSocketHandshake(r *http.Request) bool {
@@ -165,20 +125,21 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	return false
 }
 
-// admit reserves a connection slot, or writes the refusal and returns false.
-func (s *Server) admit(w http.ResponseWriter, ip string) bool {
+// admit reserves a connection slot, or writes the refusal and returns its
+// status.
+func (s *Server) admit(w http.ResponseWriter, ip string) int {
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
 		s.stats.rejectedCap.Add(1)
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
-		return false
+		return http.StatusServiceUnavailable
 	}
 	if max := s.cfg.MaxConns; max > 0 && s.open.Load() >= int64(max) {
 		s.mu.Unlock()
 		s.stats.rejectedCap.Add(1)
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
-		return false
+		return http.StatusServiceUnavailable
 	}
 	if max := s.cfg.MaxConnsPerIP; max > 0 {
 		ok := true
@@ -193,13 +154,13 @@ func (s *Server) admit(w http.ResponseWriter, ip string) bool {
 			s.mu.Unlock()
 			s.stats.rejectedIP.Add(1)
 			http.Error(w, "too many connections from this address", http.StatusTooManyRequests)
-			return false
+			return http.StatusTooManyRequests
 		}
 	}
 	s.open.Add(1)
 	s.connWG.Add(1)
 	s.mu.Unlock()
-	return true
+	return 0
 }
 
 // release undoes admit.
@@ -211,20 +172,24 @@ func (s *Server) release(ip string) {
 	s.connWG.Done()
 }
 
-func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *sdk.Runtime, rc *sdk.RequestContext, h *sdk.WebSocketHandlers) {
+// upgrade completes a WebSocket handshake decided by a request filter. On
+// success it returns the connection, which the caller then serves on its
+// goroutine (net/http no longer tracks a hijacked connection; the Server
+// does, through connWG). On failure the refusal has been written.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *sdk.Runtime, rc *sdk.RequestContext, h *sdk.WebSocketHandlers) (*conn, sdk.ConnInfo, int) {
 	if !isWebSocketHandshake(r) {
 		w.Header().Set("Upgrade", "websocket")
 		http.Error(w, "a WebSocket handshake is required here", http.StatusUpgradeRequired)
-		return
+		return nil, sdk.ConnInfo{}, http.StatusUpgradeRequired
 	}
 	if !s.checkOrigin(r) {
 		s.stats.rejectedOrigin.Add(1)
 		http.Error(w, "origin not allowed", http.StatusForbidden)
-		return
+		return nil, sdk.ConnInfo{}, http.StatusForbidden
 	}
 	req := rc.Request()
-	if !s.admit(w, req.ClientIP) {
-		return
+	if status := s.admit(w, req.ClientIP); status != 0 {
+		return nil, sdk.ConnInfo{}, status
 	}
 	u := ws.HTTPUpgrader{Timeout: s.cfg.HandshakeTimeout}
 	if len(s.cfg.Subprotocols) > 0 {
@@ -241,14 +206,12 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *sdk.Runtime
 			_ = nc.Close()
 		}
 		s.release(req.ClientIP)
-		return
+		return nil, sdk.ConnInfo{}, http.StatusBadRequest
 	}
 	s.stats.accepted.Add(1)
 	c := newConn(s, s.nextID.Add(1), nc, rw.Reader, rt, req.ClientIP)
 	info := sdk.ConnInfo{
 		ID: c.id, Request: req, Values: rc.Values(), Subprotocol: hs.Protocol, Handlers: h,
 	}
-	// The handler's goroutine becomes the connection's reader: net/http
-	// no longer tracks a hijacked connection, the Server does (connWG).
-	c.serve(s.hardCtx, info)
+	return c, info, http.StatusSwitchingProtocols
 }

@@ -50,6 +50,11 @@ type Server struct {
 
 	batches sync.Pool // *writeBatch
 
+	rooms *hub // rooms and their adapter (rooms.go)
+
+	phaseDeadlines *deadlines
+	proxies        trustedProxies
+
 	stats serverCounters
 }
 
@@ -61,6 +66,14 @@ type serverCounters struct {
 	messagesIn     atomic.Uint64
 	messagesOut    atomic.Uint64
 	dropped        atomic.Uint64 // queued outgoing messages dropped on close
+	phaseTimeouts  atomic.Uint64
+	phasePanics    atomic.Uint64
+	phaseRejected  atomic.Uint64
+	phaseStuck     atomic.Uint64
+	failOpenSkips  atomic.Uint64
+	bodyTooLarge   atomic.Uint64
+	bodyPassed     atomic.Uint64 // bodies over MaxBodyFilterBytes passed through unfiltered (fail open)
+	bodyRefused    atomic.Uint64 // bodies over MaxBodyFilterBytes answered 502 (fail closed)
 	closes         reasonCounters
 }
 
@@ -75,11 +88,24 @@ type Stats struct {
 	MessagesOut    uint64            // data messages written to clients
 	Dropped        uint64            // queued outgoing messages released unsent because their connection closed
 	Closes         map[string]uint64 // connections closed, by CloseReason name
+
+	PhaseTimeouts uint64 // phase handlers that did not decide within PhaseTimeout
+	PhasePanics   uint64 // phase handlers that panicked
+	PhaseRejected uint64 // phases the runtime's pool refused (503)
+	PhaseStuck    uint64 // handlers still running when their phase timed out
+	FailOpenSkips uint64 // plugins skipped by their fail-open policy
+	BodyTooLarge  uint64 // request bodies over MaxRequestBodyBytes (413)
+	BodyPassed    uint64 // answers over MaxBodyFilterBytes passed through unfiltered
+	BodyRefused   uint64 // answers over MaxBodyFilterBytes refused with 502
 }
 
 // New returns a Server configured by cfg.
 func New(cfg Config) (*Server, error) {
 	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	proxies, err := parseTrustedProxies(c.TrustedProxies)
 	if err != nil {
 		return nil, err
 	}
@@ -89,9 +115,14 @@ func New(cfg Config) (*Server, error) {
 		runtimes: make(map[*sdk.Plugin]*sdk.Runtime),
 		conns:    xsync.NewMapOf[uint64, *conn](),
 		perIP:    xsync.NewMapOf[string, int](),
+		proxies:  proxies,
 	}
+	s.phaseDeadlines = newDeadlines(c.PhaseTimeout)
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	s.batches.New = func() any { return new(writeBatch) }
+	if s.rooms, err = newHub(s, c.Adapter); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -115,6 +146,7 @@ func (s *Server) Route(pattern string, terminal http.Handler, entries ...*sdk.En
 		}
 		rt.chain = append(rt.chain, routeEntry{entry: e, rt: r})
 	}
+	rt.init()
 	defer func() {
 		if v := recover(); v != nil { // ServeMux panics on a bad or duplicate pattern
 			err = fmt.Errorf("wsframework: Route %q: %v", pattern, v)
@@ -140,6 +172,7 @@ func (s *Server) runtimeFor(p *sdk.Plugin) (*sdk.Runtime, error) {
 	}
 	r, err := sdk.NewRuntime(p, sdk.RuntimeConfig{
 		Dispatcher:      s.cfg.Dispatcher,
+		Phases:          s.cfg.Phases,
 		Buffers:         s.cfg.Buffers,
 		MaxPendingBytes: s.cfg.MaxPendingBytes,
 		Logger:          s.cfg.Logger,
@@ -228,10 +261,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.abort()
 		<-done
 	}
+	s.phaseDeadlines.stop()
 	var errs []error
 	for _, r := range s.runtimesSnapshot() {
 		errs = append(errs, r.Close(ctx))
 	}
+	errs = append(errs, s.rooms.close()) // after OnClose handlers, which may broadcast
 	s.mu.Lock()
 	for _, hs := range s.httpSrvs {
 		_ = hs.Close()
@@ -287,5 +322,13 @@ func (s *Server) Stats() Stats {
 		MessagesOut:    c.messagesOut.Load(),
 		Dropped:        c.dropped.Load(),
 		Closes:         c.closes.snapshot(),
+		PhaseTimeouts:  c.phaseTimeouts.Load(),
+		PhasePanics:    c.phasePanics.Load(),
+		PhaseRejected:  c.phaseRejected.Load(),
+		PhaseStuck:     c.phaseStuck.Load(),
+		FailOpenSkips:  c.failOpenSkips.Load(),
+		BodyTooLarge:   c.bodyTooLarge.Load(),
+		BodyPassed:     c.bodyPassed.Load(),
+		BodyRefused:    c.bodyRefused.Load(),
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"time"
+	"unicode/utf8"
 
 	"github.com/strandws/strand/sdk"
 )
@@ -15,6 +16,7 @@ const maxHeader = 10
 type writeBatch struct {
 	hdrs []byte
 	vec  net.Buffers
+	out  net.Buffers // what WriteTo consumes; a field so that it does not escape per write
 }
 
 // putHeader writes a server (unmasked) frame header for op and n payload
@@ -46,13 +48,25 @@ func appendFrame(dst []byte, op byte, payload []byte) []byte {
 
 // closePayload encodes a close frame body.
 func closePayload(code sdk.CloseCode, reason string) []byte {
-	if len(reason) > maxControlPayload-2 {
-		reason = reason[:maxControlPayload-2]
-	}
+	reason = truncateReason(reason)
 	p := make([]byte, 2+len(reason))
 	binary.BigEndian.PutUint16(p, uint16(code))
 	copy(p[2:], reason)
 	return p
+}
+
+// truncateReason cuts a close reason to the 123 bytes a close frame holds,
+// on a rune boundary so that valid UTF-8 stays valid.
+func truncateReason(s string) string {
+	const max = maxControlPayload - 2
+	if len(s) <= max {
+		return s
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
 }
 
 // writeLoop drains the write queue: everything queued at a time goes out in
@@ -76,6 +90,7 @@ func (c *conn) writeLoop() {
 		items := c.q
 		c.q, c.spare = c.spare[:0], nil
 		c.qBytes = 0
+		c.wakeReaderLocked()
 		c.mu.Unlock()
 
 		need := len(items) * maxHeader
@@ -99,7 +114,9 @@ func (c *conn) writeLoop() {
 		}
 		wb.vec = vec[:0]
 		_ = c.nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-		_, err := vec.WriteTo(c.nc)
+		wb.out = vec
+		_, err := wb.out.WriteTo(c.nc)
+		wb.out = nil
 		for i := range items {
 			items[i].buf.Release()
 			items[i] = outItem{}
@@ -113,7 +130,13 @@ func (c *conn) writeLoop() {
 			c.writeErr = true
 			c.closing = true
 			if !c.localSet {
-				c.reason, c.localSet, c.localCode = ReasonWriteFailed, true, sdk.CloseAbnormal
+				if isTimeout(err) {
+					// The peer stopped reading for WriteTimeout: a slow
+					// consumer, though no close frame can reach it.
+					c.reason, c.localSet, c.localCode, c.localText = ReasonSlowConsumer, true, sdk.ClosePolicyViolation, "slow consumer"
+				} else {
+					c.reason, c.localSet, c.localCode = ReasonWriteFailed, true, sdk.CloseAbnormal
+				}
 			}
 			c.dropQueueLocked()
 		}

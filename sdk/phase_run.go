@@ -1,0 +1,165 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/strandws/strand/dispatcher"
+)
+
+// phasePool returns the runtime's phase pool, starting it if start is set.
+func (rt *Runtime) phasePool(start bool) *dispatcher.Pool {
+	if start {
+		rt.poolOnce.Do(func() {
+			rt.pool, rt.poolErr = dispatcher.NewPool(rt.poolCfg)
+		})
+	}
+	if rt.poolErr != nil {
+		return nil
+	}
+	return rt.pool
+}
+
+func (rt *Runtime) submitPhase(fn func(any), arg any) error {
+	p := rt.phasePool(true)
+	if p == nil {
+		if rt.poolErr != nil && !errors.Is(rt.poolErr, ErrRuntimeClosed) {
+			return fmt.Errorf("sdk: phase pool: %w", rt.poolErr)
+		}
+		return ErrRuntimeClosed
+	}
+	if err := p.Submit(dispatcher.Task{Fn: fn, Arg: arg}); err != nil {
+		return rt.submitErr(err)
+	}
+	return nil
+}
+
+// StartRequestFilter hands c to e's request filter on the phase pool and
+// returns at once; the host then waits on c.Signal() for the decision,
+// answering host calls meanwhile. It fails when e has no request filter or
+// the pool refuses the task.
+func (rt *Runtime) StartRequestFilter(e *Entry, c *RequestContext) error {
+	if e.requestFilter == nil {
+		return fmt.Errorf("sdk: %s has no request filter", e)
+	}
+	c.entry, c.rt = e, rt
+	c.running.Store(true)
+	return rt.submitPhase(runRequestFilter, c)
+}
+
+// StartResponseFilter is StartRequestFilter for the ResponseFilter phase.
+func (rt *Runtime) StartResponseFilter(e *Entry, c *ResponseContext) error {
+	if e.responseFilter == nil {
+		return fmt.Errorf("sdk: %s has no response filter", e)
+	}
+	c.entry, c.rt = e, rt
+	c.running.Store(true)
+	return rt.submitPhase(runResponseFilter, c)
+}
+
+// StartBodyFilter is StartRequestFilter for the ResponseBodyFilter phase.
+func (rt *Runtime) StartBodyFilter(e *Entry, c *BodyContext) error {
+	if e.bodyFilter == nil {
+		return fmt.Errorf("sdk: %s has no response body filter", e)
+	}
+	c.entry, c.rt = e, rt
+	c.running.Store(true)
+	return rt.submitPhase(runBodyFilter, c)
+}
+
+type logJob struct {
+	rt    *Runtime
+	entry *Entry
+	log   LogEntry
+}
+
+// StartLogging runs e's Logging handler with l on the phase pool; nothing
+// waits for it.
+func (rt *Runtime) StartLogging(e *Entry, l LogEntry) error {
+	if e.logging == nil {
+		return fmt.Errorf("sdk: %s has no logging handler", e)
+	}
+	return rt.submitPhase(runLogging, &logJob{rt: rt, entry: e, log: l})
+}
+
+func runRequestFilter(arg any) {
+	c := arg.(*RequestContext)
+	defer c.finish()
+	c.entry.requestFilter(c)
+}
+
+func runResponseFilter(arg any) {
+	c := arg.(*ResponseContext)
+	defer c.finish()
+	c.entry.responseFilter(c)
+}
+
+func runBodyFilter(arg any) {
+	c := arg.(*BodyContext)
+	defer c.finish()
+	c.entry.bodyFilter(c)
+}
+
+func runLogging(arg any) {
+	j := arg.(*logJob)
+	defer func() {
+		if v := recover(); v != nil {
+			j.rt.panics.Add(1)
+			j.rt.log.Error("strand: logging handler panic", "entry", j.entry.String(), "panic", v)
+		}
+	}()
+	j.entry.logging(&j.log)
+}
+
+// finish marks the handler returned and turns a panic into a signalled
+// failure the host answers with 500.
+func (p *phase) finish() {
+	v := recover()
+	p.running.Store(false)
+	if v == nil {
+		return
+	}
+	p.rt.panics.Add(1)
+	p.rt.log.Error("strand: phase handler panic", "entry", p.entry.String(), "panic", v, "stack", string(debug.Stack()))
+	if p.claim() {
+		p.panic = v
+		p.send()
+	}
+}
+
+// RequestFilter runs e's request filter and waits up to timeout for its
+// decision, answering host calls with ErrPhaseOver. It is a convenience for
+// tests and tools; hosts use StartRequestFilter and serve calls. An entry
+// without a request filter upgrades when it has WebSocket handlers and lets
+// the request through otherwise.
+func (rt *Runtime) RequestFilter(e *Entry, c *RequestContext, timeout time.Duration) (Decision, error) {
+	if e.requestFilter == nil {
+		if e.ws != nil {
+			return DecisionUpgrade, nil
+		}
+		return DecisionNext, nil
+	}
+	if err := rt.StartRequestFilter(e, c); err != nil {
+		return DecisionNone, err
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case hc := <-c.Signal():
+			if hc != nil {
+				hc.Reply(HostReply{Err: ErrPhaseOver})
+				continue
+			}
+			if v := c.Panicked(); v != nil {
+				return DecisionNone, fmt.Errorf("sdk: request filter %s panicked: %v", e, v)
+			}
+			return c.Decision(), nil
+		case <-t.C:
+			return DecisionNone, context.DeadlineExceeded
+		}
+	}
+}

@@ -1,0 +1,330 @@
+package strandtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/sdk/bufpool"
+)
+
+// DefaultTimeout is how long helpers wait when Options.Timeout is zero.
+const DefaultTimeout = 10 * time.Second
+
+// TB is the part of testing.TB the kit uses; *testing.T and *testing.B
+// satisfy it.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
+// Options configure a Kit. The zero value is valid.
+type Options struct {
+	// Request is the handshake request Open uses. Nil means
+	// NewRequest("/").
+	Request *sdk.Request
+	// Values are the per-request values present before the entry's request
+	// filter runs (as set by earlier entries of a chain). Each connection
+	// gets its own copy.
+	Values map[string]any
+	// Subprotocol is the negotiated subprotocol of every connection, or "".
+	Subprotocol string
+	// RuntimeConfig configures the runtime. A nil Buffers means a pool of
+	// the kit's own (poisoned unless NoPoison; only then does Close check
+	// that every buffer was released); a nil Logger means the test log.
+	RuntimeConfig sdk.RuntimeConfig
+	// NoPoison turns off poisoning of the kit's own buffer pool. By default
+	// released buffers are overwritten with 0xDB and a double release
+	// panics, so a handler that keeps msg.Data is caught. (Under
+	// -tags strand_debug every pool poisons.)
+	NoPoison bool
+	// WriteQueueLimit bounds each connection's messages written by the
+	// plugin and not yet read by the test (with NextSent or an Expect
+	// method). A Write beyond it returns sdk.ErrSlowConsumer and closes the
+	// connection with 1008, as a server does with a slow client (a server
+	// would drop the unread messages; the kit keeps them in Sent). Zero
+	// means no limit.
+	WriteQueueLimit int
+	// MaxMessageBytes is the largest message the client may send; a bigger
+	// one closes the connection with 1009 instead of reaching the plugin.
+	// Zero means no limit.
+	MaxMessageBytes int64
+	// Timeout is how long Wait, the Expect methods, blocked sends and Close
+	// wait before they fail the test. Zero means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Kit runs one plugin entry on an sdk.Runtime and hosts in-memory
+// connections to it. Create one with New; it is closed when the test ends.
+// All methods are safe for concurrent use.
+type Kit struct {
+	t       TB
+	entry   *sdk.Entry
+	opts    Options
+	rt      *sdk.Runtime
+	ownPool bool
+	timeout time.Duration
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelFunc
+	nextID  atomic.Uint64
+
+	mu     sync.Mutex // guards conns and closed
+	conns  []*Conn
+	closed bool
+
+	roomMu sync.Mutex // guards rooms; taken before any Conn.mu
+	rooms  map[string]map[*Conn]struct{}
+
+	closeOnce sync.Once
+	stopped   chan struct{} // closed once the runtime has stopped
+}
+
+// New returns a kit for entry, whose plugin's handlers run on a new
+// sdk.Runtime. It fails the test if the runtime cannot be created. The kit
+// is closed by t.Cleanup; call Close to close it earlier.
+func New(t TB, entry *sdk.Entry, opts Options) *Kit {
+	t.Helper()
+	if entry == nil {
+		t.Fatalf("strandtest: New: nil entry")
+		return nil
+	}
+	k := &Kit{t: t, entry: entry, opts: opts, timeout: opts.Timeout, stopped: make(chan struct{})}
+	if k.timeout <= 0 {
+		k.timeout = DefaultTimeout
+	}
+	cfg := opts.RuntimeConfig
+	if cfg.Buffers == nil {
+		cfg.Buffers = bufpool.New(bufpool.Config{Poison: !opts.NoPoison})
+		k.ownPool = true
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(logWriter{t}, nil))
+	}
+	rt, err := sdk.NewRuntime(entry.Plugin(), cfg)
+	if err != nil {
+		t.Fatalf("strandtest: New: %v", err)
+		return nil
+	}
+	k.rt = rt
+	k.ctx, k.cancel = context.WithCancel(context.Background())
+	t.Cleanup(k.Close)
+	return k
+}
+
+// logWriter sends the runtime's log lines to the test log.
+type logWriter struct{ t TB }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s", bytes.TrimRight(p, "\n"))
+	return len(p), nil
+}
+
+// Runtime returns the kit's runtime (for its Stats and Buffers).
+func (k *Kit) Runtime() *sdk.Runtime { return k.rt }
+
+// NewRequest returns the snapshot of a WebSocket handshake for target, a
+// path with an optional query ("/chat?room=a"): GET, Host
+// "strandtest.invalid", from 192.0.2.1, with the handshake headers set.
+// Change its fields before handing it to the kit; do not change it
+// afterwards.
+func NewRequest(target string) *sdk.Request {
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		u = &url.URL{Path: target}
+	}
+	return &sdk.Request{
+		Method:     http.MethodGet,
+		Path:       u.Path,
+		RawQuery:   u.RawQuery,
+		Host:       "strandtest.invalid",
+		RemoteAddr: "192.0.2.1:49152",
+		ClientIP:   "192.0.2.1",
+		Header: http.Header{
+			"Connection":            {"Upgrade"},
+			"Upgrade":               {"websocket"},
+			"Sec-Websocket-Version": {"13"},
+			"Sec-Websocket-Key":     {"dGhlIHNhbXBsZSBub25jZQ=="},
+		},
+		Params: map[string]string{},
+		Time:   time.Now(),
+	}
+}
+
+// FilterResult is what an entry's request filter decided.
+type FilterResult struct {
+	Decision sdk.Decision
+	Status   int         // the answer's status for DecisionEnd (200 if the filter set none)
+	Header   http.Header // the filter's header edits applied to an empty header
+	Body     []byte      // the answer's body for DecisionEnd
+	Values   map[string]any
+	// Handlers are the WebSocket handlers of an upgrade: those passed to
+	// Upgrade, or the entry's own.
+	Handlers *sdk.WebSocketHandlers
+	Err      error // the filter panicked or did not decide within the timeout
+}
+
+// RequestFilter runs the entry's request filter for req (nil means the
+// kit's Options.Request) as a server would for a handshake, and returns its
+// decision. An entry without a request filter upgrades if it has WebSocket
+// handlers. Use it to test filters that answer or reject.
+func (k *Kit) RequestFilter(req *sdk.Request) FilterResult {
+	if req == nil {
+		req = k.opts.Request
+	}
+	if req == nil {
+		req = NewRequest("/")
+	}
+	rc := sdk.NewRequestContext(k.ctx, req, maps.Clone(k.opts.Values))
+	d, err := k.rt.RequestFilter(k.entry, rc, k.timeout)
+	res := FilterResult{Decision: d, Err: err, Values: rc.Values(), Header: http.Header{}}
+	if err != nil {
+		return res
+	}
+	sdk.ApplyHeaderEdits(res.Header, rc.HeaderEdits())
+	switch d {
+	case sdk.DecisionEnd:
+		res.Status, res.Body = rc.Status(), rc.Body()
+		if res.Status == 0 {
+			res.Status = http.StatusOK
+		}
+	case sdk.DecisionUpgrade:
+		res.Handlers = rc.UpgradeHandlers()
+		if res.Handlers == nil {
+			res.Handlers = k.entry.WebSocketHandlers()
+		}
+	}
+	return res
+}
+
+// Open runs the entry's request filter on Options.Request and, if it
+// upgrades, opens a connection and submits its OnOpen. It fails the test if
+// the filter does not upgrade.
+func (k *Kit) Open() *Conn {
+	k.t.Helper()
+	return k.OpenRequest(nil)
+}
+
+// OpenRequest is Open with the handshake request req (nil means
+// Options.Request). Values the filter set are the connection's
+// (Conn.Value).
+func (k *Kit) OpenRequest(req *sdk.Request) *Conn {
+	k.t.Helper()
+	res := k.RequestFilter(req)
+	switch {
+	case res.Err != nil:
+		k.t.Fatalf("strandtest: request filter of %s: %v", k.entry, res.Err)
+		return nil
+	case res.Decision != sdk.DecisionUpgrade:
+		k.t.Fatalf("strandtest: request filter of %s did not upgrade: %s", k.entry, res.describe())
+		return nil
+	case res.Handlers == nil:
+		k.t.Fatalf("strandtest: %s upgraded without WebSocket handlers", k.entry)
+		return nil
+	}
+	if req == nil {
+		req = k.opts.Request
+	}
+	if req == nil {
+		req = NewRequest("/")
+	}
+	c := newConn(k, k.nextID.Add(1))
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		k.t.Fatalf("strandtest: Open after the kit was closed")
+		return nil
+	}
+	k.conns = append(k.conns, c)
+	k.mu.Unlock()
+
+	info := sdk.ConnInfo{
+		ID: c.id, Request: req, Values: res.Values, Subprotocol: k.opts.Subprotocol,
+		Handlers: c.wrap(res.Handlers),
+	}
+	ctx, cancel := context.WithTimeout(k.ctx, k.timeout)
+	defer cancel()
+	sc, err := k.rt.Open(ctx, &host{c: c}, info)
+	if err != nil {
+		k.t.Fatalf("strandtest: Open: %v", err)
+		return nil
+	}
+	c.opened(sc)
+	return c
+}
+
+func (r FilterResult) describe() string {
+	switch r.Decision {
+	case sdk.DecisionNext:
+		return "it let the request through (Next)"
+	case sdk.DecisionEnd:
+		return fmt.Sprintf("it answered %d %q", r.Status, r.Body)
+	}
+	return fmt.Sprintf("decision %d", r.Decision)
+}
+
+// Members returns the connections in room, in no particular order.
+func (k *Kit) Members(room string) []*Conn {
+	k.roomMu.Lock()
+	defer k.roomMu.Unlock()
+	var out []*Conn
+	for c := range k.rooms[room] {
+		if !c.isClosing() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Close closes every open connection with 1001 (as a server shutting down
+// does), waits for every accepted event to be handled, and stops the
+// runtime, so no goroutine of the kit is left. It then fails the test if a
+// buffer of the kit's pool was never released, or if the plugin sent a
+// text message that is not valid UTF-8. Idempotent; t.Cleanup calls it.
+func (k *Kit) Close() {
+	k.closeOnce.Do(k.close)
+}
+
+func (k *Kit) close() {
+	k.t.Helper()
+	k.mu.Lock()
+	k.closed = true
+	conns := k.conns
+	k.mu.Unlock()
+	for _, c := range conns {
+		c.serverClose(sdk.CloseGoingAway, "server shutting down")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), k.timeout)
+	defer cancel()
+	err := k.rt.Close(ctx)
+	k.cancel()
+	close(k.stopped)
+	for _, c := range conns {
+		c.markDone() // in case a marker was refused while the runtime stopped
+	}
+	if err != nil {
+		k.t.Errorf("strandtest: runtime did not stop within %v (a handler is blocked?): %v", k.timeout, err)
+		return
+	}
+	for _, c := range conns {
+		if n := c.badText.Load(); n > 0 {
+			k.t.Errorf("strandtest: conn %d: the plugin sent %d text message(s) that are not valid UTF-8; a client fails the connection (1007)", c.id, n)
+		}
+	}
+	if k.ownPool {
+		s := k.rt.Buffers().Stats()
+		if leaked := int64(s.Gets) - int64(s.Oversize) - int64(s.Releases); leaked != 0 {
+			k.t.Errorf("strandtest: %d pooled buffer(s) were not released: a buffer from Conn.Buffers() was neither released nor handed to SendBuffer/BroadcastBuffer", leaked)
+		}
+	}
+}

@@ -1,0 +1,178 @@
+package wsframework
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// deadlines expires phase waits without a runtime timer per wait: a Go
+// timer armed and stopped around every blocking select costs more than the
+// phase hand-off itself. Waits register in a small sharded intrusive list;
+// one goroutine, started on first use and stopped by stop, scans them every
+// tick while any is registered and signals those past their deadline.
+// Precision is one tick (a twentieth of the timeout, 1 ms to 250 ms).
+type deadlines struct {
+	timeout time.Duration
+	tick    time.Duration
+	shards  [16]deadlineShard
+	next    atomic.Uint32
+	active  atomic.Int64
+	kick    chan struct{}
+	stopped chan struct{} // closed by stop
+	done    chan struct{} // closed when run returns
+
+	stopMu  sync.Mutex // guards running and isStop
+	running bool
+	isStop  bool
+}
+
+type deadlineShard struct {
+	mu   sync.Mutex
+	head *deadlineWait
+	_    [40]byte // keep shards on separate cache lines
+}
+
+// deadlineWait is one registered wait. Its channel is reused across the
+// waits of one exchange.
+type deadlineWait struct {
+	prev, next *deadlineWait
+	shard      *deadlineShard
+	at         int64 // unix nanos
+	expired    chan struct{}
+	listed     bool
+}
+
+func newDeadlines(timeout time.Duration) *deadlines {
+	tick := min(max(timeout/20, time.Millisecond), 250*time.Millisecond)
+	return &deadlines{
+		timeout: timeout, tick: tick,
+		kick:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+}
+
+// arm registers w to expire one timeout from now, replacing an earlier
+// registration. It reports false after stop (the caller must not wait).
+func (d *deadlines) arm(w *deadlineWait) bool {
+	d.disarm(w)
+	if w.expired == nil {
+		w.expired = make(chan struct{}, 1)
+	} else {
+		select { // drop a stale expiry
+		case <-w.expired:
+		default:
+		}
+	}
+	d.stopMu.Lock()
+	if d.isStop {
+		d.stopMu.Unlock()
+		return false
+	}
+	if !d.running {
+		d.running = true
+		go d.run()
+	}
+	d.stopMu.Unlock()
+	sh := &d.shards[d.next.Add(1)%uint32(len(d.shards))]
+	w.at = time.Now().Add(d.timeout).UnixNano()
+	sh.mu.Lock()
+	w.shard, w.prev, w.next, w.listed = sh, nil, sh.head, true
+	if sh.head != nil {
+		sh.head.prev = w
+	}
+	sh.head = w
+	sh.mu.Unlock()
+	if d.active.Add(1) == 1 {
+		select {
+		case d.kick <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// disarm removes w if registered.
+func (d *deadlines) disarm(w *deadlineWait) {
+	sh := w.shard
+	if sh == nil {
+		return
+	}
+	sh.mu.Lock()
+	if w.listed {
+		d.unlinkLocked(sh, w)
+		d.active.Add(-1)
+	}
+	sh.mu.Unlock()
+	w.shard = nil
+}
+
+func (d *deadlines) unlinkLocked(sh *deadlineShard, w *deadlineWait) {
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		sh.head = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	}
+	w.prev, w.next, w.listed = nil, nil, false
+}
+
+func (d *deadlines) run() {
+	defer close(d.done)
+	t := time.NewTicker(d.tick)
+	defer t.Stop()
+	for {
+		if d.active.Load() == 0 {
+			t.Stop()
+			select {
+			case <-d.kick:
+			case <-d.stopped:
+				return
+			}
+			t.Reset(d.tick)
+		}
+		select {
+		case <-t.C:
+		case <-d.stopped:
+			return
+		}
+		now := time.Now().UnixNano()
+		for i := range d.shards {
+			sh := &d.shards[i]
+			sh.mu.Lock()
+			for w := sh.head; w != nil; {
+				next := w.next
+				if w.at <= now {
+					d.unlinkLocked(sh, w)
+					d.active.Add(-1)
+					select {
+					case w.expired <- struct{}{}:
+					default:
+					}
+				}
+				w = next
+			}
+			sh.mu.Unlock()
+		}
+	}
+}
+
+// stop ends the scanning goroutine and waits for it; later arms fail.
+// Idempotent.
+func (d *deadlines) stop() {
+	d.stopMu.Lock()
+	if d.isStop {
+		d.stopMu.Unlock()
+		return
+	}
+	d.isStop = true
+	running := d.running
+	d.stopMu.Unlock()
+	close(d.stopped)
+	if running {
+		<-d.done
+	}
+}

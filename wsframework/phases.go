@@ -1,0 +1,365 @@
+package wsframework
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/strandws/strand/sdk"
+)
+
+// phaseSignal is what the host waits on for every phase context.
+type phaseSignal interface {
+	Signal() <-chan *sdk.HostCall
+	Panicked() any
+	Running() bool
+}
+
+// outcome is how waiting for a phase ended.
+type outcome uint8
+
+const (
+	outDecided  outcome = iota
+	outTimeout          // no decision within PhaseTimeout
+	outPanic            // the handler panicked
+	outRejected         // the runtime's pool refused the phase
+	outGone             // the client went away
+	outTooLarge         // the request body is over MaxRequestBodyBytes (413)
+)
+
+var errResponseReplaced = errors.New("wsframework: the answer was replaced after a plugin failure")
+
+// exchange is one HTTP request going through a route's chain.
+type exchange struct {
+	rt    *route
+	srv   *Server
+	w     http.ResponseWriter // the server's writer
+	rw    *respWriter         // wraps w when a response phase is registered
+	r     *http.Request
+	req   *sdk.Request
+	start time.Time
+	ran   int // entries whose request filter ran (or was skipped over)
+
+	last   *sdk.RequestContext // the last context that decided Next
+	values map[string]any
+
+	body     []byte
+	bodyRead bool
+	tooLarge bool
+	bytesIn  int64
+	streamed bool
+	status   int // the answer's status when the host answered itself
+	err      error
+
+	dl deadlineWait
+}
+
+// out returns the writer answers go through.
+func (x *exchange) out() http.ResponseWriter {
+	if x.rw != nil {
+		return x.rw
+	}
+	return x.w
+}
+
+func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if len(rt.chain) == 0 {
+		rt.terminal.ServeHTTP(w, r)
+		return
+	}
+	now := time.Now()
+	x := &exchange{rt: rt, srv: rt.srv, w: w, r: r, start: now}
+	x.req = rt.snapshot(r, now)
+	if rt.anyResponseFilter || rt.anyBodyFilter || rt.anyLogging {
+		x.rw = &respWriter{x: x, w: w, buffering: rt.anyBodyFilter}
+	}
+	if rt.anyLogging && r.Body != nil && r.Body != http.NoBody {
+		r.Body = &countingBody{ReadCloser: r.Body, n: &x.bytesIn}
+	}
+	defer rt.srv.phaseDeadlines.disarm(&x.dl)
+
+	rc := sdk.NewRequestContext(r.Context(), x.req, nil)
+	for i, re := range rt.chain {
+		x.ran = i + 1
+		e := re.entry
+		if !e.Has(sdk.PhaseRequestFilter) {
+			if h := e.WebSocketHandlers(); h != nil && isWebSocketHandshake(r) {
+				x.upgrade(re, rc, h)
+				return
+			}
+			continue
+		}
+		out := outRejected
+		if re.rt.StartRequestFilter(e, rc) == nil {
+			out = x.wait(rc, rc)
+		}
+		if out != outDecided {
+			if x.fail(re, out) {
+				x.finish()
+				return
+			}
+			rc = x.resume()
+			continue
+		}
+		x.values = rc.Values()
+		switch rc.Decision() {
+		case sdk.DecisionEnd:
+			x.answer(rc)
+			x.finish()
+			return
+		case sdk.DecisionUpgrade:
+			h := rc.UpgradeHandlers()
+			if h == nil {
+				h = e.WebSocketHandlers()
+			}
+			if h == nil {
+				x.err = errors.New("wsframework: upgrade by an entry without WebSocket handlers")
+				x.srv.cfg.Logger.Error("strand: upgrade without handlers", "entry", e.String())
+				x.answerError(http.StatusInternalServerError)
+				x.finish()
+				return
+			}
+			x.upgrade(re, rc, h)
+			return
+		}
+		x.last = rc
+		rc = rc.Continue()
+	}
+	out := x.out()
+	sdk.ApplyHeaderEdits(out.Header(), rc.HeaderEdits())
+	if rt.terminal == nil {
+		http.NotFound(out, r)
+	} else {
+		rt.terminal.ServeHTTP(out, r)
+	}
+	x.finish()
+}
+
+// resume returns a fresh context after a skipped (fail-open) entry, built
+// only from contexts that decided, never from the failed one.
+func (x *exchange) resume() *sdk.RequestContext {
+	if x.last != nil {
+		return x.last.Continue()
+	}
+	return sdk.NewRequestContext(x.r.Context(), x.req, nil)
+}
+
+// answer writes a request filter's End answer (unless it streamed one).
+func (x *exchange) answer(rc *sdk.RequestContext) {
+	if x.streamed {
+		return
+	}
+	out := x.out()
+	h := out.Header()
+	sdk.ApplyHeaderEdits(h, rc.HeaderEdits())
+	body := rc.Body()
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	status := rc.Status()
+	if status == 0 {
+		status = http.StatusOK
+	}
+	out.WriteHeader(status)
+	_, _ = out.Write(body)
+}
+
+// upgrade completes the handshake, runs Logging (status 101) and serves the
+// connection on this goroutine.
+func (x *exchange) upgrade(re routeEntry, rc *sdk.RequestContext, h *sdk.WebSocketHandlers) {
+	c, info, status := x.srv.upgrade(x.w, x.r, re.rt, rc, h)
+	x.status = status
+	x.values = rc.Values()
+	x.log()
+	if c != nil {
+		c.serve(x.srv.hardCtx, info)
+	}
+}
+
+// fail applies the failing entry's failure mode. It reports whether the
+// request was answered (fail closed); false means the entry is skipped.
+func (x *exchange) fail(re routeEntry, out outcome) bool {
+	st := &x.srv.stats
+	status := http.StatusInternalServerError
+	switch out {
+	case outGone:
+		x.err = x.r.Context().Err()
+		return true
+	case outTooLarge:
+		st.bodyTooLarge.Add(1)
+		x.err = sdk.ErrBodyTooLarge
+		x.answerError(http.StatusRequestEntityTooLarge)
+		return true
+	case outTimeout:
+		st.phaseTimeouts.Add(1)
+		status = http.StatusGatewayTimeout
+		x.err = errors.New("wsframework: " + re.entry.String() + ": phase timed out")
+	case outPanic:
+		st.phasePanics.Add(1)
+		x.err = errors.New("wsframework: " + re.entry.String() + ": phase handler panicked")
+	case outRejected:
+		st.phaseRejected.Add(1)
+		status = http.StatusServiceUnavailable
+		x.err = errors.New("wsframework: " + re.entry.String() + ": phase pool refused the task")
+	}
+	if re.failOpen {
+		st.failOpenSkips.Add(1)
+		return false
+	}
+	x.answerError(status)
+	return true
+}
+
+// answerError answers with status and its text, bypassing response phases.
+func (x *exchange) answerError(status int) {
+	x.status = status
+	if x.rw != nil {
+		x.rw.fail(status)
+		return
+	}
+	if !x.streamed {
+		http.Error(x.w, http.StatusText(status), status)
+	}
+}
+
+// wait waits for a phase's decision, serving its host calls meanwhile.
+// rc is the request context when the phase is a request filter (for
+// streaming), else nil.
+func (x *exchange) wait(p phaseSignal, rc *sdk.RequestContext) outcome {
+	dl := x.srv.phaseDeadlines
+	if !dl.arm(&x.dl) {
+		return outRejected // shut down
+	}
+	defer dl.disarm(&x.dl)
+	for {
+		select {
+		case hc := <-p.Signal():
+			if hc == nil {
+				if p.Panicked() != nil {
+					return outPanic
+				}
+				return outDecided
+			}
+			if out := x.serveCall(hc, rc); out != outDecided {
+				return out
+			}
+			dl.arm(&x.dl) // each served call restarts the phase timeout
+		case <-x.dl.expired:
+			if p.Running() {
+				x.srv.stats.phaseStuck.Add(1)
+				x.srv.cfg.Logger.Warn("strand: phase handler still running after its timeout",
+					"path", x.req.Path, "timeout", x.srv.cfg.PhaseTimeout)
+			}
+			return outTimeout
+		case <-x.r.Context().Done():
+			return outGone
+		}
+	}
+}
+
+// serveCall answers one host call of the channel context.
+func (x *exchange) serveCall(hc *sdk.HostCall, rc *sdk.RequestContext) outcome {
+	switch hc.Method {
+	case sdk.MethodReadRequestBody:
+		x.readBody()
+		if x.tooLarge {
+			hc.Reply(sdk.HostReply{Err: sdk.ErrBodyTooLarge})
+			return outTooLarge
+		}
+		hc.Reply(sdk.HostReply{Data: x.body})
+	case sdk.MethodResponseStreamHead, sdk.MethodResponseStreamData, sdk.MethodResponseStreamEnd:
+		if rc == nil {
+			hc.Reply(sdk.HostReply{Err: errors.New("wsframework: streaming is only for request filters")})
+			return outDecided
+		}
+		out := x.out()
+		if !x.streamed {
+			x.streamed = true
+			status := http.StatusOK
+			if hc.Method == sdk.MethodResponseStreamHead && hc.Int != 0 {
+				status = hc.Int
+			}
+			// The plugin waits for this reply, so its edits are stable.
+			sdk.ApplyHeaderEdits(out.Header(), rc.HeaderEdits())
+			out.WriteHeader(status)
+		}
+		var err error
+		if hc.Method == sdk.MethodResponseStreamData {
+			_, err = out.Write(hc.Data)
+		}
+		if hc.Method != sdk.MethodResponseStreamEnd {
+			_ = http.NewResponseController(out).Flush()
+		}
+		hc.Reply(sdk.HostReply{Err: err})
+	default:
+		hc.Reply(sdk.HostReply{Err: errors.New("wsframework: unsupported host call " + strconv.Itoa(int(hc.Method)))})
+	}
+	return outDecided
+}
+
+// readBody reads the request body once, up to MaxRequestBodyBytes, and puts
+// it back so the terminal can read it too.
+func (x *exchange) readBody() {
+	if x.bodyRead {
+		return
+	}
+	x.bodyRead = true
+	if x.r.Body == nil || x.r.Body == http.NoBody {
+		return
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(x.w, x.r.Body, x.srv.cfg.MaxRequestBodyBytes))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		x.tooLarge = true
+		return
+	}
+	x.body = b
+	x.r.Body = io.NopCloser(bytes.NewReader(b))
+}
+
+// finish completes the answer (body filters) and runs Logging.
+func (x *exchange) finish() {
+	if x.rw != nil {
+		x.rw.finish()
+	}
+	x.log()
+}
+
+// log hands a LogEntry to every entry of the chain with a Logging handler.
+func (x *exchange) log() {
+	if !x.rt.anyLogging {
+		return
+	}
+	status := x.status
+	var out int64
+	if x.rw != nil {
+		if status == 0 || status == http.StatusSwitchingProtocols && x.rw.wroteHeader {
+			status = x.rw.status
+		}
+		out = x.rw.bytesOut
+	}
+	le := sdk.LogEntry{
+		Request: x.req, Status: status, BytesIn: x.bytesIn,
+		BytesOut: out, Duration: time.Since(x.start), Err: x.err, Values: x.values,
+	}
+	for _, re := range x.rt.chain {
+		if re.entry.Has(sdk.PhaseLogging) {
+			if err := re.rt.StartLogging(re.entry, le); err != nil {
+				x.srv.stats.phaseRejected.Add(1)
+			}
+		}
+	}
+}
+
+// countingBody counts request body bytes read by the terminal.
+type countingBody struct {
+	io.ReadCloser
+	n *int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	*b.n += int64(n)
+	return n, err
+}

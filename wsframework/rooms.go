@@ -1,0 +1,381 @@
+package wsframework
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/puzpuzpuz/xsync/v3"
+
+	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/sdk/bufpool"
+)
+
+// Errors of the room and send API.
+var (
+	// ErrNoConn is returned by SendTo, JoinRoom and LeaveRoom for a
+	// connection ID that is not open on this Server.
+	ErrNoConn = errors.New("wsframework: no such connection")
+	// ErrMessageType is returned for a message type other than sdk.Text
+	// and sdk.Binary.
+	ErrMessageType = errors.New("wsframework: invalid message type")
+)
+
+// RoomStats are the room counters of one Server (one node).
+type RoomStats struct {
+	Rooms     int    // rooms with members on this node
+	Members   int64  // memberships on this node (a connection in two rooms counts twice)
+	Published uint64 // messages published to rooms from this node
+	Delivered uint64 // messages queued to members on this node
+	Dropped   uint64 // deliveries refused because the member was closing or its queue was full
+}
+
+// subLockCount is the number of subscription locks, picked by a hash of the
+// room name; a few rooms share one.
+const subLockCount = 64
+
+// hub is a node's rooms: who is a member of what on this Server, and the
+// delivery of room messages to members. It implements AdapterHandler.
+//
+// Locks, in the order they may be taken (see also doc.go):
+// connRooms.mu → hub.subLocks[i] → adapter → room.mu → conn.mu.
+// subLocks serialise membership changes of a room with its Subscribe and
+// Unsubscribe (which a clustered adapter does over the network); room.mu
+// serialises deliveries to a room, which is what gives every local member
+// one order; it is held while queuing to each member, which never blocks.
+type hub struct {
+	srv      *Server
+	adapter  Adapter
+	rooms    *xsync.MapOf[string, *room]
+	subLocks [subLockCount]sync.Mutex
+
+	closeOnce sync.Once
+	closeErr  error
+
+	members   atomic.Int64
+	published atomic.Uint64
+	delivered atomic.Uint64
+	dropped   atomic.Uint64
+}
+
+// room is one room's local members.
+type room struct {
+	mu      sync.Mutex
+	members []*conn
+	index   map[*conn]int // position in members
+}
+
+// connRooms is the set of rooms a connection is in; it lives on conn.
+type connRooms struct {
+	mu     sync.Mutex
+	closed bool // the connection left every room for good (teardown)
+	names  map[string]struct{}
+}
+
+func newHub(s *Server, a Adapter) (*hub, error) {
+	if a == nil {
+		a = NewMemoryBus().NewAdapter()
+	}
+	h := &hub{srv: s, adapter: a, rooms: xsync.NewMapOf[string, *room]()}
+	if err := a.Bind(h); err != nil {
+		return nil, fmt.Errorf("wsframework: room adapter: %w", err)
+	}
+	return h, nil
+}
+
+func (h *hub) subLock(name string) *sync.Mutex {
+	// FNV-1a, inline so that it allocates nothing.
+	x := uint32(2166136261)
+	for i := 0; i < len(name); i++ {
+		x ^= uint32(name[i])
+		x *= 16777619
+	}
+	return &h.subLocks[x%subLockCount]
+}
+
+// join makes c a member of name.
+func (h *hub) join(c *conn, name string) error {
+	if !sdk.ValidRoomName(name) {
+		return sdk.ErrInvalidRoom
+	}
+	cr := &c.rooms
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if cr.closed || c.isClosing() {
+		return sdk.ErrClosed
+	}
+	if _, ok := cr.names[name]; ok {
+		return nil
+	}
+	if err := h.add(c, name); err != nil {
+		return err
+	}
+	if cr.names == nil {
+		cr.names = make(map[string]struct{}, 1)
+	}
+	cr.names[name] = struct{}{}
+	return nil
+}
+
+// leave ends c's membership of name, if any.
+func (h *hub) leave(c *conn, name string) error {
+	if !sdk.ValidRoomName(name) {
+		return sdk.ErrInvalidRoom
+	}
+	cr := &c.rooms
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if _, ok := cr.names[name]; !ok {
+		return nil
+	}
+	delete(cr.names, name)
+	h.remove(c, name)
+	return nil
+}
+
+// leaveAll removes c from every room for good; conn.teardown calls it.
+func (h *hub) leaveAll(c *conn) {
+	cr := &c.rooms
+	cr.mu.Lock()
+	cr.closed = true
+	names := cr.names
+	cr.names = nil
+	cr.mu.Unlock()
+	for name := range names {
+		h.remove(c, name)
+	}
+}
+
+func (h *hub) add(c *conn, name string) error {
+	l := h.subLock(name)
+	l.Lock()
+	defer l.Unlock()
+	r, ok := h.rooms.Load(name)
+	if !ok {
+		if err := h.adapter.Subscribe(name); err != nil {
+			return fmt.Errorf("wsframework: subscribe to room %q: %w", name, err)
+		}
+		r = &room{index: make(map[*conn]int)}
+		h.rooms.Store(name, r)
+	}
+	r.mu.Lock()
+	r.index[c] = len(r.members)
+	r.members = append(r.members, c)
+	r.mu.Unlock()
+	h.members.Add(1)
+	return nil
+}
+
+func (h *hub) remove(c *conn, name string) {
+	l := h.subLock(name)
+	l.Lock()
+	defer l.Unlock()
+	r, ok := h.rooms.Load(name)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	i, ok := r.index[c]
+	if !ok {
+		r.mu.Unlock()
+		return
+	}
+	last := len(r.members) - 1
+	if i != last {
+		moved := r.members[last]
+		r.members[i] = moved
+		r.index[moved] = i
+	}
+	r.members[last] = nil
+	r.members = r.members[:last]
+	delete(r.index, c)
+	empty := last == 0
+	r.mu.Unlock()
+	h.members.Add(-1)
+	if !empty {
+		return
+	}
+	// Deliveries that loaded r find no member; the next join makes a new room.
+	h.rooms.Delete(name)
+	if err := h.adapter.Unsubscribe(name); err != nil && !errors.Is(err, ErrAdapterClosed) {
+		h.srv.cfg.Logger.Warn("strand: room unsubscribe failed", "room", name, "err", err)
+	}
+}
+
+// publish hands msg to the adapter, which takes ownership of msg.Data.
+func (h *hub) publish(msg RoomMessage) error {
+	if msg.Type != sdk.Text && msg.Type != sdk.Binary {
+		msg.Data.Release()
+		return ErrMessageType
+	}
+	if !sdk.ValidRoomName(msg.Room) {
+		msg.Data.Release()
+		return sdk.ErrInvalidRoom
+	}
+	h.published.Add(1)
+	return h.adapter.Publish(msg)
+}
+
+var _ AdapterHandler = (*hub)(nil)
+
+// Deliver implements AdapterHandler: msg.Data is queued, shared and not
+// copied, on every local member's write queue (one reference each), under
+// the room's lock so that every member sees the room's messages in one
+// order. Queuing never blocks: a member whose queue is full is closed by its
+// own slow-consumer policy, which releases what it had queued.
+func (h *hub) Deliver(msg RoomMessage) {
+	r, ok := h.rooms.Load(msg.Room)
+	if !ok {
+		msg.Data.Release()
+		return
+	}
+	var sent, failed uint64
+	r.mu.Lock()
+	for _, m := range r.members {
+		if msg.ExcludeFrom && m.id == msg.From {
+			continue
+		}
+		msg.Data.Retain()
+		if m.Write(msg.Type, msg.Data) != nil {
+			failed++
+		} else {
+			sent++
+		}
+	}
+	r.mu.Unlock()
+	msg.Data.Release()
+	if sent > 0 {
+		h.delivered.Add(sent)
+	}
+	if failed > 0 {
+		h.dropped.Add(failed)
+	}
+}
+
+// close closes the adapter once.
+func (h *hub) close() error {
+	h.closeOnce.Do(func() { h.closeErr = h.adapter.Close() })
+	return h.closeErr
+}
+
+// conn implements sdk.RoomHost.
+var _ sdk.RoomHost = (*conn)(nil)
+
+// Join implements sdk.RoomHost.
+func (c *conn) Join(room string) error { return c.srv.rooms.join(c, room) }
+
+// Leave implements sdk.RoomHost.
+func (c *conn) Leave(room string) error { return c.srv.rooms.leave(c, room) }
+
+// Broadcast implements sdk.RoomHost.
+func (c *conn) Broadcast(room string, typ sdk.MessageType, b *bufpool.Buffer, opts sdk.BroadcastOptions) error {
+	return c.srv.rooms.publish(RoomMessage{Room: room, Type: typ, Data: b, From: c.id, ExcludeFrom: opts.ExcludeSelf})
+}
+
+// Broadcast queues a copy of data as one message of type typ to every member
+// of room, on every node of the adapter. It never blocks on a member (a
+// member whose write queue is full is closed with 1008); broadcasts made one
+// after another reach each member in that order. It may be called from any
+// goroutine, such as an HTTP handler or a timer.
+func (s *Server) Broadcast(room string, typ sdk.MessageType, data []byte) error {
+	b := s.cfg.Buffers.Get(len(data))
+	copy(b.B, data)
+	return s.rooms.publish(RoomMessage{Room: room, Type: typ, Data: b})
+}
+
+// BroadcastBuffer is Broadcast without the copy: it takes ownership of b
+// (from Config.Buffers, holding one reference), which is released once every
+// member's copy was written, or on error.
+func (s *Server) BroadcastBuffer(room string, typ sdk.MessageType, b *bufpool.Buffer) error {
+	return s.rooms.publish(RoomMessage{Room: room, Type: typ, Data: b})
+}
+
+// SendTo queues a copy of data as one message to the connection with ID id
+// on this Server. It never blocks; it returns ErrNoConn when no such
+// connection is open, sdk.ErrClosed when it is closing and
+// sdk.ErrSlowConsumer when its write queue was full (it is then closed with
+// 1008).
+func (s *Server) SendTo(id uint64, typ sdk.MessageType, data []byte) error {
+	c, ok := s.conns.Load(id)
+	if !ok {
+		return ErrNoConn
+	}
+	if typ != sdk.Text && typ != sdk.Binary {
+		return ErrMessageType
+	}
+	b := s.cfg.Buffers.Get(len(data))
+	copy(b.B, data)
+	return c.Write(typ, b)
+}
+
+// JoinRoom makes the connection with ID id (on this Server) a member of
+// room, as its handler's Conn.Join would.
+func (s *Server) JoinRoom(id uint64, room string) error {
+	c, ok := s.conns.Load(id)
+	if !ok {
+		return ErrNoConn
+	}
+	return s.rooms.join(c, room)
+}
+
+// LeaveRoom ends the membership of the connection with ID id in room.
+func (s *Server) LeaveRoom(id uint64, room string) error {
+	c, ok := s.conns.Load(id)
+	if !ok {
+		return ErrNoConn
+	}
+	return s.rooms.leave(c, room)
+}
+
+// RoomMembers returns the IDs of room's members on this Server, in
+// ascending order.
+func (s *Server) RoomMembers(room string) []uint64 {
+	r, ok := s.rooms.rooms.Load(room)
+	if !ok {
+		return nil
+	}
+	r.mu.Lock()
+	ids := make([]uint64, len(r.members))
+	for i, m := range r.members {
+		ids[i] = m.id
+	}
+	r.mu.Unlock()
+	slices.Sort(ids)
+	return ids
+}
+
+// RoomSize returns the number of room's members on this Server.
+func (s *Server) RoomSize(room string) int {
+	r, ok := s.rooms.rooms.Load(room)
+	if !ok {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.members)
+}
+
+// Rooms returns the names of the rooms with members on this Server, sorted.
+func (s *Server) Rooms() []string {
+	var names []string
+	s.rooms.rooms.Range(func(name string, _ *room) bool {
+		names = append(names, name)
+		return true
+	})
+	slices.Sort(names)
+	return names
+}
+
+// RoomStats returns the Server's room counters.
+func (s *Server) RoomStats() RoomStats {
+	h := s.rooms
+	return RoomStats{
+		Rooms:     h.rooms.Size(),
+		Members:   h.members.Load(),
+		Published: h.published.Load(),
+		Delivered: h.delivered.Load(),
+		Dropped:   h.dropped.Load(),
+	}
+}
