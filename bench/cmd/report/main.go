@@ -1,0 +1,88 @@
+// Command report turns the JSON results of bench/run.sh into the end-to-end
+// section of docs/benchmarks.md (tables) and two SVG charts next to it. It
+// takes the median of each cell's repeats, and rewrites only the text
+// between the markers <!-- e2e:begin --> and <!-- e2e:end -->, creating the
+// file with a heading and the markers if it does not exist.
+//
+//	go run ./cmd/report -results results/raw -docs ../docs -note "..."
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/strandws/strand/bench/internal/result"
+)
+
+func main() {
+	resultsDir := flag.String("results", "results/raw", "directory searched for loadgen result *.json files")
+	docsDir := flag.String("docs", "../docs", "directory holding benchmarks.md; charts are written here")
+	summaryPath := flag.String("summary", "", "also write the per-cell medians as JSON to this file")
+	note := flag.String("note", "", "one line about how the results were produced (machine, settings)")
+	flag.Parse()
+	if err := run(*resultsDir, *docsDir, *summaryPath, *note); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+}
+
+func run(resultsDir, docsDir, summaryPath, note string) error {
+	var runs []*result.Result
+	err := filepath.WalkDir(resultsDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".json") {
+			return nil
+		}
+		r, err := result.Read(path)
+		if err != nil {
+			return err
+		}
+		runs = append(runs, r)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(runs) == 0 {
+		return fmt.Errorf("no result files under %s", resultsDir)
+	}
+	t := aggregate(runs)
+	if summaryPath != "" {
+		if err := writeSummary(summaryPath, t); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(docsDir, 0o755); err != nil {
+		return err
+	}
+	charts := []struct {
+		file string
+		svg  string
+	}{
+		{throughputChart, chartSVG(t, "End-to-end throughput (msgs/s, higher is better)", throughputCells(t), func(a *agg) float64 { return a.MsgsPerSec }, fmtRate)},
+		{latencyChart, chartSVG(t, "p99 latency, send to receive (lower is better)", latencyCells(t), func(a *agg) float64 { return a.P99 }, fmtMicros)},
+	}
+	for _, c := range charts {
+		if err := os.WriteFile(filepath.Join(docsDir, c.file), []byte(c.svg), 0o644); err != nil {
+			return err
+		}
+	}
+	mdPath := filepath.Join(docsDir, "benchmarks.md")
+	old, err := os.ReadFile(mdPath)
+	if os.IsNotExist(err) {
+		old = []byte("# Benchmarks\n\n" + beginMarker + "\n" + endMarker + "\n")
+	} else if err != nil {
+		return err
+	}
+	out, err := splice(string(old), markdown(t, note))
+	if err != nil {
+		return fmt.Errorf("%s: %w", mdPath, err)
+	}
+	return os.WriteFile(mdPath, []byte(out), 0o644)
+}

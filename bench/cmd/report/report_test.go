@@ -1,0 +1,77 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/strandws/strand/bench/internal/result"
+	"github.com/strandws/strand/bench/internal/stats"
+)
+
+func TestSplice(t *testing.T) {
+	const sec = "NEW\n"
+	for _, tc := range []struct {
+		name, doc, want string
+		err             error
+	}{
+		{
+			name: "replaces-only-between-markers",
+			doc:  "# B\n\nmicro stuff\n" + beginMarker + "\nOLD\n" + endMarker + "\nafter\n",
+			want: "# B\n\nmicro stuff\n" + beginMarker + "\nNEW\n" + endMarker + "\nafter\n",
+		},
+		{
+			name: "appends-when-no-markers",
+			doc:  "# B\n\nmicro stuff\n",
+			want: "# B\n\nmicro stuff\n\n" + beginMarker + "\nNEW\n" + endMarker + "\n",
+		},
+		{
+			name: "empty-markers",
+			doc:  beginMarker + endMarker,
+			want: beginMarker + "\nNEW\n" + endMarker,
+		},
+		{name: "only-begin", doc: "x " + beginMarker + " y", err: errMarkers},
+		{name: "reversed", doc: endMarker + " " + beginMarker, err: errMarkers},
+		{name: "twice", doc: strings.Repeat(beginMarker+endMarker, 2), err: errMarkers},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := splice(tc.doc, sec)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("err = %v, want %v", err, tc.err)
+			}
+			if err == nil && got != tc.want {
+				t.Fatalf("got\n%q\nwant\n%q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAggregateMediansAndBestPeer(t *testing.T) {
+	mk := func(server string, rate, p99 float64, errs uint64) *result.Result {
+		return &result.Result{Server: server, Mode: "echo", Conns: 10, Connected: 10, Size: 64, Depth: 1,
+			MsgsPerSec: rate, Latency: stats.Summary{P99: p99}, ErrorTotal: errs}
+	}
+	tbl := aggregate([]*result.Result{
+		mk("strand", 300, 10, 0), mk("strand", 100, 30, 0), mk("strand", 200, 20, 0),
+		mk("a", 150, 15, 0),
+		mk("b", 250, 5, 7), // fastest, but it broke the order: never "best"
+	})
+	if len(tbl.cells) != 1 || tbl.servers[0] != strandName {
+		t.Fatalf("cells %v servers %v", tbl.cells, tbl.servers)
+	}
+	k := tbl.cells[0]
+	if got := tbl.get(k, strandName); got.MsgsPerSec != 200 || got.P99 != 20 || got.Repeats != 3 {
+		t.Fatalf("strand medians = %+v", got)
+	}
+	name, v, ok := tbl.best(k, func(a *agg) float64 { return a.MsgsPerSec }, false)
+	if !ok || name != "a" || v != 150 {
+		t.Fatalf("best = %s %v %v, want a 150", name, v, ok)
+	}
+	md := markdown(tbl, "")
+	if !strings.Contains(md, "| 1.33× |") {
+		t.Fatalf("markdown lacks strand's 200/150 ratio:\n%s", md)
+	}
+	if !strings.Contains(md, "250 ⚠") {
+		t.Fatalf("markdown does not flag b's errors:\n%s", md)
+	}
+}

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# bench/run.sh — Strand's end-to-end benchmark matrix against peer Go
+# WebSocket servers. See bench/README.md for what each cell means.
+#
+#   bench/run.sh                      # full matrix, 3 repeats x 5 s per cell
+#   QUICK=1 bench/run.sh              # fewer cells, 1 repeat x 2 s: a few minutes
+#   SERVERS="strand gws" bench/run.sh # only these servers
+#
+# Settings (environment): QUICK REPEAT DURATION WARMUP SERVERS CELLS PORT
+# SRC_IPS SERVER_CPU LOADGEN_CPU RESULTS DOCS KEEP_RESULTS REPORT.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+
+QUICK=${QUICK:-0}
+if [[ $QUICK == 1 ]]; then
+	REPEAT=${REPEAT:-1}
+	DURATION=${DURATION:-2s}
+	WARMUP=${WARMUP:-500ms}
+else
+	REPEAT=${REPEAT:-3}
+	DURATION=${DURATION:-5s}
+	WARMUP=${WARMUP:-1s}
+fi
+ALL_SERVERS="strand gobwas gorilla coder gws melody nbio"
+SERVERS=${SERVERS:-$ALL_SERVERS}
+CELLS=${CELLS:-}                          # optional regex: run only matching cell names
+PORT=${PORT:-18080}
+SRC_IPS=${SRC_IPS:-127.0.0.1-127.0.0.50} # spread client source addresses: no ephemeral-port exhaustion
+SERVER_CPU=${SERVER_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+RESULTS=${RESULTS:-$BENCH_DIR/results}
+DOCS=${DOCS:-$ROOT/docs}
+KEEP_RESULTS=${KEEP_RESULTS:-0} # 1: keep earlier raw results (rerun only some servers)
+REPORT=${REPORT:-1}             # 0: skip regenerating docs/benchmarks.md
+
+log() { printf 'run.sh: %s\n' "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT=$REPEAT: want a positive integer"
+command -v go >/dev/null || die "go is not on PATH"
+
+OUT=$(mktemp -d "${TMPDIR:-/tmp}/strand-bench.XXXXXX")
+SERVER_PID=""
+cleanup() {
+	if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+		kill -KILL "$SERVER_PID" 2>/dev/null || true
+		wait "$SERVER_PID" 2>/dev/null || true
+	fi
+	rm -rf "$OUT"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# ---- CPU pinning ---------------------------------------------------------
+SRV_PIN=()
+LG_PIN=()
+if command -v taskset >/dev/null && (($(nproc) >= 2)); then
+	SRV_PIN=(taskset -c "$SERVER_CPU")
+	LG_PIN=(taskset -c "$LOADGEN_CPU")
+else
+	log "warning: taskset or a second CPU is missing: server and load generator are NOT pinned"
+fi
+
+# ---- build -----------------------------------------------------------------
+log "building into $OUT"
+(
+	cd "$BENCH_DIR"
+	go build -o "$OUT/loadgen" ./cmd/loadgen
+	go build -o "$OUT/report" ./cmd/report
+	for dir in peers/*/; do
+		name=$(basename "$dir")
+		go build -o "$OUT/peer-$name" "./peers/$name"
+	done
+) || die "building the benchmark kit failed"
+
+declare -A BIN
+for name in $ALL_SERVERS; do
+	[[ $name == strand ]] || BIN[$name]="$OUT/peer-$name"
+done
+if [[ " $SERVERS " == *" strand "* ]]; then
+	if (cd "$ROOT" && go build -o "$OUT/strand-echo" ./examples/echo) 2>"$OUT/strand-build.log"; then
+		BIN[strand]="$OUT/strand-echo"
+	else
+		log "WARNING: Strand's server (go build ./examples/echo) did not build; continuing with the peers only."
+		sed 's/^/    /' "$OUT/strand-build.log" | head -20 >&2
+	fi
+fi
+
+RUN_SERVERS=()
+for name in $SERVERS; do
+	if [[ -n ${BIN[$name]:-} ]]; then
+		RUN_SERVERS+=("$name")
+	elif [[ $name != strand ]]; then
+		die "unknown server $name (known: $ALL_SERVERS)"
+	fi
+done
+((${#RUN_SERVERS[@]} > 0)) || die "no server to run"
+
+# ---- cells: name|path|loadgen arguments ----------------------------------------
+CELL_LIST=()
+if [[ $QUICK == 1 ]]; then
+	CELL_LIST+=(
+		"echo-c1-s64-d1|/echo|-mode echo -conns 1 -size 64 -depth 1"
+		"echo-c100-s64-d16|/echo|-mode echo -conns 100 -size 64 -depth 16"
+		"echo-c1000-s4096-d16|/echo|-mode echo -conns 1000 -size 4096 -depth 16"
+	)
+else
+	for c in 1 100 1000; do
+		for s in 64 4096; do
+			for d in 1 16; do
+				CELL_LIST+=("echo-c$c-s$s-d$d|/echo|-mode echo -conns $c -size $s -depth $d")
+			done
+		done
+	done
+fi
+CELL_LIST+=("rate-c1000-r10-s4096|/echo|-mode echo -conns 1000 -size 4096 -rate 10 -depth 16")
+[[ $QUICK == 1 ]] || CELL_LIST+=("bcast-c10-s64|/broadcast|-mode broadcast -conns 10 -size 64")
+CELL_LIST+=(
+	"bcast-c100-s64|/broadcast|-mode broadcast -conns 100 -size 64"
+	"idle-c10000|/echo|-mode idle -conns 10000 -hold $DURATION"
+)
+
+# ---- server lifecycle ----------------------------------------------------------
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+
+start_server() { # name logfile
+	GOMAXPROCS=1 "${SRV_PIN[@]}" "${BIN[$1]}" -addr "127.0.0.1:$PORT" >"$2" 2>&1 &
+	SERVER_PID=$!
+	for _ in $(seq 100); do
+		port_open && return 0
+		kill -0 "$SERVER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	log "server $1 did not start listening on 127.0.0.1:$PORT (log: $2)"
+	stop_server
+	return 1
+}
+
+stop_server() {
+	[[ -n $SERVER_PID ]] || return 0
+	kill -TERM "$SERVER_PID" 2>/dev/null || true
+	for _ in $(seq 50); do
+		kill -0 "$SERVER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$SERVER_PID" 2>/dev/null || true
+	wait "$SERVER_PID" 2>/dev/null || true
+	SERVER_PID=""
+}
+
+port_open && die "something already listens on 127.0.0.1:$PORT; set PORT"
+
+load1=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
+if awk -v l="$load1" 'BEGIN { exit !(l > 0.5) }'; then
+	log "warning: load average is $load1 before starting: other work shares these cores, so figures will be noisy"
+fi
+
+RAW="$RESULTS/raw"
+if [[ $KEEP_RESULTS != 1 ]]; then
+	rm -rf "$RAW"
+fi
+mkdir -p "$RAW"
+
+# ---- the matrix ----------------------------------------------------------------
+ncells=0
+for cell in "${CELL_LIST[@]}"; do
+	name=${cell%%|*}
+	[[ -z $CELLS || $name =~ $CELLS ]] && ncells=$((ncells + 1))
+done
+log "servers: ${RUN_SERVERS[*]}; $ncells cells x $REPEAT repeats; duration $DURATION, warmup $WARMUP"
+
+failures=0
+for server in "${RUN_SERVERS[@]}"; do
+	for cell in "${CELL_LIST[@]}"; do
+		IFS='|' read -r cname path args <<<"$cell"
+		[[ -z $CELLS || $cname =~ $CELLS ]] || continue
+		dir="$RAW/$server/$cname"
+		mkdir -p "$dir"
+		for ((i = 1; i <= REPEAT; i++)); do
+			rm -f "$dir/r$i.json"
+			if ! start_server "$server" "$dir/r$i.server.log"; then
+				failures=$((failures + 1))
+				continue
+			fi
+			rc=0
+			# shellcheck disable=SC2086 # $args is a list of flags
+			GOMAXPROCS=1 "${LG_PIN[@]}" "$OUT/loadgen" -url "ws://127.0.0.1:$PORT$path" $args \
+				-duration "$DURATION" -warmup "$WARMUP" -src-ips "$SRC_IPS" \
+				-server-pid "$SERVER_PID" -server "$server" -cell "$cname" \
+				-json "$dir/r$i.json" >"$dir/r$i.log" 2>&1 || rc=$?
+			stop_server
+			summary=$(grep -E '^  (throughput|server rss|errors)' "$dir/r$i.log" | sed -E 's/^ +//' | paste -sd ';' - || true)
+			printf '%-7s %-22s #%d rc=%d  %s\n' "$server" "$cname" "$i" "$rc" "$summary"
+			if ((rc != 0)); then
+				failures=$((failures + 1))
+				grep -E '^     ' "$dir/r$i.log" | head -3 || true
+			fi
+		done
+	done
+done
+
+# ---- report --------------------------------------------------------------------
+if [[ $REPORT == 1 ]]; then
+	cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
+	note="Run $(date -u +%Y-%m-%dT%H:%MZ) on ${cpu:-unknown CPU} ($(nproc) cores), Linux $(uname -r), $(go env GOVERSION); REPEAT=$REPEAT DURATION=$DURATION WARMUP=$WARMUP QUICK=$QUICK; load average $load1 at the start."
+	printf '%s\n' "$note" >"$RESULTS/note.txt"
+	"$OUT/report" -results "$RAW" -docs "$DOCS" -summary "$RESULTS/summary.json" -note "$note"
+	log "wrote $DOCS/benchmarks.md (e2e section), $DOCS/bench-e2e-*.svg and $RESULTS/summary.json"
+fi
+if ((failures > 0)); then
+	log "$failures run(s) reported errors or failed to start: see $RAW/<server>/<cell>/r<N>.log"
+fi
