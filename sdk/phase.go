@@ -235,8 +235,9 @@ func NewResponseContext(ctx context.Context, req *Request, values *map[string]an
 // ResponseStatus returns the answer's status as the filter received it.
 func (c *ResponseContext) ResponseStatus() int { return c.respStatus }
 
-// ResponseHeader returns the answer's headers (read-only; edit with
-// SetHeader and friends).
+// ResponseHeader returns the answer's headers: read-only (edit with
+// SetHeader and friends) and valid only until the handler decides or the
+// phase times out; copy what you keep.
 func (c *ResponseContext) ResponseHeader() http.Header { return c.header }
 
 // Next hands the edits back to the host.

@@ -16,8 +16,9 @@ type deadlines struct {
 	timeout time.Duration
 	tick    time.Duration
 	shards  [16]deadlineShard
-	next    atomic.Uint32
-	active  atomic.Int64
+	next     atomic.Uint32
+	active   atomic.Int64
+	sleeping atomic.Bool // the scanner waits for a kick
 	kick    chan struct{}
 	stopped chan struct{} // closed by stop
 	done    chan struct{} // closed when run returns
@@ -84,7 +85,8 @@ func (d *deadlines) arm(w *deadlineWait) bool {
 	}
 	sh.head = w
 	sh.mu.Unlock()
-	if d.active.Add(1) == 1 {
+	d.active.Add(1)
+	if d.sleeping.Load() && d.sleeping.CompareAndSwap(true, false) {
 		select {
 		case d.kick <- struct{}{}:
 		default:
@@ -124,14 +126,27 @@ func (d *deadlines) run() {
 	defer close(d.done)
 	t := time.NewTicker(d.tick)
 	defer t.Stop()
+	// The scanner sleeps only after a second without waits, so a steady
+	// stream of short waits does not pay a wake-up each.
+	idleTicks, sleepAfter := 0, int(time.Second/d.tick)+1
 	for {
 		if d.active.Load() == 0 {
+			idleTicks++
+		} else {
+			idleTicks = 0
+		}
+		if idleTicks > sleepAfter {
 			t.Stop()
-			select {
-			case <-d.kick:
-			case <-d.stopped:
-				return
+			d.sleeping.Store(true)
+			if d.active.Load() == 0 { // re-check: an arm may have missed the flag
+				select {
+				case <-d.kick:
+				case <-d.stopped:
+					return
+				}
 			}
+			d.sleeping.Store(false)
+			idleTicks = 0
 			t.Reset(d.tick)
 		}
 		select {

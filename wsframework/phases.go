@@ -81,17 +81,17 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer rt.srv.phaseDeadlines.disarm(&x.dl)
 
-	rc := sdk.NewRequestContext(r.Context(), x.req, nil)
 	for i, re := range rt.chain {
 		x.ran = i + 1
 		e := re.entry
 		if !e.Has(sdk.PhaseRequestFilter) {
 			if h := e.WebSocketHandlers(); h != nil && isWebSocketHandshake(r) {
-				x.upgrade(re, rc, h)
+				x.upgrade(re, x.nextContext(), h)
 				return
 			}
 			continue
 		}
+		rc := x.nextContext()
 		out := outRejected
 		if re.rt.StartRequestFilter(e, rc) == nil {
 			out = x.wait(rc, rc)
@@ -101,8 +101,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				x.finish()
 				return
 			}
-			rc = x.resume()
-			continue
+			continue // fail open: skip the entry and whatever it collected
 		}
 		x.values = rc.Values()
 		switch rc.Decision() {
@@ -126,10 +125,11 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		x.last = rc
-		rc = rc.Continue()
 	}
 	out := x.out()
-	sdk.ApplyHeaderEdits(out.Header(), rc.HeaderEdits())
+	if x.last != nil {
+		sdk.ApplyHeaderEdits(out.Header(), x.last.HeaderEdits())
+	}
 	if rt.terminal == nil {
 		http.NotFound(out, r)
 	} else {
@@ -138,9 +138,10 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.finish()
 }
 
-// resume returns a fresh context after a skipped (fail-open) entry, built
-// only from contexts that decided, never from the failed one.
-func (x *exchange) resume() *sdk.RequestContext {
+// nextContext returns the context for the next request filter: it carries
+// the values and edits of the last entry that decided Next, never anything
+// from an entry that failed (its handler may still be running).
+func (x *exchange) nextContext() *sdk.RequestContext {
 	if x.last != nil {
 		return x.last.Continue()
 	}

@@ -167,9 +167,9 @@ func (x *exchange) responseFilters() bool {
 		if !re.entry.Has(sdk.PhaseResponseFilter) {
 			continue
 		}
-		// The handler gets its own copy of the headers: one that outlives
-		// its timeout must not race with the host.
-		c := sdk.NewResponseContext(x.r.Context(), x.req, &x.values, rw.status, rw.w.Header().Clone())
+		// The handler borrows the live headers, read-only, until the phase
+		// ends (as with every buffer Strand lends a handler).
+		c := sdk.NewResponseContext(x.r.Context(), x.req, &x.values, rw.status, rw.w.Header())
 		out := outRejected
 		if re.rt.StartResponseFilter(re.entry, c) == nil {
 			out = x.wait(c, nil)
