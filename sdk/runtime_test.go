@@ -1,0 +1,186 @@
+package sdk_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/strandws/strand/dispatcher"
+	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/sdk/bufpool"
+)
+
+// recHost records what a plugin sends and closes.
+type recHost struct {
+	mu     sync.Mutex
+	sent   []string
+	closed []sdk.CloseCode
+}
+
+func (h *recHost) Write(_ sdk.MessageType, b *bufpool.Buffer) error {
+	h.mu.Lock()
+	h.sent = append(h.sent, string(b.B))
+	h.mu.Unlock()
+	b.Release()
+	return nil
+}
+
+func (h *recHost) Close(code sdk.CloseCode, _ string) error {
+	h.mu.Lock()
+	h.closed = append(h.closed, code)
+	h.mu.Unlock()
+	return nil
+}
+
+func newRuntime(t *testing.T, h sdk.WebSocketHandlers, cfg sdk.RuntimeConfig) (*sdk.Runtime, *sdk.WebSocketHandlers) {
+	t.Helper()
+	p := sdk.NewPlugin("t")
+	rt, err := sdk.NewRuntime(p, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		assert.NoError(t, rt.Close(ctx))
+	})
+	return rt, &h
+}
+
+func msg(rt *sdk.Runtime, s string) *bufpool.Buffer {
+	b := rt.Buffers().Get(len(s))
+	copy(b.B, s)
+	return b
+}
+
+func TestRuntimeOrderOpenMessagesClose(t *testing.T) {
+	var mu sync.Mutex
+	var trace []string
+	rec := func(s string) { mu.Lock(); trace = append(trace, s); mu.Unlock() }
+	closed := make(chan struct{})
+	rt, h := newRuntime(t, sdk.WebSocketHandlers{
+		OnOpen:    func(c *sdk.Conn) { rec("open") },
+		OnMessage: func(c *sdk.Conn, m sdk.Message) { rec(string(m.Data)) },
+		OnClose: func(c *sdk.Conn, code sdk.CloseCode, reason string) {
+			rec(fmt.Sprint("close ", code, " ", reason))
+			close(closed)
+		},
+	}, sdk.RuntimeConfig{})
+	ctx := context.Background()
+	c, err := rt.Open(ctx, &recHost{}, sdk.ConnInfo{ID: 7, Handlers: h})
+	require.NoError(t, err)
+	want := []string{"open"}
+	for i := range 500 {
+		s := fmt.Sprint(i)
+		want = append(want, s)
+		require.NoError(t, rt.Message(ctx, c, sdk.Text, msg(rt, s)))
+	}
+	rt.Closed(c, sdk.CloseNormal, "bye")
+	rt.Closed(c, sdk.CloseGoingAway, "again") // idempotent
+	<-closed
+	<-c.Context().Done()
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, append(want, "close 1000 bye"), trace)
+	assert.EqualValues(t, 0, rt.Stats().Open)
+}
+
+func TestRuntimePanicClosesWith1011(t *testing.T) {
+	gotErr := make(chan error, 1)
+	rt, h := newRuntime(t, sdk.WebSocketHandlers{
+		OnMessage: func(c *sdk.Conn, m sdk.Message) { panic("boom") },
+		OnError:   func(c *sdk.Conn, err error) { gotErr <- err },
+	}, sdk.RuntimeConfig{})
+	host := &recHost{}
+	c, err := rt.Open(context.Background(), host, sdk.ConnInfo{ID: 1, Handlers: h})
+	require.NoError(t, err)
+	require.NoError(t, rt.Message(context.Background(), c, sdk.Binary, msg(rt, "x")))
+	err = <-gotErr
+	assert.ErrorContains(t, err, "boom")
+	host.mu.Lock()
+	assert.Equal(t, []sdk.CloseCode{sdk.CloseInternalError}, host.closed)
+	host.mu.Unlock()
+	assert.EqualValues(t, 1, rt.Stats().Panics)
+	rt.Closed(c, sdk.CloseInternalError, "")
+}
+
+func TestRuntimePendingBytesBackpressure(t *testing.T) {
+	release := make(chan struct{})
+	rt, h := newRuntime(t, sdk.WebSocketHandlers{
+		OnMessage: func(c *sdk.Conn, m sdk.Message) { <-release },
+	}, sdk.RuntimeConfig{MaxPendingBytes: 10})
+	c, err := rt.Open(context.Background(), &recHost{}, sdk.ConnInfo{ID: 3, Handlers: h})
+	require.NoError(t, err)
+	require.NoError(t, rt.Message(context.Background(), c, sdk.Binary, msg(rt, "12345")))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Message(ctx, c, sdk.Binary, msg(rt, "1234567890")) }()
+	// 15 bytes pending > 10: Message accepted the event but waits for room.
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	close(release)
+	require.NoError(t, rt.Message(context.Background(), c, sdk.Binary, msg(rt, "z")))
+	rt.Closed(c, sdk.CloseNormal, "")
+}
+
+func TestRuntimeClosedRefusesEvents(t *testing.T) {
+	p := sdk.NewPlugin("t")
+	rt, err := sdk.NewRuntime(p, sdk.RuntimeConfig{})
+	require.NoError(t, err)
+	require.NoError(t, rt.Close(context.Background()))
+	require.NoError(t, rt.Close(context.Background()), "Close is idempotent")
+	_, err = rt.Open(context.Background(), &recHost{}, sdk.ConnInfo{ID: 1})
+	assert.ErrorIs(t, err, sdk.ErrRuntimeClosed)
+	_, err = sdk.NewRuntime(nil, sdk.RuntimeConfig{})
+	assert.Error(t, err)
+}
+
+func TestRuntimeTryMessageFull(t *testing.T) {
+	release := make(chan struct{})
+	rt, h := newRuntime(t, sdk.WebSocketHandlers{
+		OnMessage: func(c *sdk.Conn, m sdk.Message) { <-release },
+	}, sdk.RuntimeConfig{Dispatcher: dispatcher.ShardedConfig{Shards: 1, Workers: 1, QueueSize: 1, TasksPerTurn: 1}})
+	c, err := rt.Open(context.Background(), &recHost{}, sdk.ConnInfo{ID: 1, Handlers: h})
+	require.NoError(t, err)
+	woken := make(chan struct{})
+	var full bool
+	for range 10 {
+		b := msg(rt, "m")
+		if err := rt.TryMessage(c, sdk.Binary, b, func() { close(woken) }); err != nil {
+			require.True(t, errors.Is(err, dispatcher.ErrFull))
+			b.Release() // not taken on error
+			full = true
+			break
+		}
+	}
+	require.True(t, full, "a one-slot shard behind a blocked handler fills up")
+	close(release)
+	<-woken
+	rt.Closed(c, sdk.CloseNormal, "")
+}
+
+func ExampleNewPlugin() {
+	p := sdk.NewPlugin("greeter")
+	p.Entry("hello").
+		RequestFilter(func(ctx *sdk.RequestContext) {
+			if ctx.Request().Query().Get("name") == "" {
+				ctx.Reject(400, "name is required")
+				return
+			}
+			ctx.Set("name", ctx.Request().Query().Get("name"))
+			ctx.Upgrade(nil) // with the entry's WebSocket handlers
+		}).
+		WebSocket(sdk.WebSocketHandlers{
+			OnOpen: func(c *sdk.Conn) { _ = c.SendText("hello, " + c.Value("name").(string)) },
+			OnMessage: func(c *sdk.Conn, m sdk.Message) {
+				_ = c.Send(m.Type, m.Data) // Send copies: m.Data is valid until we return
+			},
+		})
+	e, _ := p.Lookup("hello")
+	fmt.Println(e, e.Has(sdk.PhaseRequestFilter), e.Has(sdk.PhaseLogging))
+	// Output: greeter/hello true false
+}
