@@ -99,12 +99,27 @@ type phase struct {
 	timeout time.Duration
 	entry   *Entry
 	rt      *Runtime
+
+	// refs counts the owners of a recycled context (the host and the
+	// worker running the handler); zero for a context that is not pooled.
+	refs    atomic.Int32
+	recycle func()
 }
 
 func (p *phase) init(ctx context.Context, req *Request, values *map[string]any) {
 	p.ctx, p.req, p.values = ctx, req, values
-	p.ch = make(chan *HostCall, 1)
+	if p.ch == nil {
+		p.ch = make(chan *HostCall, 1)
+	}
 	p.timeout = DefaultCallTimeout
+}
+
+// release drops one owner's reference of a pooled context; the last one
+// recycles it.
+func (p *phase) release() {
+	if p.recycle != nil && p.refs.Add(-1) == 0 {
+		p.recycle()
+	}
 }
 
 // Context returns the request's context, cancelled when the client goes
@@ -224,6 +239,34 @@ type ResponseContext struct {
 	header     http.Header
 }
 
+// AcquireResponseContext is NewResponseContext from the runtime's pool of
+// contexts. The host must call Release once it has read the result (or
+// given up on it); the context is reused when both the host and the
+// handler are done with it.
+func (rt *Runtime) AcquireResponseContext(ctx context.Context, req *Request, values *map[string]any, status int, header http.Header) *ResponseContext {
+	c, _ := rt.respCtxs.Get().(*ResponseContext)
+	if c == nil {
+		c = &ResponseContext{}
+		c.recycle = func() {
+			ch, rec := c.ch, c.recycle
+			select { // a decision never read by a host that gave up
+			case <-ch:
+			default:
+			}
+			*c = ResponseContext{}
+			c.ch, c.recycle = ch, rec
+			rt.respCtxs.Put(c)
+		}
+	}
+	c.respStatus, c.header = status, header
+	c.init(ctx, req, values)
+	c.refs.Store(2)
+	return c
+}
+
+// Release hands a context from AcquireResponseContext back; see there.
+func (c *ResponseContext) Release() { c.release() }
+
 // NewResponseContext returns a context for a response with status and
 // header (read-only). Hosts call it.
 func NewResponseContext(ctx context.Context, req *Request, values *map[string]any, status int, header http.Header) *ResponseContext {
@@ -254,6 +297,33 @@ type BodyContext struct {
 	body     []byte
 	replaced bool
 }
+
+// AcquireBodyContext is NewBodyContext from the runtime's pool of contexts;
+// see AcquireResponseContext.
+func (rt *Runtime) AcquireBodyContext(ctx context.Context, req *Request, values *map[string]any, status int, body []byte) *BodyContext {
+	c, _ := rt.bodyCtxs.Get().(*BodyContext)
+	if c == nil {
+		c = &BodyContext{}
+		c.recycle = func() {
+			ch, rec := c.ch, c.recycle
+			select {
+			case <-ch:
+			default:
+			}
+			*c = BodyContext{}
+			c.ch, c.recycle = ch, rec
+			rt.bodyCtxs.Put(c)
+		}
+	}
+	c.body, c.status = body, status
+	c.init(ctx, req, values)
+	c.refs.Store(2)
+	return c
+}
+
+// Release hands a context from AcquireBodyContext back; see
+// AcquireResponseContext.
+func (c *BodyContext) Release() { c.release() }
 
 // NewBodyContext returns a context for body. Hosts call it.
 func NewBodyContext(ctx context.Context, req *Request, values *map[string]any, status int, body []byte) *BodyContext {

@@ -57,7 +57,12 @@ func (rt *Runtime) StartResponseFilter(e *Entry, c *ResponseContext) error {
 	}
 	c.entry, c.rt = e, rt
 	c.running.Store(true)
-	return rt.submitPhase(runResponseFilter, c)
+	if err := rt.submitPhase(runResponseFilter, c); err != nil {
+		c.running.Store(false)
+		c.release() // the worker's reference: it will never run
+		return err
+	}
+	return nil
 }
 
 // StartBodyFilter is StartRequestFilter for the ResponseBodyFilter phase.
@@ -67,7 +72,12 @@ func (rt *Runtime) StartBodyFilter(e *Entry, c *BodyContext) error {
 	}
 	c.entry, c.rt = e, rt
 	c.running.Store(true)
-	return rt.submitPhase(runBodyFilter, c)
+	if err := rt.submitPhase(runBodyFilter, c); err != nil {
+		c.running.Store(false)
+		c.release()
+		return err
+	}
+	return nil
 }
 
 type logJob struct {
@@ -117,17 +127,16 @@ func runLogging(arg any) {
 // finish marks the handler returned and turns a panic into a signalled
 // failure the host answers with 500.
 func (p *phase) finish() {
-	v := recover()
+	if v := recover(); v != nil {
+		p.rt.panics.Add(1)
+		p.rt.log.Error("strand: phase handler panic", "entry", p.entry.String(), "panic", v, "stack", string(debug.Stack()))
+		if p.claim() {
+			p.panic = v
+			p.send()
+		}
+	}
 	p.running.Store(false)
-	if v == nil {
-		return
-	}
-	p.rt.panics.Add(1)
-	p.rt.log.Error("strand: phase handler panic", "entry", p.entry.String(), "panic", v, "stack", string(debug.Stack()))
-	if p.claim() {
-		p.panic = v
-		p.send()
-	}
+	p.release() // the worker's reference, last: p may be reused after this
 }
 
 // RequestFilter runs e's request filter and waits up to timeout for its

@@ -64,6 +64,9 @@ type Runtime struct {
 	cancel context.CancelFunc
 	events sync.Pool
 
+	respCtxs sync.Pool // *ResponseContext (AcquireResponseContext)
+	bodyCtxs sync.Pool // *BodyContext
+
 	open   atomic.Int64
 	panics atomic.Uint64
 

@@ -106,6 +106,7 @@ func BenchmarkBaselineGoroutinePerEvent(b *testing.B) {
 		c := newConn(s, 1, m, bufio.NewReaderSize(m, 4096), rt, "127.0.0.1")
 		bufs := s.cfg.Buffers
 		for {
+			c.waitOutbound(context.Background()) // the same write-queue pause as the real reader
 			h, err := c.readHeader()
 			if err != nil {
 				return
@@ -125,7 +126,9 @@ func BenchmarkBaselineGoroutinePerEvent(b *testing.B) {
 }
 
 func benchPath(b *testing.B, size int, run func(*Server, *replayConn)) {
-	s, err := New(Config{PingInterval: -1, IdleTimeout: -1})
+	// Queues large enough that the unbounded go-per-event baseline, which
+	// has no backpressure, is not closed as a slow consumer mid-run.
+	s, err := New(Config{PingInterval: -1, IdleTimeout: -1, WriteQueueMessages: 1 << 24, WriteQueueBytes: 1 << 32})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -451,3 +451,38 @@ func TestClaimsFlowFromFilterToOnOpen(t *testing.T) {
 	_, _, _ = wsutil.ReadServerData(conn)
 	conn.Close()
 }
+
+// TestLateResponseFilterDoesNotShareItsContext: a response filter that
+// outlives its timeout keeps its (pooled) context to itself: later requests
+// get other contexts, so its late writes race with nothing (-race checks).
+func TestLateResponseFilterDoesNotShareItsContext(t *testing.T) {
+	release := make(chan struct{})
+	var first atomic.Bool
+	e := sdk.NewPlugin("late").Entry("late").ResponseFilter(func(ctx *sdk.ResponseContext) {
+		if first.CompareAndSwap(false, true) {
+			<-release
+			ctx.SetHeader("X-Late", "1") // after the host gave up
+			ctx.SetStatus(599)
+			ctx.Next()
+			return
+		}
+		ctx.SetHeader("X-On-Time", "1")
+		ctx.Next()
+	})
+	cfg := wsframework.Config{PhaseTimeout: 30 * time.Millisecond, Plugins: map[string]wsframework.PluginPolicy{"late": {FailOpen: true}}}
+	srv, url := phaseServer(t, cfg, "/", okTerminal(nil), e)
+	resp, _ := get(t, url+"/")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "fail open: the late filter is skipped")
+	assert.Empty(t, resp.Header.Get("X-Late"))
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			resp, _ := get(t, url+"/")
+			assert.Equal(t, "1", resp.Header.Get("X-On-Time"))
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+		})
+	}
+	close(release)
+	wg.Wait()
+	assert.EqualValues(t, 1, srv.Stats().PhaseTimeouts)
+}

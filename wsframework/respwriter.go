@@ -169,12 +169,13 @@ func (x *exchange) responseFilters() bool {
 		}
 		// The handler borrows the live headers, read-only, until the phase
 		// ends (as with every buffer Strand lends a handler).
-		c := sdk.NewResponseContext(x.r.Context(), x.req, &x.values, rw.status, rw.w.Header())
+		c := re.rt.AcquireResponseContext(x.r.Context(), x.req, &x.values, rw.status, rw.w.Header())
 		out := outRejected
 		if re.rt.StartResponseFilter(re.entry, c) == nil {
 			out = x.wait(c, nil)
 		}
 		if out != outDecided {
+			c.Release()
 			if x.fail(re, out) {
 				return false
 			}
@@ -184,6 +185,7 @@ func (x *exchange) responseFilters() bool {
 			rw.status = st
 		}
 		sdk.ApplyHeaderEdits(rw.w.Header(), c.HeaderEdits())
+		c.Release()
 	}
 	return true
 }
@@ -197,12 +199,13 @@ func (x *exchange) bodyFilters(body []byte) ([]byte, bool) {
 		if !re.entry.Has(sdk.PhaseResponseBodyFilter) {
 			continue
 		}
-		c := sdk.NewBodyContext(x.r.Context(), x.req, &x.values, rw.status, body)
+		c := re.rt.AcquireBodyContext(x.r.Context(), x.req, &x.values, rw.status, body)
 		out := outRejected
 		if re.rt.StartBodyFilter(re.entry, c) == nil {
 			out = x.wait(c, nil)
 		}
 		if out != outDecided {
+			c.Release()
 			if x.fail(re, out) {
 				return nil, false
 			}
@@ -215,6 +218,7 @@ func (x *exchange) bodyFilters(body []byte) ([]byte, bool) {
 			rw.status = st
 		}
 		sdk.ApplyHeaderEdits(rw.w.Header(), c.HeaderEdits())
+		c.Release()
 	}
 	return body, true
 }

@@ -1,6 +1,7 @@
 package frame_test
 
 import (
+	"fmt"
 	"testing"
 
 	flatbuffers "github.com/google/flatbuffers/go"
@@ -128,8 +129,10 @@ func BenchmarkHeaderEncode(b *testing.B) {
 	}
 }
 
-// BenchmarkHeaderCacheHit looks the same set up in a HeaderCache: key
-// computation, lookup, full comparison, LRU and TTL bookkeeping.
+// BenchmarkHeaderCacheHit looks the same set up in a HeaderCache. It is the
+// only cached set of its shape, so the hit takes the shape index: shape
+// (lengths only), full comparison, LRU and TTL bookkeeping, no lock.
+// BenchmarkHeaderCacheHitSameShape measures hits by key.
 func BenchmarkHeaderCacheHit(b *testing.B) {
 	c, err := frame.NewHeaderCache(frame.HeaderCacheConfig{})
 	if err != nil {
@@ -145,6 +148,56 @@ func BenchmarkHeaderCacheHit(b *testing.B) {
 	}
 	if s := c.Stats(); s.Misses != 1 {
 		b.Fatalf("%d misses", s.Misses)
+	}
+}
+
+// BenchmarkHeaderCacheHitSameShape hits 64 sets that differ only in the
+// session cookie, as a browser's requests from different users do: every
+// set shares its shape (header count and lengths) with the others, so hits
+// hash the set and look it up by key instead of taking the shape fast path.
+func BenchmarkHeaderCacheHitSameShape(b *testing.B) {
+	c, err := frame.NewHeaderCache(frame.HeaderCacheConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sets := make([][]frame.Header, 64)
+	for i := range sets {
+		sets[i] = typicalHeaders()
+		sets[i][7].Value = fmt.Sprintf("session=%032x; theme=dark", i)
+		c.Get(sets[i])
+		sets[i] = cloneHeaders(sets[i])
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c.Get(sets[i%len(sets)])
+		i++
+	}
+	if s := c.Stats(); s.Misses != uint64(len(sets)) {
+		b.Fatalf("%d misses", s.Misses)
+	}
+}
+
+// BenchmarkHeaderCacheMiss cycles through more sets than the cache holds,
+// so that every Get encodes, inserts and evicts.
+func BenchmarkHeaderCacheMiss(b *testing.B) {
+	c, err := frame.NewHeaderCache(frame.HeaderCacheConfig{MaxEntries: 256})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sets := make([][]frame.Header, 512)
+	for i := range sets {
+		sets[i] = typicalHeaders()
+		sets[i][7].Value = fmt.Sprintf("session=%032x; theme=dark", i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c.Get(sets[i%len(sets)])
+		i++
+	}
+	if s := c.Stats(); s.Hits != 0 {
+		b.Fatalf("%d hits", s.Hits)
 	}
 }
 

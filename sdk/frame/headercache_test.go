@@ -2,6 +2,7 @@ package frame_test
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -294,4 +295,176 @@ func TestHeaderCacheConcurrent(t *testing.T) {
 	s := c.Stats()
 	require.Equal(t, uint64(8000), s.Hits+s.Misses)
 	require.LessOrEqual(t, s.Size, 300)
+}
+
+func TestHeaderCacheShapeIndex(t *testing.T) {
+	// set(1) and set(2) have the same shape (lengths).
+	clock := newFakeClock()
+	c := newCache(t, frame.HeaderCacheConfig{TTL: time.Minute, Now: clock.Now})
+	a := c.Get(set(1))
+	require.True(t, frame.IndexedByShape(c, set(1)), "the only set of its shape")
+	clock.Advance(30 * time.Second)
+	b := c.Get(set(2))
+	require.False(t, frame.IndexedByShape(c, set(1)), "two sets share the shape")
+	require.False(t, frame.IndexedByShape(c, set(2)))
+
+	clock.Advance(40 * time.Second)
+	require.Equal(t, 1, c.Stats().Size, "set(1) expired")
+	require.False(t, frame.IndexedByShape(c, set(2)), "refilled on the next hit")
+	require.Same(t, b, c.Get(set(2)))
+	require.True(t, frame.IndexedByShape(c, set(2)))
+	require.Same(t, b, c.Get(set(2)))
+
+	require.NotSame(t, a, c.Get(set(1)))
+	require.False(t, frame.IndexedByShape(c, set(1)))
+	require.False(t, frame.IndexedByShape(c, set(2)))
+	require.Equal(t, frame.HeaderCacheStats{Hits: 2, Misses: 3, Evictions: 1, Expired: 1, Size: 2}, c.Stats())
+
+	c.Clear()
+	require.False(t, frame.IndexedByShape(c, set(1)))
+	require.False(t, frame.IndexedByShape(c, set(2)))
+	require.NotSame(t, b, c.Get(set(2)))
+	require.True(t, frame.IndexedByShape(c, set(2)))
+}
+
+func TestHeaderCacheSameShapeSets(t *testing.T) {
+	// Sets that share their shape are found by key, in any order.
+	c := newCache(t, frame.HeaderCacheConfig{})
+	var sets [][]frame.Header
+	var encs []*frame.EncodedHeaders
+	for i := range 50 {
+		hs := append(typicalHeaders(), frame.Header{Name: "X-Id", Value: fmt.Sprintf("%04d", i)})
+		sets = append(sets, hs)
+		encs = append(encs, c.Get(hs))
+	}
+	for round := range 2 {
+		for i, hs := range sets {
+			reversed := make([]frame.Header, len(hs))
+			for j := range hs {
+				reversed[len(hs)-1-j] = hs[j]
+			}
+			require.Same(t, encs[i], c.Get(hs), "round %d set %d", round, i)
+			require.Same(t, encs[i], c.Get(reversed), "round %d set %d reversed", round, i)
+			require.False(t, frame.IndexedByShape(c, hs))
+		}
+	}
+	require.Equal(t, frame.HeaderCacheStats{Hits: 200, Misses: 50, Size: 50}, c.Stats())
+	for i, enc := range encs {
+		requireEncodes(t, sets[i], enc)
+	}
+}
+
+func TestHeaderCacheCoarseClock(t *testing.T) {
+	cases := []struct {
+		name string
+		// then runs after set(1) was cached and the clock advanced past the
+		// TTL; it returns how many more hits set(1) gets before expiring.
+		then func(c *frame.HeaderCache) int
+		hits uint64
+	}{
+		{"hits reuse a reading until the shard's ClockEvery-th", func(*frame.HeaderCache) int {
+			return frame.ClockEvery
+		}, frame.ClockEvery},
+		{"a miss reads the clock", func(c *frame.HeaderCache) int {
+			c.Get(set(10))
+			return 0
+		}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			c := newCache(t, frame.HeaderCacheConfig{TTL: time.Minute})
+			frame.UseCoarseClock(c, clock.Now)
+			a := c.Get(set(1))
+			clock.Advance(2 * time.Minute)
+			for i := range tc.then(c) {
+				require.Same(t, a, c.Get(set(1)), "hit %d uses the last reading", i)
+			}
+			require.NotSame(t, a, c.Get(set(1)), "expired at the next reading")
+			s := c.Stats()
+			require.Equal(t, tc.hits, s.Hits)
+			require.Equal(t, uint64(1), s.Expired)
+		})
+	}
+}
+
+func TestHeaderCacheSecondChance(t *testing.T) {
+	// A set hit since it was queued survives the next eviction; the new set
+	// is never the one evicted.
+	c := newCache(t, frame.HeaderCacheConfig{MaxEntries: 3})
+	encs := []*frame.EncodedHeaders{c.Get(set(0)), c.Get(set(1)), c.Get(set(2))}
+	for _, i := range []int{0, 1, 2} {
+		require.Same(t, encs[i], c.Get(set(i)))
+	}
+	// All three were hit: each gets its second chance, then set(0), queued
+	// first, goes.
+	d := c.Get(set(3))
+	require.Same(t, d, c.Get(set(3)), "the new set stays")
+	require.Same(t, encs[1], c.Get(set(1)))
+	require.Same(t, encs[2], c.Get(set(2)))
+	require.NotSame(t, encs[0], c.Get(set(0)))
+}
+
+func TestHeaderCacheConcurrentIndexes(t *testing.T) {
+	// Sets of unique shapes (served by the shape index) and of shared
+	// shapes (served by key), with evictions, expiry and Clear running
+	// meanwhile; every Get must return its own set's bytes.
+	mkSet := func(i int) []frame.Header {
+		return []frame.Header{
+			{Name: "Host", Value: "example.com"},
+			{Name: "X-Pad", Value: strings.Repeat("p", i%40)},
+			{Name: "X-N", Value: fmt.Sprint(i)},
+		}
+	}
+	for _, coarse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("coarse=%v", coarse), func(t *testing.T) {
+			clock := newFakeClock()
+			c := newCache(t, frame.HeaderCacheConfig{MaxEntries: 60, TTL: time.Second, Now: clock.Now})
+			if coarse {
+				frame.UseCoarseClock(c, clock.Now)
+			}
+			var wg sync.WaitGroup
+			for g := range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					enc := frame.NewEncoder()
+					for i := range 3000 {
+						hs := mkSet((i*(g+1) + g) % 97)
+						if i%2 == 1 {
+							hs[0], hs[2] = hs[2], hs[0]
+						}
+						v, err := frame.Decode(enc.Encode(&frame.Frame{Request: &frame.Request{CachedHeaders: c.Get(hs)}}))
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						r, _ := v.Request()
+						got := map[string]string{}
+						for j := range r.NumHeaders() {
+							n, val := r.Header(j)
+							got[string(n)] = string(val)
+						}
+						for _, h := range hs {
+							if got[h.Name] != h.Value {
+								t.Errorf("got %q=%q for %q", h.Name, got[h.Name], h.Value)
+								return
+							}
+						}
+						switch i % 700 {
+						case 100:
+							clock.Advance(2 * time.Second)
+						case 400:
+							c.Clear()
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			s := c.Stats()
+			require.Equal(t, uint64(12000), s.Hits+s.Misses)
+			require.NotZero(t, s.Hits)
+			require.LessOrEqual(t, s.Size, 60)
+		})
+	}
 }

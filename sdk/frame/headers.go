@@ -71,22 +71,22 @@ func (e *EncodedHeaders) appendTo(b *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return b.Offset()
 }
 
-// equal reports whether hs is the same set as e: the same (name, value)
-// pairs, where pairs with different names may come in any order but the
-// values of one name must come in the same order (HTTP gives meaning only
-// to that order).
-func (e *EncodedHeaders) equal(hs []Header) bool {
-	stored := e.headers
+// sameSet reports whether hs is the same set as stored: the same (name,
+// value) pairs, where pairs with different names may come in any order but
+// the values of one name must come in the same order (HTTP gives meaning
+// only to that order). stored has at most maxCachedHeaders headers.
+func sameSet(hs, stored []Header) bool {
+	return sameOrder(hs, stored) || sameReordered(hs, stored)
+}
+
+// sameReordered is sameSet once sameOrder has failed.
+func sameReordered(hs, stored []Header) bool {
 	if len(hs) != len(stored) || len(hs) > maxCachedHeaders {
 		return false
 	}
-	// Fast path: the same order.
 	i := 0
 	for i < len(hs) && hs[i] == stored[i] {
 		i++
-	}
-	if i == len(hs) {
-		return true
 	}
 	// Match each remaining header to the first unused stored header of the
 	// same name; that one must have the same value.
