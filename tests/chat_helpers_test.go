@@ -39,6 +39,9 @@ func startChat(t testing.TB, cfg chatserver.Config) *chatHarness {
 	if cfg.Server.Logger == nil {
 		cfg.Server.Logger = quietLogger()
 	}
+	if cfg.Server.Reader == wsframework.ReaderAuto {
+		cfg.Server.Reader = readerMode
+	}
 	chat, err := chatserver.New(cfg)
 	require.NoError(t, err)
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -46,6 +46,9 @@ func startServer(t *testing.T, cfg wsframework.Config, routes map[string]*sdk.En
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
+	if cfg.Reader == wsframework.ReaderAuto {
+		cfg.Reader = readerMode
+	}
 	if cfg.Buffers == nil {
 		// Poisoned: a use after release or a double release shows up.
 		cfg.Buffers = bufpool.New(bufpool.Config{Poison: true})
@@ -63,6 +66,12 @@ func startServer(t *testing.T, cfg wsframework.Config, routes map[string]*sdk.En
 		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 		defer cancel()
 		if assert.NoError(t, srv.Shutdown(ctx), "Shutdown in cleanup") {
+			// Every connection was read by the reader under test.
+			if ss := srv.Stats(); cfg.Reader == wsframework.ReaderPoll {
+				assert.Equal(t, ss.Accepted, ss.Polled, "connections not read by the poll reader")
+			} else {
+				assert.Zero(t, ss.Polled, "connections read by the poll reader")
+			}
 			// Every buffer taken from the pool was given back.
 			st := cfg.Buffers.Stats()
 			assert.Equal(t, st.Gets-st.Oversize, st.Releases, "pooled buffers not released after Shutdown: %+v", st)

@@ -26,6 +26,39 @@ const (
 	DefaultMaxBodyFilterBytes  = 4 << 20
 )
 
+// ReaderMode selects how a Server reads its WebSocket connections.
+type ReaderMode uint8
+
+// Reader modes.
+const (
+	// ReaderAuto is ReaderPoll where it is supported (Linux, plain TCP
+	// connections) and ReaderGoroutine elsewhere (other platforms, TLS or
+	// any other net.Conn).
+	ReaderAuto ReaderMode = iota
+	// ReaderGoroutine reads each connection on a goroutine of its own,
+	// which blocks in Read while the connection is idle.
+	ReaderGoroutine
+	// ReaderPoll reads connections when epoll reports them readable: a
+	// connection with nothing to read holds no goroutine and no read
+	// buffer. A small fixed set of loops (one per GOMAXPROCS) reads the
+	// available frames without waiting and submits them in order. Where it
+	// is not supported, it falls back to ReaderGoroutine.
+	ReaderPoll
+	numReaderModes
+)
+
+func (m ReaderMode) String() string {
+	switch m {
+	case ReaderAuto:
+		return "auto"
+	case ReaderGoroutine:
+		return "goroutine"
+	case ReaderPoll:
+		return "poll"
+	}
+	return "unknown"
+}
+
 // PluginPolicy is how the host treats one plugin.
 type PluginPolicy struct {
 	// FailOpen skips the plugin when one of its phase handlers times out,
@@ -130,6 +163,10 @@ type Config struct {
 	Adapter Adapter
 	// Logger receives the server's logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// Reader selects how connections are read (see ReaderMode); behaviour,
+	// limits and close codes are the same in every mode. Zero means
+	// ReaderAuto.
+	Reader ReaderMode
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -138,6 +175,9 @@ func (c Config) withDefaults() (Config, error) {
 		c.WriteTimeout < 0 || c.ReadTimeout < 0 || c.CloseTimeout < 0 ||
 		c.PhaseTimeout < 0 || c.MaxRequestBodyBytes < 0 || c.MaxBodyFilterBytes < 0 {
 		return c, errors.New("wsframework: negative limit in Config")
+	}
+	if c.Reader >= numReaderModes {
+		return c, fmt.Errorf("wsframework: unknown ReaderMode %d", c.Reader)
 	}
 	for _, p := range c.AllowedOrigins {
 		if _, err := path.Match(p, ""); err != nil {

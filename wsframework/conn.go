@@ -18,18 +18,22 @@ type outItem struct {
 	buf *bufpool.Buffer
 }
 
-// conn is one WebSocket connection on the host side. Its reader goroutine
-// (serve) owns its lifetime; writes are queued by any goroutine and drained
-// by at most one writer goroutine at a time, started when the queue becomes
-// non-empty and gone when it is empty again.
+// conn is one WebSocket connection on the host side. Its reader owns its
+// lifetime: a goroutine of its own (serve, ReaderGoroutine), or its poll
+// loop (poll set, ReaderPoll; read_poll.go). Writes are queued by any
+// goroutine and drained by at most one writer goroutine at a time, started
+// when the queue becomes non-empty and gone when it is empty again.
 type conn struct {
 	srv *Server
 	id  uint64
 	nc  net.Conn
-	br  *bufio.Reader
+	br  *bufio.Reader // the upgrade's reader; nil once a poll reader took its bytes
 	rt  *sdk.Runtime
-	sc  *sdk.Conn
-	ip  string
+	// poll is the poll reader's state, set before the connection is
+	// published (nil: a reader goroutine).
+	poll *pollState
+	sc   *sdk.Conn
+	ip   string
 
 	mu        sync.Mutex // guards the fields below
 	q         []outItem
@@ -167,10 +171,15 @@ func (c *conn) abort() {
 	c.closing = true
 	c.mu.Unlock()
 	_ = c.nc.Close()
+	c.kickReader()
 }
 
 func (c *conn) setCloseDeadline(t time.Time) {
 	c.closeDeadline.Store(t.UnixNano())
+	if c.poll != nil {
+		c.kickReader() // to arm its timer for the close deadline
+		return
+	}
 	_ = c.nc.SetReadDeadline(t)
 }
 
@@ -232,8 +241,14 @@ func (c *conn) waitOutbound(ctx context.Context) {
 	c.mu.Unlock()
 }
 
-// wakeReaderLocked wakes a reader paused by waitOutbound.
+// wakeReaderLocked wakes a reader paused by waitOutbound (or a poll reader
+// paused for the same reason).
 func (c *conn) wakeReaderLocked() {
+	if c.readerWaiting && c.poll != nil {
+		c.readerWaiting = false
+		c.poll.hd.Trigger()
+		return
+	}
 	if c.readerWaiting {
 		select {
 		case c.outWait <- struct{}{}:
@@ -269,14 +284,15 @@ func (c *conn) sendPing() {
 }
 
 // serve runs the connection: OnOpen, the read loop, then teardown and
-// OnClose. It returns when the connection is fully closed.
+// OnClose. With a reader goroutine it returns when the connection is fully
+// closed; with a poll reader it returns once the connection is handed to
+// its poll loop.
 func (c *conn) serve(ctx context.Context, info sdk.ConnInfo) {
 	s := c.srv
+	if s.usePoll(c.nc) {
+		c.poll = c.newPollState() // nil if the poller is unavailable
+	}
 	s.conns.Store(c.id, c)
-	defer func() {
-		s.conns.Delete(c.id)
-		s.release(c.ip)
-	}()
 	// Shutdown may have started between admit and Store: it would miss us.
 	s.mu.Lock()
 	draining := s.draining
@@ -285,6 +301,7 @@ func (c *conn) serve(ctx context.Context, info sdk.ConnInfo) {
 	sc, err := c.rt.Open(ctx, c, info)
 	if err != nil {
 		c.abortHandshake(sdk.CloseGoingAway, "server shutting down")
+		c.forget()
 		return
 	}
 	c.sc = sc
@@ -292,8 +309,19 @@ func (c *conn) serve(ctx context.Context, info sdk.ConnInfo) {
 		c.closeWith(ReasonShutdown, sdk.CloseGoingAway, "server shutting down")
 	}
 	c.armPing()
+	if c.poll != nil {
+		c.startPoll()
+		return
+	}
 	res := c.readLoop(ctx)
 	c.teardown(res)
+	c.forget()
+}
+
+// forget removes a closed connection from the server and frees its slot.
+func (c *conn) forget() {
+	c.srv.conns.Delete(c.id)
+	c.srv.release(c.ip)
 }
 
 // abortHandshake closes a connection that never reached the plugin.

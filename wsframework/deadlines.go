@@ -13,15 +13,15 @@ import (
 // tick while any is registered and signals those past their deadline.
 // Precision is one tick (a twentieth of the timeout, 1 ms to 250 ms).
 type deadlines struct {
-	timeout time.Duration
-	tick    time.Duration
-	shards  [16]deadlineShard
+	timeout  time.Duration
+	tick     time.Duration
+	shards   [16]deadlineShard
 	next     atomic.Uint32
 	active   atomic.Int64
 	sleeping atomic.Bool // the scanner waits for a kick
-	kick    chan struct{}
-	stopped chan struct{} // closed by stop
-	done    chan struct{} // closed when run returns
+	kick     chan struct{}
+	stopped  chan struct{} // closed by stop
+	done     chan struct{} // closed when run returns
 
 	stopMu  sync.Mutex // guards running and isStop
 	running bool

@@ -8,7 +8,17 @@
 // One reader per connection turns frames into events and submits them to the
 // runtime keyed by connection ID; when the runtime's queue for that
 // connection is full, or the connection has too many inbound bytes queued,
-// the reader stops reading (TCP backpressure) instead of dropping. Writes go
+// the reader stops reading (TCP backpressure) instead of dropping.
+//
+// Config.Reader chooses the reader. On Linux, for plain TCP connections, the
+// default is the poll reader: after the upgrade a connection with nothing to
+// read holds no goroutine and no read buffer; epoll (internal/netpoll, one
+// loop per GOMAXPROCS) reports it readable, and its loop reads the
+// available frames without waiting, parses them incrementally, and submits
+// them in order; where the other reader would block (a full dispatcher
+// queue, a high write queue, too many pending bytes) it pauses and is
+// resumed. Elsewhere, and for TLS, each connection has a reader goroutine.
+// Limits, deadlines, close codes and Stats are the same in both. Writes go
 // through a bounded per-connection queue drained by at most one writer at a
 // time, which sends everything queued in one vectored write; no goroutine
 // waits while the queue is empty. A client that does not read fast enough
@@ -36,7 +46,9 @@
 // # Lock order
 //
 // Server.mu may be taken before conn.mu, never after. conn.mu is never held
-// while calling plugin code or doing network I/O.
+// while calling plugin code or doing network I/O. A poll loop's lock
+// (netpoll, taken by Handle.Trigger) may be taken under conn.mu and takes
+// nothing itself.
 //
 // Rooms (rooms.go): connRooms.mu → hub subscription lock → adapter locks
 // (MemoryAdapter.mu → MemoryBus.mu → busRoom.mu) → room.mu → conn.mu. A

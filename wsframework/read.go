@@ -46,6 +46,47 @@ type errProtocol string
 
 func (e errProtocol) Error() string { return string(e) }
 
+// headerLen returns the size of a client frame header whose second byte is
+// b1.
+func headerLen(b1 byte) int {
+	n := 2
+	switch b1 & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if b1&0x80 != 0 {
+		n += 4
+	}
+	return n
+}
+
+// parseHeader parses a whole frame header: len(p) is headerLen(p[1]).
+func parseHeader(p []byte) (h frameHeader, err error) {
+	b0, b1 := p[0], p[1]
+	h.fin = b0&0x80 != 0
+	h.rsv = (b0 >> 4) & 0x7
+	h.op = b0 & 0x0f
+	h.masked = b1&0x80 != 0
+	switch l := b1 & 0x7f; l {
+	case 126:
+		h.length = int64(binary.BigEndian.Uint16(p[2:4]))
+	case 127:
+		u := binary.BigEndian.Uint64(p[2:10])
+		if u>>63 != 0 {
+			return h, errProtocol("64-bit length with the most significant bit set")
+		}
+		h.length = int64(u)
+	default:
+		h.length = int64(l)
+	}
+	if h.masked {
+		copy(h.mask[:], p[len(p)-4:])
+	}
+	return h, nil
+}
+
 // readHeader parses one frame header from the buffered reader without
 // allocating.
 func (c *conn) readHeader() (h frameHeader, err error) {
@@ -53,44 +94,93 @@ func (c *conn) readHeader() (h frameHeader, err error) {
 	if err != nil {
 		return h, err
 	}
-	b0, b1 := p[0], p[1]
-	h.fin = b0&0x80 != 0
-	h.rsv = (b0 >> 4) & 0x7
-	h.op = b0 & 0x0f
-	h.masked = b1&0x80 != 0
-	n := 2
-	switch l := b1 & 0x7f; l {
-	case 126:
-		n += 2
-	case 127:
-		n += 8
-	default:
-		h.length = int64(l)
-	}
-	if h.masked {
-		n += 4
-	}
+	n := headerLen(p[1])
 	if n > 2 {
 		if p, err = c.br.Peek(n); err != nil {
 			return h, err
 		}
-		switch b1 & 0x7f {
-		case 126:
-			h.length = int64(binary.BigEndian.Uint16(p[2:4]))
-		case 127:
-			u := binary.BigEndian.Uint64(p[2:10])
-			if u>>63 != 0 {
-				return h, errProtocol("64-bit length with the most significant bit set")
-			}
-			h.length = int64(u)
-		}
-		if h.masked {
-			copy(h.mask[:], p[n-4:n])
-		}
+	}
+	if h, err = parseHeader(p[:n]); err != nil {
+		return h, err
 	}
 	_, err = c.br.Discard(n)
 	return h, err
 }
+
+func isControl(op byte) bool { return op&0x8 != 0 }
+
+// checkFrame applies the frame rules to a header; inMessage reports that a
+// fragmented message of msgLen bytes is being reassembled. done reports a
+// violation, which closed the connection with res.
+func (c *conn) checkFrame(h *frameHeader, inMessage bool, msgLen int64) (res readResult, done bool) {
+	if h.rsv != 0 {
+		return c.fail(ReasonProtocol, "reserved bits set without a negotiated extension"), true
+	}
+	if !h.masked {
+		return c.fail(ReasonProtocol, "client frame is not masked"), true
+	}
+	switch h.op {
+	case opClose, opPing, opPong:
+		if !h.fin {
+			return c.fail(ReasonProtocol, "fragmented control frame"), true
+		}
+		if h.length > maxControlPayload {
+			return c.fail(ReasonProtocol, "control frame payload over 125 bytes"), true
+		}
+		return readResult{}, false
+	case opText, opBinary:
+		if inMessage {
+			return c.fail(ReasonProtocol, "new data frame inside a fragmented message"), true
+		}
+	case opContinuation:
+		if !inMessage {
+			return c.fail(ReasonProtocol, "continuation frame without a message to continue"), true
+		}
+	default:
+		return c.fail(ReasonProtocol, "reserved opcode"), true
+	}
+	if h.length+msgLen > c.srv.cfg.MaxMessageBytes {
+		return c.fail(ReasonTooBig, "message too big"), true
+	}
+	return readResult{}, false
+}
+
+// dataSpace makes room for n payload bytes of a data frame at the end of
+// the message being reassembled (a new buffer when msg is nil) and returns
+// the message and the payload's offset in it.
+func (c *conn) dataSpace(msg *bufpool.Buffer, n int64) (*bufpool.Buffer, int) {
+	bufs := c.srv.cfg.Buffers
+	if msg == nil {
+		return bufs.Get(int(n)), 0
+	}
+	start := len(msg.B)
+	total := start + int(n)
+	msg = bufs.Grow(msg, total)
+	msg.B = msg.B[:total]
+	return msg, start
+}
+
+// completeMessage checks a reassembled message and takes ownership of msg.
+// deliver reports that it is to be handed to the runtime (it was counted);
+// otherwise msg was released: discarded after the server's close frame, or
+// refused (done, with res).
+func (c *conn) completeMessage(typ byte, msg *bufpool.Buffer) (deliver bool, res readResult, done bool) {
+	if c.isClosing() {
+		// Data after the server sent its close frame is discarded.
+		msg.Release()
+		return false, readResult{}, false
+	}
+	if typ == opText && !utf8.Valid(msg.B) {
+		msg.Release()
+		return false, c.fail(ReasonBadUTF8, "invalid UTF-8 in text message"), true
+	}
+	c.srv.stats.messagesIn.Add(1)
+	return true, readResult{}, false
+}
+
+// shutdownResult ends a read loop whose runtime refused a message: the
+// server is being torn down under it.
+var shutdownResult = readResult{reason: ReasonShutdown, code: sdk.CloseGoingAway, text: "server shutting down"}
 
 // readPayload reads n payload bytes into dst and unmasks them.
 func (c *conn) readPayload(h *frameHeader, dst []byte) error {
@@ -110,10 +200,8 @@ func (c *conn) readPayload(h *frameHeader, dst []byte) error {
 }
 
 // readLoop reads frames until the connection ends and submits each complete
-// message to the runtime in wire order.
+// message to the runtime in wire order (ReaderGoroutine).
 func (c *conn) readLoop(ctx context.Context) readResult {
-	cfg := &c.srv.cfg
-	bufs := cfg.Buffers
 	var (
 		msg     *bufpool.Buffer // message being reassembled from fragments
 		msgType byte
@@ -130,20 +218,14 @@ func (c *conn) readLoop(ctx context.Context) readResult {
 		if err != nil {
 			return c.readError(err)
 		}
-		if h.rsv != 0 {
-			return c.fail(ReasonProtocol, "reserved bits set without a negotiated extension")
+		var msgLen int64
+		if msg != nil {
+			msgLen = int64(len(msg.B))
 		}
-		if !h.masked {
-			return c.fail(ReasonProtocol, "client frame is not masked")
+		if res, done := c.checkFrame(&h, msg != nil, msgLen); done {
+			return res
 		}
-		switch h.op {
-		case opClose, opPing, opPong:
-			if !h.fin {
-				return c.fail(ReasonProtocol, "fragmented control frame")
-			}
-			if h.length > maxControlPayload {
-				return c.fail(ReasonProtocol, "control frame payload over 125 bytes")
-			}
+		if isControl(h.op) {
 			var payload [maxControlPayload]byte
 			p := payload[:h.length]
 			if err := c.readPayload(&h, p); err != nil {
@@ -153,56 +235,31 @@ func (c *conn) readLoop(ctx context.Context) readResult {
 				return res
 			}
 			continue
-		case opText, opBinary:
-			if msg != nil {
-				return c.fail(ReasonProtocol, "new data frame inside a fragmented message")
-			}
-		case opContinuation:
-			if msg == nil {
-				return c.fail(ReasonProtocol, "continuation frame without a message to continue")
-			}
-		default:
-			return c.fail(ReasonProtocol, "reserved opcode")
 		}
 
 		// Data frame.
-		total := h.length
-		if msg != nil {
-			total += int64(len(msg.B))
-		}
-		if total > cfg.MaxMessageBytes {
-			return c.fail(ReasonTooBig, "message too big")
-		}
-		var start int
 		if msg == nil {
 			msgType = h.op
-			msg = bufs.Get(int(h.length))
-		} else {
-			start = len(msg.B)
-			msg = bufs.Grow(msg, int(total))
-			msg.B = msg.B[:total]
 		}
+		var start int
+		msg, start = c.dataSpace(msg, h.length)
 		if err := c.readPayload(&h, msg.B[start:]); err != nil {
 			return c.readError(err)
 		}
 		if !h.fin {
 			continue
 		}
-		if c.isClosing() {
-			// Data after the server sent its close frame is discarded.
-			msg.Release()
-			msg = nil
-			continue
-		}
-		if msgType == opText && !utf8.Valid(msg.B) {
-			return c.fail(ReasonBadUTF8, "invalid UTF-8 in text message")
-		}
-		c.srv.stats.messagesIn.Add(1)
 		b := msg
 		msg = nil
+		deliver, res, done := c.completeMessage(msgType, b)
+		if done {
+			return res
+		}
+		if !deliver {
+			continue
+		}
 		if err := c.rt.Message(ctx, c.sc, sdk.MessageType(msgType), b); err != nil {
-			// The server is being torn down under us.
-			return readResult{reason: ReasonShutdown, code: sdk.CloseGoingAway, text: "server shutting down"}
+			return shutdownResult
 		}
 	}
 }

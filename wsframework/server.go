@@ -11,6 +11,7 @@ import (
 
 	"github.com/puzpuzpuz/xsync/v3"
 
+	"github.com/strandws/strand/internal/netpoll"
 	"github.com/strandws/strand/sdk"
 )
 
@@ -55,11 +56,18 @@ type Server struct {
 	phaseDeadlines *deadlines
 	proxies        trustedProxies
 
+	// The poll reader's loops (read_poll.go), started on first use.
+	pollMu   sync.Mutex // guards the fields below
+	poller   *netpoll.Poller
+	pollErr  error // the poller could not start: read with goroutines
+	pollDone bool  // stopped by Shutdown
+
 	stats serverCounters
 }
 
 type serverCounters struct {
 	accepted       atomic.Uint64
+	polled         atomic.Uint64
 	rejectedOrigin atomic.Uint64
 	rejectedCap    atomic.Uint64
 	rejectedIP     atomic.Uint64
@@ -81,6 +89,7 @@ type serverCounters struct {
 type Stats struct {
 	Open           int64             // WebSocket connections open now
 	Accepted       uint64            // handshakes completed
+	Polled         uint64            // connections read by the poll reader (ReaderPoll), of Accepted
 	RejectedOrigin uint64            // 403: Origin not allowed
 	RejectedCap    uint64            // 503: MaxConns reached or shutting down
 	RejectedIP     uint64            // 429: MaxConnsPerIP reached
@@ -261,6 +270,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.abort()
 		<-done
 	}
+	s.closePoller() // every connection is gone: no loop has work left
 	s.phaseDeadlines.stop()
 	var errs []error
 	for _, r := range s.runtimesSnapshot() {
@@ -315,6 +325,7 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Open:           s.open.Load(),
 		Accepted:       c.accepted.Load(),
+		Polled:         c.polled.Load(),
 		RejectedOrigin: c.rejectedOrigin.Load(),
 		RejectedCap:    c.rejectedCap.Load(),
 		RejectedIP:     c.rejectedIP.Load(),

@@ -144,6 +144,7 @@ func (c *conn) writeLoop() {
 		if err != nil {
 			// Unblock the reader: the connection is unusable.
 			_ = c.nc.Close()
+			c.kickReader()
 			continue
 		}
 		s.stats.messagesOut.Add(uint64(data))
