@@ -357,7 +357,8 @@ func (c *BodyContext) Replaced() bool { return c.replaced }
 func (c *BodyContext) Next() { c.signal() }
 
 // LoggingFunc handles the Logging phase. It runs after the answer was sent
-// and cannot change it.
+// and cannot change it. The *LogEntry is valid until it returns (it is
+// recycled): keep a copy, not the pointer.
 type LoggingFunc func(entry *LogEntry)
 
 // LogEntry describes a finished request for the Logging phase.

@@ -92,7 +92,21 @@ func (rt *Runtime) StartLogging(e *Entry, l LogEntry) error {
 	if e.logging == nil {
 		return fmt.Errorf("sdk: %s has no logging handler", e)
 	}
-	return rt.submitPhase(runLogging, &logJob{rt: rt, entry: e, log: l})
+	j, _ := rt.logJobs.Get().(*logJob)
+	if j == nil {
+		j = new(logJob)
+	}
+	j.rt, j.entry, j.log = rt, e, l
+	if err := rt.submitPhase(runLogging, j); err != nil {
+		rt.putLogJob(j)
+		return err
+	}
+	return nil
+}
+
+func (rt *Runtime) putLogJob(j *logJob) {
+	*j = logJob{}
+	rt.logJobs.Put(j)
 }
 
 func runRequestFilter(arg any) {
@@ -113,13 +127,17 @@ func runBodyFilter(arg any) {
 	c.entry.bodyFilter(c)
 }
 
+// runLogging runs a Logging handler. The *LogEntry it is given is recycled
+// when it returns: a handler keeps a copy, not the pointer.
 func runLogging(arg any) {
 	j := arg.(*logJob)
+	rt := j.rt
 	defer func() {
 		if v := recover(); v != nil {
-			j.rt.panics.Add(1)
-			j.rt.log.Error("strand: logging handler panic", "entry", j.entry.String(), "panic", v)
+			rt.panics.Add(1)
+			rt.log.Error("strand: logging handler panic", "entry", j.entry.String(), "panic", v)
 		}
+		rt.putLogJob(j)
 	}()
 	j.entry.logging(&j.log)
 }

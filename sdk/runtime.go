@@ -66,6 +66,7 @@ type Runtime struct {
 
 	respCtxs sync.Pool // *ResponseContext (AcquireResponseContext)
 	bodyCtxs sync.Pool // *BodyContext
+	logJobs  sync.Pool // *logJob
 
 	open   atomic.Int64
 	panics atomic.Uint64

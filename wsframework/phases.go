@@ -37,7 +37,8 @@ type exchange struct {
 	rt    *route
 	srv   *Server
 	w     http.ResponseWriter // the server's writer
-	rw    *respWriter         // wraps w when a response phase is registered
+	rw    *respWriter         // wraps w when a response phase is registered (points at rwMem)
+	rwMem respWriter
 	r     *http.Request
 	req   *sdk.Request
 	start time.Time
@@ -74,7 +75,8 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{rt: rt, srv: rt.srv, w: w, r: r, start: now}
 	x.req = rt.snapshot(r, now)
 	if rt.anyResponseFilter || rt.anyBodyFilter || rt.anyLogging {
-		x.rw = &respWriter{x: x, w: w, buffering: rt.anyBodyFilter}
+		x.rwMem = respWriter{x: x, w: w, buffering: rt.anyBodyFilter}
+		x.rw = &x.rwMem
 	}
 	if rt.anyLogging && r.Body != nil && r.Body != http.NoBody {
 		r.Body = &countingBody{ReadCloser: r.Body, n: &x.bytesIn}
