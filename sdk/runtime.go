@@ -218,7 +218,8 @@ func (rt *Runtime) Message(ctx context.Context, c *Conn, typ MessageType, b *buf
 
 // TryMessage is Message for hosts that cannot block: when the connection's
 // shard is full it returns dispatcher.ErrFull without taking b, and calls
-// wake (if not nil) once when the shard has room again.
+// wake (if not nil) once when the shard has room again; ErrRuntimeClosed
+// once the runtime closed (b not taken either).
 func (rt *Runtime) TryMessage(c *Conn, typ MessageType, b *bufpool.Buffer, wake func()) error {
 	ev := rt.newEvent(c, evMessage)
 	ev.typ, ev.buf = typ, b
@@ -228,7 +229,7 @@ func (rt *Runtime) TryMessage(c *Conn, typ MessageType, b *bufpool.Buffer, wake 
 		c.pending.Add(-n)
 		ev.buf = nil
 		rt.putEvent(ev)
-		return err
+		return rt.submitErr(err)
 	}
 	return nil
 }

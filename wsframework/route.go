@@ -1,6 +1,7 @@
 package wsframework
 
 import (
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -111,7 +112,7 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	if err != nil || u.Host == "" {
 		return false
 	}
-	if strings.EqualFold(u.Host, r.Host) {
+	if strings.EqualFold(hostWithPort(u.Host, u.Scheme), hostWithPort(r.Host, u.Scheme)) {
 		return true
 	}
 	for _, p := range s.cfg.AllowedOrigins {
@@ -123,6 +124,19 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// hostWithPort adds the scheme's default port to a host without one, so
+// that "http://example.com" matches "Host: example.com:80".
+func hostWithPort(host, scheme string) string {
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
+	port := "80"
+	if scheme == "https" || scheme == "wss" {
+		port = "443"
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), port)
 }
 
 // admit reserves a connection slot, or writes the refusal and returns its

@@ -3,6 +3,7 @@ package wsframework
 import (
 	"encoding/binary"
 	"net"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -59,6 +60,7 @@ func closePayload(code sdk.CloseCode, reason string) []byte {
 // on a rune boundary so that valid UTF-8 stays valid.
 func truncateReason(s string) string {
 	const max = maxControlPayload - 2
+	s = strings.ToValidUTF8(s, "") // a peer may fail a close whose reason is not UTF-8 (1007)
 	if len(s) <= max {
 		return s
 	}
