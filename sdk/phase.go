@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -112,6 +113,37 @@ func (p *phase) init(ctx context.Context, req *Request, values *map[string]any) 
 		p.ch = make(chan *HostCall, 1)
 	}
 	p.timeout = DefaultCallTimeout
+}
+
+// pooledPhase is a phase context type that can be recycled.
+type pooledPhase[T any] interface {
+	*T
+	base() *phase
+}
+
+func (c *ResponseContext) base() *phase { return &c.phase }
+func (c *BodyContext) base() *phase     { return &c.phase }
+
+// acquirePooled takes a context from pool, or makes one whose recycle
+// resets it (keeping its channel) and puts it back.
+func acquirePooled[T any, P pooledPhase[T]](pool *sync.Pool) P {
+	if c, ok := pool.Get().(P); ok {
+		return c
+	}
+	c := P(new(T))
+	c.base().recycle = func() {
+		p := c.base()
+		ch, rec := p.ch, p.recycle
+		select { // a decision never read by a host that gave up
+		case <-ch:
+		default:
+		}
+		var zero T
+		*(*T)(c) = zero
+		p.ch, p.recycle = ch, rec
+		pool.Put(c)
+	}
+	return c
 }
 
 // release drops one owner's reference of a pooled context; the last one
@@ -244,20 +276,7 @@ type ResponseContext struct {
 // given up on it); the context is reused when both the host and the
 // handler are done with it.
 func (rt *Runtime) AcquireResponseContext(ctx context.Context, req *Request, values *map[string]any, status int, header http.Header) *ResponseContext {
-	c, _ := rt.respCtxs.Get().(*ResponseContext)
-	if c == nil {
-		c = &ResponseContext{}
-		c.recycle = func() {
-			ch, rec := c.ch, c.recycle
-			select { // a decision never read by a host that gave up
-			case <-ch:
-			default:
-			}
-			*c = ResponseContext{}
-			c.ch, c.recycle = ch, rec
-			rt.respCtxs.Put(c)
-		}
-	}
+	c := acquirePooled[ResponseContext](&rt.respCtxs)
 	c.respStatus, c.header = status, header
 	c.init(ctx, req, values)
 	c.refs.Store(2)
@@ -301,20 +320,7 @@ type BodyContext struct {
 // AcquireBodyContext is NewBodyContext from the runtime's pool of contexts;
 // see AcquireResponseContext.
 func (rt *Runtime) AcquireBodyContext(ctx context.Context, req *Request, values *map[string]any, status int, body []byte) *BodyContext {
-	c, _ := rt.bodyCtxs.Get().(*BodyContext)
-	if c == nil {
-		c = &BodyContext{}
-		c.recycle = func() {
-			ch, rec := c.ch, c.recycle
-			select {
-			case <-ch:
-			default:
-			}
-			*c = BodyContext{}
-			c.ch, c.recycle = ch, rec
-			rt.bodyCtxs.Put(c)
-		}
-	}
+	c := acquirePooled[BodyContext](&rt.bodyCtxs)
 	c.body, c.status = body, status
 	c.init(ctx, req, values)
 	c.refs.Store(2)
