@@ -259,19 +259,7 @@ func mix(x uint64) uint64 {
 // Close has begun (a blocked Submit is woken by Close). It does not allocate
 // unless it has to wait.
 func (s *Sharded) Submit(ctx context.Context, key uint64, t Task) error {
-	sh := &s.shards[mix(key)&s.mask]
-	sh.mu.Lock()
-	if s.closing.Load() {
-		sh.mu.Unlock()
-		s.rejected.Add(1)
-		return ErrClosed
-	}
-	if sh.n < s.qsize {
-		s.enqueueLocked(sh, key, t)
-		return nil
-	}
-	sh.mu.Unlock()
-	return s.submitWait(ctx, sh, key, t)
+	return s.submitWait(ctx, &s.shards[mix(key)&s.mask], key, t)
 }
 
 func (s *Sharded) submitWait(ctx context.Context, sh *shard, key uint64, t Task) error {
