@@ -264,15 +264,8 @@ func (s *Sharded) Submit(ctx context.Context, key uint64, t Task) error {
 
 func (s *Sharded) submitWait(ctx context.Context, sh *shard, key uint64, t Task) error {
 	for {
-		sh.mu.Lock()
-		if s.closing.Load() {
-			sh.mu.Unlock()
-			s.rejected.Add(1)
-			return ErrClosed
-		}
-		if sh.n < s.qsize {
-			s.enqueueLocked(sh, key, t)
-			return nil
+		if done, err := s.tryEnqueue(sh, key, t); done {
+			return err
 		}
 		if sh.roomCh == nil {
 			sh.roomCh = make(chan struct{})
@@ -292,6 +285,24 @@ func (s *Sharded) submitWait(ctx context.Context, sh *shard, key uint64, t Task)
 	}
 }
 
+// tryEnqueue locks sh and, unless the Sharded is closing (ErrClosed) or the
+// shard is full, enqueues t. done reports that the attempt ended (the lock
+// is released); when it is false the shard is full and the caller holds
+// sh.mu.
+func (s *Sharded) tryEnqueue(sh *shard, key uint64, t Task) (done bool, err error) {
+	sh.mu.Lock()
+	if s.closing.Load() {
+		sh.mu.Unlock()
+		s.rejected.Add(1)
+		return true, ErrClosed
+	}
+	if sh.n < s.qsize {
+		s.enqueueLocked(sh, key, t)
+		return true, nil
+	}
+	return false, nil
+}
+
 // TrySubmit is Submit without waiting: it returns ErrFull when key's shard is
 // full. If it returns ErrFull and wake is not nil, wake is registered
 // atomically with the failed attempt and called exactly once, when the
@@ -300,15 +311,8 @@ func (s *Sharded) submitWait(ctx context.Context, sh *shard, key uint64, t Task)
 // success.
 func (s *Sharded) TrySubmit(key uint64, t Task, wake func()) error {
 	sh := &s.shards[mix(key)&s.mask]
-	sh.mu.Lock()
-	if s.closing.Load() {
-		sh.mu.Unlock()
-		s.rejected.Add(1)
-		return ErrClosed
-	}
-	if sh.n < s.qsize {
-		s.enqueueLocked(sh, key, t)
-		return nil
+	if done, err := s.tryEnqueue(sh, key, t); done {
+		return err
 	}
 	if wake != nil {
 		sh.wakes = append(sh.wakes, wakeReq{key: key, fn: wake})

@@ -45,9 +45,20 @@ func (rt *Runtime) StartRequestFilter(e *Entry, c *RequestContext) error {
 	if e.requestFilter == nil {
 		return fmt.Errorf("sdk: %s has no request filter", e)
 	}
-	c.entry, c.rt = e, rt
-	c.running.Store(true)
-	return rt.submitPhase(runRequestFilter, c)
+	return rt.startPhase(&c.phase, e, runRequestFilter, c)
+}
+
+// startPhase hands a phase context to the pool. If the pool refuses it, the
+// worker's reference of a pooled context is dropped: it will never run.
+func (rt *Runtime) startPhase(p *phase, e *Entry, fn func(any), arg any) error {
+	p.entry, p.rt = e, rt
+	p.running.Store(true)
+	if err := rt.submitPhase(fn, arg); err != nil {
+		p.running.Store(false)
+		p.release()
+		return err
+	}
+	return nil
 }
 
 // StartResponseFilter is StartRequestFilter for the ResponseFilter phase.
@@ -55,14 +66,7 @@ func (rt *Runtime) StartResponseFilter(e *Entry, c *ResponseContext) error {
 	if e.responseFilter == nil {
 		return fmt.Errorf("sdk: %s has no response filter", e)
 	}
-	c.entry, c.rt = e, rt
-	c.running.Store(true)
-	if err := rt.submitPhase(runResponseFilter, c); err != nil {
-		c.running.Store(false)
-		c.release() // the worker's reference: it will never run
-		return err
-	}
-	return nil
+	return rt.startPhase(&c.phase, e, runResponseFilter, c)
 }
 
 // StartBodyFilter is StartRequestFilter for the ResponseBodyFilter phase.
@@ -70,14 +74,7 @@ func (rt *Runtime) StartBodyFilter(e *Entry, c *BodyContext) error {
 	if e.bodyFilter == nil {
 		return fmt.Errorf("sdk: %s has no response body filter", e)
 	}
-	c.entry, c.rt = e, rt
-	c.running.Store(true)
-	if err := rt.submitPhase(runBodyFilter, c); err != nil {
-		c.running.Store(false)
-		c.release()
-		return err
-	}
-	return nil
+	return rt.startPhase(&c.phase, e, runBodyFilter, c)
 }
 
 type logJob struct {
