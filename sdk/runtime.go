@@ -137,6 +137,7 @@ const (
 	evMessage
 	evError
 	evClose
+	evSync
 )
 
 // event is one pooled connection event; it is the Arg of a dispatcher.Task,
@@ -149,6 +150,7 @@ type event struct {
 	code   CloseCode
 	reason string
 	err    error
+	fn     func() // evSync
 }
 
 func (rt *Runtime) newEvent(c *Conn, k eventKind) *event {
@@ -259,6 +261,21 @@ func (rt *Runtime) Error(c *Conn, err error) {
 	}
 }
 
+// Sync runs fn on the connection's serial queue after every event submitted
+// for it before (including OnClose), without calling any handler: a barrier
+// for hosts and test kits. Like Error and Closed it is never refused for a
+// full queue; it fails with ErrRuntimeClosed once the runtime closed, and
+// then fn does not run.
+func (rt *Runtime) Sync(c *Conn, fn func()) error {
+	ev := rt.newEvent(c, evSync)
+	ev.fn = fn
+	if err := rt.exec.SubmitLast(c.id, dispatcher.Task{Fn: runEvent, Arg: ev}); err != nil {
+		rt.putEvent(ev)
+		return rt.submitErr(err)
+	}
+	return nil
+}
+
 // Closed submits the connection's last event, OnClose with code and reason.
 // It bypasses the queue bound so it is never lost, and is idempotent: only
 // the first call counts.
@@ -307,6 +324,8 @@ func (rt *Runtime) run(ev *event) {
 		if h.OnClose != nil {
 			h.OnClose(c, ev.code, ev.reason)
 		}
+	case evSync:
+		ev.fn()
 	}
 }
 

@@ -184,3 +184,27 @@ func ExampleNewPlugin() {
 	fmt.Println(e, e.Has(sdk.PhaseRequestFilter), e.Has(sdk.PhaseLogging))
 	// Output: greeter/hello true false
 }
+
+func TestRuntimeSyncRunsAfterEarlierEvents(t *testing.T) {
+	release := make(chan struct{})
+	var handled []string
+	rt, h := newRuntime(t, sdk.WebSocketHandlers{
+		OnMessage: func(c *sdk.Conn, m sdk.Message) {
+			<-release
+			handled = append(handled, string(m.Data))
+		},
+	}, sdk.RuntimeConfig{})
+	c, err := rt.Open(context.Background(), &recHost{}, sdk.ConnInfo{ID: 9, Handlers: h})
+	require.NoError(t, err)
+	for _, s := range []string{"a", "b"} {
+		require.NoError(t, rt.Message(context.Background(), c, sdk.Text, msg(rt, s)))
+	}
+	synced := make(chan []string, 1)
+	require.NoError(t, rt.Sync(c, func() { synced <- append([]string(nil), handled...) }))
+	close(release)
+	assert.Equal(t, []string{"a", "b"}, <-synced, "the barrier runs after both messages")
+	rt.Closed(c, sdk.CloseNormal, "")
+	done := make(chan struct{})
+	require.NoError(t, rt.Sync(c, func() { close(done) }), "a barrier after OnClose is accepted")
+	<-done
+}

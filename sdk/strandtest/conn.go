@@ -39,7 +39,7 @@ type Conn struct {
 	endCode      sdk.CloseCode
 	endReason    string
 	server       closeStatus // the close the server side started
-	submitted    uint64      // events submitted (markers excluded)
+	submitted    uint64      // events submitted (Sync barriers excluded)
 	frames       []Frame
 	read         int           // frames[:read] were read by NextSent/Expect
 	changed      chan struct{} // closed and replaced when frames or closing change
@@ -53,29 +53,6 @@ type closeStatus struct {
 
 func newConn(k *Kit, id uint64) *Conn {
 	return &Conn{kit: k, id: id, wake: make(chan struct{}, 1), done: make(chan struct{}), changed: make(chan struct{})}
-}
-
-// marker is an error value submitted through sdk.Runtime.Error: it runs in
-// the connection's serial queue after every event submitted before it, and
-// the kit's OnError wrapper fires it instead of calling the plugin.
-type marker struct{ fire func() }
-
-func (*marker) Error() string { return "strandtest: marker" }
-
-// wrap returns a copy of h whose OnError recognises markers.
-func (c *Conn) wrap(h *sdk.WebSocketHandlers) *sdk.WebSocketHandlers {
-	w := *h
-	inner := h.OnError
-	w.OnError = func(sc *sdk.Conn, err error) {
-		if m, ok := err.(*marker); ok {
-			m.fire()
-			return
-		}
-		if inner != nil {
-			inner(sc, err)
-		}
-	}
-	return &w
 }
 
 // opened records the plugin-side connection once Runtime.Open returned, and
@@ -126,12 +103,12 @@ func (c *Conn) beginCloseLocked(code sdk.CloseCode, reason string) bool {
 	return true
 }
 
-// submitCloseLocked submits OnClose and, behind it, the marker that closes
+// submitCloseLocked submits OnClose and, behind it, the Sync barrier that closes
 // done.
 func (c *Conn) submitCloseLocked() {
 	c.kit.rt.Closed(c.sc, c.endCode, c.endReason)
 	c.submitted++
-	c.kit.rt.Error(c.sc, &marker{fire: c.markDone})
+	_ = c.kit.rt.Sync(c.sc, c.markDone) // refused only once the kit stopped, which marks done itself
 }
 
 func (c *Conn) markDone() { c.doneOnce.Do(func() { close(c.done) }) }
@@ -326,7 +303,7 @@ func (c *Conn) WaitContext(ctx context.Context) error {
 		fired := make(chan struct{})
 		c.mu.Lock()
 		gen := c.submitted
-		c.kit.rt.Error(c.sc, &marker{fire: func() { close(fired) }})
+		_ = c.kit.rt.Sync(c.sc, func() { close(fired) }) // refused only once the kit stopped
 		c.mu.Unlock()
 		select {
 		case <-fired:

@@ -32,7 +32,7 @@
 //
 // Nothing in the kit sleeps. [Conn.Wait] returns once every event delivered
 // to the connection so far has been handled, including the OnClose of a
-// close a handler started, by sending a marker through the connection's
+// close a handler started, by running a barrier (sdk.Runtime.Sync) on the connection's
 // serial queue; after it returns, everything the handlers wrote is visible
 // to the caller without further locking. Helpers that wait for something
 // the plugin does on its own goroutines ([Conn.NextSent], the Expect

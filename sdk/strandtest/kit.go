@@ -250,7 +250,7 @@ func (k *Kit) OpenRequest(req *sdk.Request) *Conn {
 
 	info := sdk.ConnInfo{
 		ID: c.id, Request: req, Values: res.Values, Subprotocol: k.opts.Subprotocol,
-		Handlers: c.wrap(res.Handlers),
+		Handlers: res.Handlers,
 	}
 	ctx, cancel := context.WithTimeout(k.ctx, k.timeout)
 	defer cancel()
@@ -310,7 +310,7 @@ func (k *Kit) close() {
 	k.cancel()
 	close(k.stopped)
 	for _, c := range conns {
-		c.markDone() // in case a marker was refused while the runtime stopped
+		c.markDone() // in case a Sync was refused while the runtime stopped
 	}
 	if err != nil {
 		k.t.Errorf("strandtest: runtime did not stop within %v (a handler is blocked?): %v", k.timeout, err)
