@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/strandws/strand/sdk/frame"
 )
 
 // Phase is an HTTP phase a plugin entry may handle.
@@ -36,18 +38,19 @@ func (p Phase) String() string {
 	return "unknown"
 }
 
-// MethodID numbers a host call or event, as in the wire schema. IDs are only
-// appended, never renumbered.
-type MethodID uint16
+// MethodID numbers a host call or event. It is the wire schema's method
+// type (sdk/frame), so the numbering has one source: the schema, where IDs
+// are only appended, never renumbered.
+type MethodID = frame.Method
 
-// Host call methods used in-process by the channel context.
+// Host call methods used by the channel context.
 const (
-	MethodNext               MethodID = 1
-	MethodEnd                MethodID = 2
-	MethodResponseStreamData MethodID = 104
-	MethodResponseStreamEnd  MethodID = 105
-	MethodResponseStreamHead MethodID = 106
-	MethodReadRequestBody    MethodID = 200
+	MethodNext               = frame.MethodNext
+	MethodEnd                = frame.MethodEnd
+	MethodResponseStreamData = frame.MethodResponseStreamData
+	MethodResponseStreamEnd  = frame.MethodResponseStreamEnd
+	MethodResponseStreamHead = frame.MethodResponseStreamHeader
+	MethodReadRequestBody    = frame.MethodReadRequestFullBody
 )
 
 // Errors of the channel context.
