@@ -110,9 +110,7 @@ func (c *conn) Close(code sdk.CloseCode, reason string) error {
 	if code == sdk.CloseInternalError {
 		why = ReasonPanic // the runtime closes a panicking handler's connection with 1011
 	}
-	if !c.closeWith(why, code, reason) {
-		return nil // idempotent
-	}
+	c.closeWith(why, code, reason) // a second close is a no-op
 	return nil
 }
 
