@@ -111,6 +111,10 @@ func TestShutdownBlockedHandler(t *testing.T) {
 	require.NoError(t, stuck.send(ws.OpText, []byte("!block")))
 	p.waitBlocked(t)
 	require.NoError(t, stuck.send(ws.OpBinary, make([]byte, 64)))
+	// The server must have read it before Shutdown starts: data that
+	// arrives after the server's close frame is discarded by design.
+	require.Eventually(t, func() bool { return h.srv.Stats().MessagesIn == 2 }, ioTimeout, time.Millisecond,
+		"the server did not read the stuck client's second message")
 	free := h.dial(t, tagPath("/ws", "free"))
 	free.echo(t, ws.OpText, []byte("hi"))
 
