@@ -85,7 +85,10 @@ type Conn struct {
 // ID returns the connection's ID, unique for the host's lifetime.
 func (c *Conn) ID() uint64 { return c.id }
 
-// Request returns the upgrade request's snapshot.
+// Request returns the upgrade request's snapshot. The host keeps it for the
+// connection's lifetime without the handshake's own headers (Connection,
+// Upgrade, Sec-WebSocket-Key, -Version and -Extensions): Header holds the
+// rest, or is nil. The negotiated subprotocol is Subprotocol.
 func (c *Conn) Request() *Request { return c.req }
 
 // Value returns a value set by a request filter before the upgrade, or nil.

@@ -146,6 +146,36 @@ func TestRequestFilter(t *testing.T) {
 	require.Equal(t, uint64(1), st.Accepted)
 }
 
+// TestConnRequestSnapshot: the request a connection keeps has the upgrade
+// request's own headers, without the handshake's.
+func TestConnRequestSnapshot(t *testing.T) {
+	p := newProbe("snapshot")
+	h := startServer(t, wsframework.Config{}, map[string]*sdk.Entry{"/ws": p.entry})
+
+	c, resp := h.rawHandshake(t, "/ws?tag=rich&x=1", http.Header{
+		"X-Trace":                {"abc"},
+		"X-Multi":                {"1", "2"},
+		"Sec-WebSocket-Protocol": {"chat"},
+	})
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	req := p.waitOpen(t, "rich").conn.Request()
+	require.Equal(t, "/ws", req.Path)
+	require.Equal(t, "tag=rich&x=1", req.RawQuery)
+	require.Equal(t, "127.0.0.1", req.ClientIP)
+	require.Equal(t, h.addr, req.Host)
+	require.Equal(t, http.Header{
+		"X-Trace":                {"abc"},
+		"X-Multi":                {"1", "2"},
+		"Sec-Websocket-Protocol": {"chat"}, // what was offered; Subprotocol says what was chosen
+	}, req.Header)
+	c.echo(t, ws.OpText, []byte("hi"))
+
+	// Only handshake headers: nothing is kept.
+	_, resp = h.rawHandshake(t, "/ws?tag=bare", nil)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	require.Nil(t, p.waitOpen(t, "bare").conn.Request().Header)
+}
+
 // TestKeepalive uses short durations: this is a test of timeouts, so it waits
 // for them, but it never sleeps to synchronise.
 func TestKeepalive(t *testing.T) {

@@ -65,6 +65,47 @@ func (rt *route) snapshot(r *http.Request, now time.Time) *sdk.Request {
 	return req
 }
 
+// handshakeOnly are the upgrade request's headers that mean nothing once
+// the handshake is done (the negotiated subprotocol is Conn.Subprotocol).
+var handshakeOnly = [...]string{"Connection", "Upgrade", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions"}
+
+// connSnapshot returns the request snapshot a connection keeps for its
+// lifetime: req without the handshake's own headers, the rest copied into
+// one map and one value array, so that nothing of the parsed request stays
+// reachable but the strings it keeps. An upgrade that sent only handshake
+// headers keeps a nil Header.
+func connSnapshot(req *sdk.Request) *sdk.Request {
+	keep, values := 0, 0
+	for k, v := range req.Header {
+		if !isHandshakeOnly(k) {
+			keep++
+			values += len(v)
+		}
+	}
+	c := *req
+	c.Header = nil
+	if keep > 0 {
+		c.Header = make(http.Header, keep)
+		all := make([]string, 0, values)
+		for k, v := range req.Header {
+			if !isHandshakeOnly(k) {
+				all = append(all, v...)
+				c.Header[k] = all[len(all)-len(v) : len(all) : len(all)]
+			}
+		}
+	}
+	return &c
+}
+
+func isHandshakeOnly(canonicalKey string) bool {
+	for _, h := range handshakeOnly {
+		if canonicalKey == h {
+			return true
+		}
+	}
+	return false
+}
+
 // patternWildcards returns the wildcard names of a ServeMux pattern.
 func patternWildcards(pattern string) []string {
 	var names []string
@@ -225,7 +266,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *sdk.Runtime
 	s.stats.accepted.Add(1)
 	c := newConn(s, s.nextID.Add(1), nc, rw.Reader, rt, req.ClientIP)
 	info := sdk.ConnInfo{
-		ID: c.id, Request: req, Values: rc.Values(), Subprotocol: hs.Protocol, Handlers: h,
+		ID: c.id, Request: connSnapshot(req), Values: rc.Values(), Subprotocol: hs.Protocol, Handlers: h,
 	}
 	return c, info, http.StatusSwitchingProtocols
 }
