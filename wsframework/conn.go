@@ -26,9 +26,12 @@ type outItem struct {
 type conn struct {
 	srv *Server
 	id  uint64
-	nc  net.Conn
-	br  *bufio.Reader // the upgrade's reader; nil once a poll reader took its bytes
-	rt  *sdk.Runtime
+	// nc is the socket, until a poll reader takes its descriptor over
+	// (then nil: poll.hd is the socket). Set before the connection is
+	// published; use closeSocket and writeSocket.
+	nc net.Conn
+	br *bufio.Reader // the upgrade's reader; nil once a poll reader took its bytes
+	rt *sdk.Runtime
 	// poll is the poll reader's state, set before the connection is
 	// published (nil: a reader goroutine).
 	poll *pollState
@@ -56,7 +59,7 @@ type conn struct {
 	writeFn func()    // c.writeLoop, bound once: `go c.writeFn()` allocates nothing
 
 	closeDeadline atomic.Int64 // unix nanos; reads must end by then (0: none)
-	ping          *time.Timer  // set once by the reader, under mu (sendPing reads it under mu)
+	ping          *time.Timer  // a reader goroutine's keepalive; set once, under mu (sendPing reads it under mu)
 
 	// Reader-owned deadline state.
 	deadlineIdle bool      // the current read deadline is the idle one
@@ -168,8 +171,29 @@ func (c *conn) abort() {
 	}
 	c.closing = true
 	c.mu.Unlock()
-	_ = c.nc.Close()
+	c.closeSocket()
 	c.kickReader()
+}
+
+// closeSocket closes the connection's socket. Idempotent; safe from any
+// goroutine.
+func (c *conn) closeSocket() {
+	if c.nc != nil {
+		_ = c.nc.Close()
+		return
+	}
+	_ = c.poll.hd.Close()
+}
+
+// writeSocket writes all of v (consuming it) before deadline.
+func (c *conn) writeSocket(v *net.Buffers, deadline time.Time) error {
+	if c.nc == nil {
+		_, err := c.poll.hd.Writev(v, deadline)
+		return err
+	}
+	_ = c.nc.SetWriteDeadline(deadline)
+	_, err := v.WriteTo(c.nc)
+	return err
 }
 
 func (c *conn) setCloseDeadline(t time.Time) {
@@ -255,30 +279,35 @@ func (c *conn) wakeReaderLocked() {
 	}
 }
 
-// armPing schedules the next keepalive ping.
+// armPing schedules a reader goroutine's keepalive pings (a poll reader's
+// are due on its loop's timer).
 func (c *conn) armPing() {
-	if c.srv.cfg.PingInterval <= 0 {
+	if c.srv.cfg.PingInterval <= 0 || c.poll != nil {
 		return
 	}
 	// Under mu: the timer may fire before AfterFunc returns, and sendPing
 	// reads c.ping.
 	c.mu.Lock()
-	c.ping = time.AfterFunc(c.srv.cfg.PingInterval, c.sendPing)
+	c.ping = time.AfterFunc(c.srv.cfg.PingInterval, func() { c.sendPing() })
 	c.mu.Unlock()
 }
 
-func (c *conn) sendPing() {
+// sendPing queues a keepalive ping; false once the connection is closing.
+func (c *conn) sendPing() bool {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	start := c.controlLocked(opPing, nil)
-	c.ping.Reset(c.srv.cfg.PingInterval) // under mu: never re-armed after teardown's Stop
+	if c.ping != nil {
+		c.ping.Reset(c.srv.cfg.PingInterval) // under mu: never re-armed after teardown's Stop
+	}
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		go c.writeFn()
 	}
+	return true
 }
 
 // serve runs the connection: OnOpen, the read loop, then teardown and
@@ -324,9 +353,9 @@ func (c *conn) forget() {
 
 // abortHandshake closes a connection that never reached the plugin.
 func (c *conn) abortHandshake(code sdk.CloseCode, text string) {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.CloseTimeout))
-	_, _ = c.nc.Write(appendFrame(nil, opClose, closePayload(code, text)))
-	_ = c.nc.Close()
+	v := net.Buffers{appendFrame(nil, opClose, closePayload(code, text))}
+	_ = c.writeSocket(&v, time.Now().Add(c.srv.cfg.CloseTimeout))
+	c.closeSocket()
 }
 
 // readResult is how the read loop ended.
@@ -365,16 +394,16 @@ func (c *conn) teardown(res readResult) {
 			select {
 			case <-idle:
 			case <-t.C:
-				_ = c.nc.Close()
+				c.closeSocket()
 				<-idle
 			}
 			t.Stop()
 		} else {
-			_ = c.nc.Close()
+			c.closeSocket()
 			<-idle
 		}
 	}
-	_ = c.nc.Close()
+	c.closeSocket()
 	c.mu.Lock()
 	c.dropQueueLocked()
 	c.q, c.spare = nil, nil

@@ -34,8 +34,15 @@ import (
 //     retries (from 0.5 ms, doubling to 10 ms), as the runtime offers no
 //     wake-up for that bound;
 //   - deadlines (a partial frame past ReadTimeout, IdleTimeout, the close
-//     deadline) are a per-connection runtime timer (no goroutine) that
-//     triggers a turn, which checks them.
+//     deadline) and the keepalive ping are one timer in the loop's timer
+//     heap (netpoll.Handle.SetTimer: no runtime timer, no goroutine), set
+//     for the earliest; it runs a turn, which checks them.
+//
+// The connection's descriptor is taken over from its *net.TCPConn when the
+// poll reader starts (netpoll.Poller.Detach): an idle connection then keeps
+// none of net's state (netFD, addresses, runtime poll descriptor and its
+// deadline timers), and the writer writes through the handle (Writev,
+// waiting for writability on the loop when the socket is full).
 //
 // A frame's bytes are held in pooled buffers only while it is partial: the
 // read buffer is released as soon as its bytes are parsed (a partial header
@@ -67,16 +74,14 @@ const (
 )
 
 type pollState struct {
-	hd    *netpoll.Handle
-	wake  func()      // hd.Trigger, bound once
-	live  atomic.Bool // startPoll has handed the connection to its loop
-	fired atomic.Bool // the timer fired since the last turn
-	timer *time.Timer // deadlines and retries; made on first need
+	hd   *netpoll.Handle // owns the descriptor: the connection's socket
+	wake func()          // hd.Trigger, bound once
+	live atomic.Bool     // startPoll has handed the connection to its loop
 
 	// Loop-owned.
 	done          bool
 	paused        pauseKind
-	due           int64 // when timer fires (unix nanos; 0: not armed)
+	pingDue       int64 // when the next keepalive ping is due (0: none)
 	lastRead      int64 // when bytes last arrived, or the reader resumed
 	frameDeadline int64 // a frame's payload is partial: when ReadTimeout ends it
 	retry         time.Duration
@@ -100,7 +105,7 @@ type pollState struct {
 	heldType byte
 
 	// src, in tests only, replaces the socket: it is read instead, and
-	// arming is a no-op.
+	// arming and the timer are no-ops.
 	src func([]byte) (int, error)
 }
 
@@ -143,24 +148,22 @@ func (s *Server) closePoller() {
 }
 
 // newPollState prepares the poll reader, or returns nil for a reader
-// goroutine.
+// goroutine. The poll reader takes over the descriptor: c.nc is closed and
+// set to nil, and the handle is the connection's socket from then on.
 func (c *conn) newPollState() *pollState {
 	tc, ok := c.nc.(*net.TCPConn)
 	if !ok {
-		return nil
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
 		return nil
 	}
 	pl := c.srv.netPoller()
 	if pl == nil {
 		return nil
 	}
-	h, err := pl.NewHandle(rc, c)
+	h, err := pl.Detach(tc, c)
 	if err != nil {
-		return nil
+		return nil // tc is untouched: read it with a goroutine
 	}
+	c.nc = nil
 	return &pollState{hd: h, wake: h.Trigger}
 }
 
@@ -176,6 +179,9 @@ func (c *conn) startPoll() {
 	c.br = nil
 	c.srv.stats.polled.Add(1)
 	p.lastRead = time.Now().UnixNano()
+	if iv := c.srv.cfg.PingInterval; iv > 0 {
+		p.pingDue = p.lastRead + int64(iv)
+	}
 	p.live.Store(true)
 	p.hd.Trigger()
 }
@@ -188,11 +194,6 @@ func (c *conn) kickReader() {
 	}
 }
 
-func (c *conn) pollTimerFired() {
-	c.poll.fired.Store(true)
-	c.poll.hd.Trigger()
-}
-
 // Ready implements netpoll.Handler: one turn of the poll reader, on its
 // loop.
 func (c *conn) Ready() {
@@ -201,8 +202,11 @@ func (c *conn) Ready() {
 		return
 	}
 	now := time.Now().UnixNano()
-	if p.fired.Swap(false) {
-		p.due = 0
+	if p.pingDue != 0 && now >= p.pingDue {
+		p.pingDue = now + int64(c.srv.cfg.PingInterval)
+		if !c.sendPing() {
+			p.pingDue = 0 // closing: no more pings
+		}
 	}
 	res, done := c.pollTurn(now)
 	if done {
@@ -217,16 +221,15 @@ func (c *conn) Ready() {
 func (c *conn) pollEnd(res readResult) {
 	p := c.poll
 	p.done = true
-	if p.timer != nil {
-		p.timer.Stop()
-	}
 	for _, b := range []**bufpool.Buffer{&p.rb, &p.ctl, &p.msg, &p.held} {
 		if *b != nil {
 			(*b).Release()
 			*b = nil
 		}
 	}
-	p.hd.Deregister()
+	if p.src == nil {
+		p.hd.Deregister() // and its timer
+	}
 	go func() {
 		c.teardown(res)
 		c.forget()
@@ -355,9 +358,23 @@ func (c *conn) pollDeadline(now int64) (readResult, bool) {
 	return readResult{}, false
 }
 
-// pollArmTimer arms the connection's timer for its next deadline or retry.
-// A timer that fires early is harmless: the turn re-arms it.
+// pollArmTimer sets the connection's timer for pollDue. A timer that fires
+// early is harmless: the turn sets it again.
 func (c *conn) pollArmTimer(now int64) {
+	p := c.poll
+	want := c.pollDue()
+	if want == 0 || p.src != nil {
+		return
+	}
+	if due := p.hd.Timer(); due != 0 && due <= want {
+		return
+	}
+	p.hd.SetTimer(max(want, now))
+}
+
+// pollDue returns when the reader must look at the connection again
+// without readiness: its next deadline, retry or ping (0: never).
+func (c *conn) pollDue() int64 {
 	p := c.poll
 	var want int64
 	if cd := c.closeDeadline.Load(); cd != 0 {
@@ -372,16 +389,10 @@ func (c *conn) pollArmTimer(now int64) {
 	if p.paused == pausePending && (want == 0 || p.retryAt < want) {
 		want = p.retryAt
 	}
-	if want == 0 || p.due != 0 && p.due <= want {
-		return
+	if p.pingDue != 0 && (want == 0 || p.pingDue < want) {
+		want = p.pingDue
 	}
-	d := time.Duration(max(want-now, 0))
-	if p.timer == nil {
-		p.timer = time.AfterFunc(d, c.pollTimerFired)
-	} else {
-		p.timer.Reset(d)
-	}
-	p.due = want
+	return want
 }
 
 // pollDeliver submits the held message. ok reports it was taken; otherwise

@@ -71,9 +71,6 @@ func newPollHarness(t *testing.T, bufs *bufpool.Pool) *pollHarness {
 	}})
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		if p := h.c.poll; p.timer != nil {
-			p.timer.Stop()
-		}
 		closeMemberConn(h.c)
 		rt.Closed(h.c.sc, sdk.CloseNormal, "")
 	})
@@ -170,7 +167,7 @@ func TestPollReaderPartialFrame(t *testing.T) {
 	require.Nil(t, p.rb, "the read buffer outlived its bytes")
 	require.NotNil(t, p.msg)
 	require.NotZero(t, p.frameDeadline)
-	require.NotNil(t, p.timer, "no timer for the frame deadline")
+	require.Equal(t, p.frameDeadline, h.c.pollDue(), "the timer is not due at the frame deadline")
 	h.feed(t, f[len(f)-3:])
 	require.False(t, p.inFrame)
 	require.Zero(t, p.frameDeadline)

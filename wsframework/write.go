@@ -115,9 +115,8 @@ func (c *conn) writeLoop() {
 			}
 		}
 		wb.vec = vec[:0]
-		_ = c.nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 		wb.out = vec
-		_, err := wb.out.WriteTo(c.nc)
+		err := c.writeSocket(&wb.out, time.Now().Add(s.cfg.WriteTimeout))
 		wb.out = nil
 		for i := range items {
 			items[i].buf.Release()
@@ -145,7 +144,7 @@ func (c *conn) writeLoop() {
 		c.mu.Unlock()
 		if err != nil {
 			// Unblock the reader: the connection is unusable.
-			_ = c.nc.Close()
+			c.closeSocket()
 			c.kickReader()
 			continue
 		}

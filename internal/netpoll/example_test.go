@@ -41,9 +41,9 @@ func Example() {
 	server, _ := l.Accept()
 	defer server.Close()
 
-	rc, _ := server.(*net.TCPConn).SyscallConn()
 	e := &echoOnce{done: make(chan string, 1)}
-	e.hd, _ = p.NewHandle(rc, e)
+	e.hd, _ = p.Detach(server.(*net.TCPConn), e) // server is closed; e.hd owns the socket now
+	defer e.hd.Close()
 	_ = e.hd.Arm()
 	_, _ = client.Write([]byte("hello"))
 	fmt.Println(<-e.done)

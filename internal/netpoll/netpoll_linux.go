@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,9 +24,12 @@ const Supported = true
 const wakeToken = 0
 
 const (
-	armEvents  = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
 	maxEvents  = 128
 	eventfdLen = 8
+	maxIovec   = 1024 // IOV_MAX
+
+	readable = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
+	writable = unix.EPOLLOUT | unix.EPOLLHUP | unix.EPOLLERR
 )
 
 // Poller is a fixed set of epoll loops. Create with New; stop with Close.
@@ -49,24 +54,32 @@ type loop struct {
 	spare   []*Handle
 	closed  bool
 	woken   atomic.Bool // wakefd has been written and not yet drained
+	iovecs  sync.Pool   // *[]unix.Iovec: Writev's scratch
+
+	// Handle timers (timers.go). Loop-owned but for timerDue.
+	timers   timerHeap
+	timer    *time.Timer // wakes the loop for timers[0]; made on first use
+	timerAt  int64       // when timer is due (0: stopped)
+	timerDue atomic.Bool // timer fired: run the expired timers
 }
 
-// Handle is one registered descriptor and its Handler.
+// Handle is one registered descriptor and its Handler. The handle owns the
+// descriptor: Close closes it, once no Read, Writev or epoll call is using
+// it, so that a descriptor number is never used after it was reused.
 type Handle struct {
 	l     *loop
-	rc    syscall.RawConn
 	h     Handler
 	token uint64
-	added atomic.Bool // in the epoll set
+	fd    int32 // -1: no descriptor (Trigger and timers only)
+	tidx  int32 // index in l.timers; -1: no timer (loop-owned)
+	when  int64 // the timer's due time, unix nanos (loop-owned)
+	refs  refCount
 
-	// Read's and Arm's state, bound once so that they allocate nothing.
-	rbuf   []byte
-	rn     int
-	rerr   error
-	readFn func(uintptr) bool
-	armOp  int
-	armErr error
-	armFn  func(uintptr)
+	mu      sync.Mutex    // guards the fields below
+	want    uint32        // events armed in the kernel, EPOLLIN and/or EPOLLOUT
+	added   bool          // in the epoll set
+	closing bool          // Close was called
+	wch     chan struct{} // signalled when writable (or closing); made by the first writer to wait
 }
 
 // New starts a poller with n loops (n < 1 means 1).
@@ -76,7 +89,7 @@ func New(n int) (*Poller, error) {
 	for range n {
 		l, err := newLoop()
 		if err != nil {
-			p.closeLoops()
+			_ = p.closeLoops()
 			return nil, err
 		}
 		p.loops = append(p.loops, l)
@@ -110,10 +123,15 @@ func newLoop() (*loop, error) {
 		return nil, fmt.Errorf("netpoll: nonblock: %w", err)
 	}
 	// Non-blocking, so os.NewFile registers it with the runtime poller.
-	return &loop{
+	l := &loop{
 		epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll"), wakefd: wakefd,
 		handles: make(map[uint64]*Handle),
-	}, nil
+	}
+	l.iovecs.New = func() any {
+		v := make([]unix.Iovec, 0, 64)
+		return &v
+	}
+	return l, nil
 }
 
 func setToken(ev *unix.EpollEvent, t uint64) {
@@ -125,76 +143,172 @@ func token(ev *unix.EpollEvent) uint64 {
 	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 }
 
-// NewHandle returns a handle for the descriptor behind rc, served by one of
-// the loops (round robin). It is not in the epoll set until Arm.
-func (p *Poller) NewHandle(rc syscall.RawConn, h Handler) (*Handle, error) {
+// Detach takes over tc's descriptor: it is duplicated, tc is closed (net's
+// own state for it, its runtime poller registration and deadline timers,
+// is freed), and the returned handle owns the copy. Bytes tc had buffered
+// in user space, if any, are the caller's to keep; the kernel's are read
+// through the handle.
+func (p *Poller) Detach(tc *net.TCPConn, h Handler) (*Handle, error) {
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd, derr := -1, error(nil)
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("netpoll: dup: %w", derr)
+	}
+	hd, err := p.NewHandle(nfd, h)
+	if err != nil {
+		_ = unix.Close(nfd)
+		return nil, err
+	}
+	_ = tc.Close()
+	return hd, nil
+}
+
+// NewHandle returns a handle that owns fd, which it makes non-blocking, and
+// is served by one of the loops (round robin). It is not in the epoll set
+// until Arm. A negative fd makes a handle without a descriptor, for Trigger
+// and SetTimer only.
+func (p *Poller) NewHandle(fd int, h Handler) (*Handle, error) {
 	p.mu.Lock()
 	closed := p.closed
 	p.mu.Unlock()
 	if closed {
 		return nil, ErrClosed
 	}
-	l := p.loops[int(p.next.Add(1))%len(p.loops)]
-	hd := &Handle{l: l, rc: rc, h: h, token: p.tokens.Add(1)}
-	hd.readFn = hd.read
-	hd.armFn = hd.ctl
-	return hd, nil
-}
-
-func (hd *Handle) ctl(fd uintptr) {
-	ev := unix.EpollEvent{Events: armEvents}
-	setToken(&ev, hd.token)
-	hd.armErr = unix.EpollCtl(hd.l.epfd, hd.armOp, int(fd), &ev)
-}
-
-func (hd *Handle) read(fd uintptr) bool {
-	for {
-		hd.rn, hd.rerr = unix.Read(int(fd), hd.rbuf)
-		if hd.rerr != unix.EINTR {
-			return true // never wait in the runtime poller
+	if fd >= 0 {
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return nil, fmt.Errorf("netpoll: nonblock: %w", err)
 		}
 	}
+	l := p.loops[int(p.next.Add(1))%len(p.loops)]
+	return &Handle{l: l, h: h, token: p.tokens.Add(1), fd: int32(fd), tidx: -1}, nil
+}
+
+// acquire takes a reference on the descriptor for one system call; false
+// means it is closed (or the handle has none).
+func (hd *Handle) acquire() bool { return hd.fd >= 0 && hd.refs.acquire() }
+
+func (hd *Handle) release() {
+	if hd.refs.release() {
+		_ = unix.Close(int(hd.fd))
+	}
+}
+
+// ctlLocked asks the kernel for one report of hd.want. hd.mu must be held.
+func (hd *Handle) ctlLocked() error {
+	if !hd.acquire() {
+		return net.ErrClosed
+	}
+	defer hd.release()
+	ev := unix.EpollEvent{Events: hd.want | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
+	setToken(&ev, hd.token)
+	op := unix.EPOLL_CTL_MOD
+	if !hd.added {
+		op = unix.EPOLL_CTL_ADD
+		l := hd.l
+		l.mu.Lock()
+		l.handles[hd.token] = hd
+		l.mu.Unlock()
+	}
+	if err := unix.EpollCtl(hd.l.epfd, op, int(hd.fd), &ev); err != nil {
+		return fmt.Errorf("netpoll: epoll_ctl: %w", err)
+	}
+	hd.added = true
+	return nil
 }
 
 // Arm asks for one readiness report (readable, peer hang-up or error): the
 // Handler runs once when it comes. Call it from the Handler, or before the
 // handle is first triggered.
 func (hd *Handle) Arm() error {
-	l := hd.l
-	add := !hd.added.Load()
-	if add {
-		l.mu.Lock()
-		l.handles[hd.token] = hd
-		l.mu.Unlock()
-		hd.added.Store(true) // before the Handler can run
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	if hd.closing {
+		return net.ErrClosed
 	}
-	hd.armOp = unix.EPOLL_CTL_MOD
-	if add {
-		hd.armOp = unix.EPOLL_CTL_ADD
-	}
-	err := hd.rc.Control(hd.armFn)
-	if err == nil {
-		err = hd.armErr
-	}
-	if err != nil && add {
-		hd.added.Store(false)
-	}
-	return err
+	hd.want |= unix.EPOLLIN
+	return hd.ctlLocked()
 }
 
-// Deregister removes the handle from its loop: no readiness report runs the
-// Handler any more (a Trigger still may; the Handler must ignore it). Call
-// it from the Handler, before the descriptor is closed.
+// event handles one readiness report for hd on its loop.
+func (hd *Handle) event(ev uint32) {
+	hd.mu.Lock()
+	want := hd.want
+	hd.want = 0 // EPOLLONESHOT: the kernel disarmed everything
+	rd := want&unix.EPOLLIN != 0 && ev&readable != 0
+	wr := want&unix.EPOLLOUT != 0 && ev&writable != 0
+	rest := want
+	if rd {
+		rest &^= unix.EPOLLIN
+	}
+	if wr {
+		rest &^= unix.EPOLLOUT
+	}
+	if rest != 0 && !hd.closing {
+		hd.want = rest // what was not reported stays armed
+		_ = hd.ctlLocked()
+	}
+	wch := hd.wch
+	hd.mu.Unlock()
+	if wr && wch != nil {
+		notify(wch)
+	}
+	if rd {
+		hd.h.Ready()
+	}
+}
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Deregister removes the handle from its loop: no readiness report or
+// timer runs the Handler any more (a Trigger still may; the Handler must
+// ignore it). Call it from the Handler.
 func (hd *Handle) Deregister() {
 	l := hd.l
-	if hd.added.Swap(false) {
-		_ = hd.rc.Control(func(fd uintptr) {
-			_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
-		})
+	l.stopTimer(hd)
+	hd.mu.Lock()
+	if hd.added && hd.acquire() {
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(hd.fd), nil)
+		hd.release()
 	}
+	hd.added, hd.want = false, 0
+	hd.mu.Unlock()
 	l.mu.Lock()
 	delete(l.handles, hd.token)
 	l.mu.Unlock()
+}
+
+// Close closes the descriptor (at once, or when the system call using it
+// returns) and wakes a writer waiting in Writev. Safe from any goroutine;
+// idempotent. Call Deregister from the Handler too.
+func (hd *Handle) Close() error {
+	hd.mu.Lock()
+	if hd.closing {
+		hd.mu.Unlock()
+		return nil
+	}
+	hd.closing = true
+	wch := hd.wch
+	hd.mu.Unlock()
+	if wch != nil {
+		notify(wch)
+	}
+	if hd.fd >= 0 && hd.refs.close() {
+		_ = unix.Close(int(hd.fd))
+	}
+	return nil
 }
 
 // Trigger runs the Handler on its loop soon. Safe from any goroutine; it
@@ -207,34 +321,162 @@ func (hd *Handle) Trigger() {
 		return
 	}
 	l.queue = append(l.queue, hd)
+	l.wakeLocked()
+	l.mu.Unlock()
+}
+
+// wakeLocked makes the loop run its queue and timers. l.mu must be held:
+// Close closes wakefd only after setting closed.
+func (l *loop) wakeLocked() {
 	if l.woken.CompareAndSwap(false, true) {
-		// Under mu: Close closes wakefd only after setting closed.
 		one := [eventfdLen]byte{1}
 		_, _ = unix.Write(l.wakefd, one[:])
 	}
-	l.mu.Unlock()
 }
 
 // Read reads what is available on the handle's descriptor into b without
 // waiting. It returns ErrWouldBlock when nothing is, io.EOF when the peer
-// closed, and the connection's error once it is closed. Call it from the
+// closed, and net.ErrClosed once the handle is closed. Call it from the
 // Handler.
 func (hd *Handle) Read(b []byte) (int, error) {
-	hd.rbuf = b
-	err := hd.rc.Read(hd.readFn)
-	n, rerr := hd.rn, hd.rerr
-	hd.rbuf, hd.rerr = nil, nil
+	if !hd.acquire() {
+		return 0, net.ErrClosed
+	}
+	var (
+		n   int
+		err error
+	)
+	for {
+		n, err = unix.Read(int(hd.fd), b)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	hd.release()
 	switch {
-	case err != nil:
-		return 0, err
-	case rerr == unix.EAGAIN:
+	case err == unix.EAGAIN:
 		return 0, ErrWouldBlock
-	case rerr != nil:
-		return 0, rerr
+	case err != nil:
+		return 0, os.NewSyscallError("read", err)
 	case n == 0 && len(b) > 0:
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// Writev writes all of v in as few system calls as it can (writev),
+// consuming v as net.Buffers.WriteTo does. When the socket is full it
+// waits for the loop to report it writable, until deadline (zero: no
+// deadline); past it, it returns os.ErrDeadlineExceeded. Safe from any
+// goroutine, one writer at a time.
+func (hd *Handle) Writev(v *net.Buffers, deadline time.Time) (int64, error) {
+	ivp := hd.l.iovecs.Get().(*[]unix.Iovec)
+	defer hd.l.iovecs.Put(ivp)
+	var total int64
+	for len(*v) > 0 {
+		iov := (*ivp)[:0]
+		for _, b := range *v {
+			if len(iov) == maxIovec {
+				break
+			}
+			if len(b) == 0 {
+				continue
+			}
+			var e unix.Iovec
+			e.Base = &b[0]
+			e.SetLen(len(b))
+			iov = append(iov, e)
+		}
+		*ivp = iov[:0]
+		if len(iov) == 0 {
+			consume(v, 0) // only empty buffers were left
+			break
+		}
+		n, err := hd.writev(iov)
+		clear(iov) // the pooled scratch must not keep buffers alive
+		if n > 0 {
+			total += int64(n)
+			consume(v, int64(n))
+		}
+		switch {
+		case err == nil:
+		case err == unix.EAGAIN:
+			if err := hd.waitWritable(deadline); err != nil {
+				return total, err
+			}
+		default:
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (hd *Handle) writev(iov []unix.Iovec) (int, error) {
+	if !hd.acquire() {
+		return 0, net.ErrClosed
+	}
+	defer hd.release()
+	for {
+		n, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(hd.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		switch e {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, unix.EAGAIN
+		}
+		return 0, os.NewSyscallError("writev", e)
+	}
+}
+
+// waitWritable arms EPOLLOUT and waits for the report, Close or deadline.
+func (hd *Handle) waitWritable(deadline time.Time) error {
+	hd.mu.Lock()
+	if hd.closing {
+		hd.mu.Unlock()
+		return net.ErrClosed
+	}
+	if hd.wch == nil {
+		hd.wch = make(chan struct{}, 1)
+	}
+	wch := hd.wch
+	hd.want |= unix.EPOLLOUT
+	err := hd.ctlLocked()
+	hd.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if deadline.IsZero() {
+		<-wch
+		return nil
+	}
+	d := time.Until(deadline)
+	if d <= 0 {
+		return os.ErrDeadlineExceeded
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-wch:
+		return nil
+	case <-t.C:
+		return os.ErrDeadlineExceeded
+	}
+}
+
+// consume drops the first n bytes of v.
+func consume(v *net.Buffers, n int64) {
+	for len(*v) > 0 {
+		ln0 := int64(len((*v)[0]))
+		if ln0 > n {
+			(*v)[0] = (*v)[0][n:]
+			return
+		}
+		n -= ln0
+		(*v)[0] = nil
+		*v = (*v)[1:]
+	}
 }
 
 func (l *loop) run() {
@@ -257,6 +499,9 @@ func (l *loop) run() {
 	for {
 		err := rc.Read(wait)
 		if err != nil || werr != nil {
+			if l.timer != nil {
+				l.timer.Stop()
+			}
 			return // closed
 		}
 		woken := false
@@ -270,11 +515,14 @@ func (l *loop) run() {
 			hd := l.handles[t]
 			l.mu.Unlock()
 			if hd != nil {
-				hd.h.Ready()
+				hd.event(events[i].Events)
 			}
 		}
 		if woken {
 			l.runQueue()
+			if l.timerDue.Swap(false) {
+				l.runTimers()
+			}
 		}
 	}
 }

@@ -2,7 +2,10 @@
 
 package netpoll
 
-import "syscall"
+import (
+	"net"
+	"time"
+)
 
 // Supported reports whether New can work on this platform.
 const Supported = false
@@ -16,8 +19,11 @@ type Handle struct{}
 // New returns ErrUnsupported.
 func New(int) (*Poller, error) { return nil, ErrUnsupported }
 
+// Detach returns ErrUnsupported.
+func (*Poller) Detach(*net.TCPConn, Handler) (*Handle, error) { return nil, ErrUnsupported }
+
 // NewHandle returns ErrUnsupported.
-func (*Poller) NewHandle(syscall.RawConn, Handler) (*Handle, error) { return nil, ErrUnsupported }
+func (*Poller) NewHandle(int, Handler) (*Handle, error) { return nil, ErrUnsupported }
 
 // Close does nothing.
 func (*Poller) Close() error { return nil }
@@ -31,5 +37,17 @@ func (*Handle) Deregister() {}
 // Trigger does nothing.
 func (*Handle) Trigger() {}
 
+// SetTimer does nothing.
+func (*Handle) SetTimer(int64) {}
+
+// Timer returns 0.
+func (*Handle) Timer() int64 { return 0 }
+
 // Read returns ErrUnsupported.
 func (*Handle) Read([]byte) (int, error) { return 0, ErrUnsupported }
+
+// Writev returns ErrUnsupported.
+func (*Handle) Writev(*net.Buffers, time.Time) (int64, error) { return 0, ErrUnsupported }
+
+// Close does nothing.
+func (*Handle) Close() error { return nil }
