@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 
 	"github.com/strandws/strand/sdk/bufpool"
@@ -71,15 +70,18 @@ type Conn struct {
 	subprotocol string
 
 	pending atomic.Int64 // inbound bytes accepted but not yet handled
-	waiting atomic.Bool  // the host waits for pending to drop
 	drain   chan struct{}
+	ctx     atomic.Pointer[connContext] // made on first use
+	waiting atomic.Bool                 // the host waits for pending to drop
+	closing atomic.Bool                 // Close event submitted
+	ctxDone atomic.Bool                 // OnClose ran (or never will): the context is cancelled
+}
 
-	ctxMu   sync.Mutex
-	ctx     context.Context
-	cancel  context.CancelFunc
-	ctxDone bool
-
-	closing atomic.Bool // Close event submitted
+// connContext is a Conn's context, made by the first Context call, so that
+// a connection whose handlers never ask for one holds none.
+type connContext struct {
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // ID returns the connection's ID, unique for the host's lifetime.
@@ -100,24 +102,28 @@ func (c *Conn) Subprotocol() string { return c.subprotocol }
 // Context returns a context cancelled when the connection has closed (after
 // OnClose) or the runtime shuts down. It is created on first use.
 func (c *Conn) Context() context.Context {
-	c.ctxMu.Lock()
-	defer c.ctxMu.Unlock()
-	if c.ctx == nil {
-		c.ctx, c.cancel = context.WithCancel(c.rt.ctx)
-		if c.ctxDone {
-			c.cancel()
-		}
+	if cc := c.ctx.Load(); cc != nil {
+		return cc.ctx
 	}
-	return c.ctx
+	cc := &connContext{}
+	cc.ctx, cc.cancel = context.WithCancel(c.rt.ctx)
+	if !c.ctx.CompareAndSwap(nil, cc) {
+		cc.cancel() // another call made it first
+		return c.ctx.Load().ctx
+	}
+	// cancelContext sets ctxDone before it looks at ctx: one of the two
+	// sees the other and cancels.
+	if c.ctxDone.Load() {
+		cc.cancel()
+	}
+	return cc.ctx
 }
 
 func (c *Conn) cancelContext() {
-	c.ctxMu.Lock()
-	c.ctxDone = true
-	if c.cancel != nil {
-		c.cancel()
+	c.ctxDone.Store(true)
+	if cc := c.ctx.Load(); cc != nil {
+		cc.cancel()
 	}
-	c.ctxMu.Unlock()
 }
 
 // Send queues a copy of data as one message of type typ. It never blocks;

@@ -89,6 +89,41 @@ func TestRuntimeOrderOpenMessagesClose(t *testing.T) {
 	assert.EqualValues(t, 0, rt.Stats().Open)
 }
 
+// TestConnContext: one context per connection, whoever asks first and
+// whenever; it is cancelled once OnClose ran, also when it was first asked
+// for while the close was under way.
+func TestConnContext(t *testing.T) {
+	rt, h := newRuntime(t, sdk.WebSocketHandlers{}, sdk.RuntimeConfig{})
+	for id := range uint64(200) {
+		c, err := rt.Open(context.Background(), &recHost{}, sdk.ConnInfo{ID: id + 1, Handlers: h})
+		require.NoError(t, err)
+		early := id%2 == 0
+		var first context.Context
+		if early {
+			first = c.Context()
+			require.NoError(t, first.Err(), "cancelled before the close")
+		}
+		var wg sync.WaitGroup
+		ctxs := make([]context.Context, 4)
+		for i := range ctxs {
+			wg.Go(func() { ctxs[i] = c.Context() })
+		}
+		rt.Closed(c, sdk.CloseNormal, "")
+		wg.Wait()
+		for _, ctx := range ctxs {
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatalf("conn %d: context not cancelled after OnClose", id)
+			}
+			require.True(t, ctx == ctxs[0], "conn %d: more than one context", id)
+		}
+		if early {
+			require.True(t, first == ctxs[0], "conn %d: more than one context", id)
+		}
+	}
+}
+
 func TestRuntimePanicClosesWith1011(t *testing.T) {
 	gotErr := make(chan error, 1)
 	rt, h := newRuntime(t, sdk.WebSocketHandlers{

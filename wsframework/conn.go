@@ -36,38 +36,37 @@ type conn struct {
 	// published (nil: a reader goroutine).
 	poll *pollState
 	sc   *sdk.Conn
-	ip   string
+
+	writeFn       func()       // c.writeLoop, bound once: `go c.writeFn()` allocates nothing
+	closeDeadline atomic.Int64 // unix nanos; reads must end by then (0: none)
+	ping          *time.Timer  // a reader goroutine's keepalive; set once, under mu (sendPing reads it under mu)
+	rooms         connRooms    // the rooms it is in (rooms.go)
 
 	mu        sync.Mutex // guards the fields below
 	q         []outItem
 	spare     []outItem
 	qBytes    int64
-	writing   bool          // a writer goroutine is draining q
 	idle      chan struct{} // closed by the writer when it stops, if teardown waits
-	closing   bool          // a close frame is queued or the connection is gone: no more data
-	dead      bool          // torn down: nothing is queued any more
-	reason    CloseReason   // why the server closed, when it did (localSet)
-	localSet  bool
-	localCode sdk.CloseCode
+	outWait   chan struct{} // wakes a reader waiting in waitOutbound; made on first wait
 	localText string
+	localCode sdk.CloseCode
+	reason    CloseReason // why the server closed, when it did (localSet)
+	localSet  bool
+	writing   bool // a writer goroutine is draining q
+	closing   bool // a close frame is queued or the connection is gone: no more data
+	dead      bool // torn down: nothing is queued any more
 	writeErr  bool // a write failed: the socket is closed
+	// readerWaiting: the reader waits in waitOutbound (or a poll reader
+	// paused for the write queue).
+	readerWaiting bool
 
-	readerWaiting bool          // the reader waits in waitOutbound
-	outWait       chan struct{} // wakes it; made on first wait
-
-	rooms   connRooms // the rooms it is in (rooms.go)
-	writeFn func()    // c.writeLoop, bound once: `go c.writeFn()` allocates nothing
-
-	closeDeadline atomic.Int64 // unix nanos; reads must end by then (0: none)
-	ping          *time.Timer  // a reader goroutine's keepalive; set once, under mu (sendPing reads it under mu)
-
-	// Reader-owned deadline state.
-	deadlineIdle bool      // the current read deadline is the idle one
-	deadlineSet  time.Time // when the idle deadline was last set
+	// Reader-owned deadline state (ReaderGoroutine).
+	deadlineIdle bool  // the current read deadline is the idle one
+	deadlineSet  int64 // when the idle deadline was last set (unix nanos)
 }
 
-func newConn(s *Server, id uint64, nc net.Conn, br *bufio.Reader, rt *sdk.Runtime, ip string) *conn {
-	c := &conn{srv: s, id: id, nc: nc, br: br, rt: rt, ip: ip}
+func newConn(s *Server, id uint64, nc net.Conn, br *bufio.Reader, rt *sdk.Runtime) *conn {
+	c := &conn{srv: s, id: id, nc: nc, br: br, rt: rt}
 	c.writeFn = c.writeLoop
 	return c
 }
@@ -328,7 +327,8 @@ func (c *conn) serve(ctx context.Context, info sdk.ConnInfo) {
 	sc, err := c.rt.Open(ctx, c, info)
 	if err != nil {
 		c.abortHandshake(sdk.CloseGoingAway, "server shutting down")
-		c.forget()
+		s.conns.Delete(c.id)
+		s.release(info.Request.ClientIP)
 		return
 	}
 	c.sc = sc
@@ -348,7 +348,7 @@ func (c *conn) serve(ctx context.Context, info sdk.ConnInfo) {
 // forget removes a closed connection from the server and frees its slot.
 func (c *conn) forget() {
 	c.srv.conns.Delete(c.id)
-	c.srv.release(c.ip)
+	c.srv.release(c.sc.Request().ClientIP)
 }
 
 // abortHandshake closes a connection that never reached the plugin.

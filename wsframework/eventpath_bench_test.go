@@ -85,7 +85,7 @@ func BenchmarkEventPath(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		c := newConn(s, 1, m, bufio.NewReaderSize(m, 4096), rt, "127.0.0.1")
+		c := newConn(s, 1, m, bufio.NewReaderSize(m, 4096), rt)
 		s.connWG.Add(1)
 		s.open.Add(1)
 		c.serve(context.Background(), sdk.ConnInfo{ID: 1, Handlers: echo})
@@ -103,7 +103,7 @@ func BenchmarkBaselineGoroutinePerEvent(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		c := newConn(s, 1, m, bufio.NewReaderSize(m, 4096), rt, "127.0.0.1")
+		c := newConn(s, 1, m, bufio.NewReaderSize(m, 4096), rt)
 		bufs := s.cfg.Buffers
 		for {
 			c.waitOutbound(context.Background()) // the same write-queue pause as the real reader

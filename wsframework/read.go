@@ -33,12 +33,12 @@ const maxClientHeader = 14
 
 // frameHeader is a parsed frame header.
 type frameHeader struct {
+	length int64
+	mask   [4]byte
 	fin    bool
 	rsv    byte
 	op     byte
 	masked bool
-	length int64
-	mask   [4]byte
 }
 
 // errProtocol carries a protocol violation's description.
@@ -284,11 +284,11 @@ func (c *conn) armIdleDeadline() {
 		return
 	}
 	now := time.Now()
-	if c.deadlineIdle && now.Sub(c.deadlineSet) < idle/8 {
+	if c.deadlineIdle && now.UnixNano()-c.deadlineSet < int64(idle/8) {
 		return
 	}
 	c.setReadDeadline(now.Add(idle))
-	c.deadlineSet = now
+	c.deadlineSet = now.UnixNano()
 	c.deadlineIdle = true
 }
 

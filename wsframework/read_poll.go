@@ -76,37 +76,35 @@ const (
 type pollState struct {
 	hd   *netpoll.Handle // owns the descriptor: the connection's socket
 	wake func()          // hd.Trigger, bound once
-	live atomic.Bool     // startPoll has handed the connection to its loop
-
-	// Loop-owned.
-	done          bool
-	paused        pauseKind
-	pingDue       int64 // when the next keepalive ping is due (0: none)
-	lastRead      int64 // when bytes last arrived, or the reader resumed
-	frameDeadline int64 // a frame's payload is partial: when ReadTimeout ends it
-	retry         time.Duration
-	retryAt       int64
-
-	rb   *bufpool.Buffer // bytes read and not yet parsed: rb.B[roff:]
-	roff int
-	hdr  [maxClientHeader]byte // a partial header
-	hn   int
-
-	inFrame bool // h is parsed; its payload is being read
-	h       frameHeader
-	got     int64           // payload bytes of h read so far
-	ctl     *bufpool.Buffer // a control frame's partial payload
-
-	msg     *bufpool.Buffer // message being reassembled
-	msgType byte
-	start   int // offset of h's payload in msg
-
-	held     *bufpool.Buffer // a complete message the dispatcher had no room for
-	heldType byte
-
 	// src, in tests only, replaces the socket: it is read instead, and
 	// arming and the timer are no-ops.
 	src func([]byte) (int, error)
+
+	// Loop-owned from here on.
+	pingDue       int64 // when the next keepalive ping is due (0: none)
+	lastRead      int64 // when bytes last arrived, or the reader resumed
+	frameDeadline int64 // a frame's payload is partial: when ReadTimeout ends it
+	retryAt       int64
+	retry         time.Duration
+
+	rb   *bufpool.Buffer // bytes read and not yet parsed: rb.B[roff:]
+	ctl  *bufpool.Buffer // a control frame's partial payload
+	msg  *bufpool.Buffer // message being reassembled
+	held *bufpool.Buffer // a complete message the dispatcher had no room for
+
+	h     frameHeader // the frame being read (inFrame)
+	got   int64       // payload bytes of h read so far
+	start int         // offset of h's payload in msg
+	roff  int32
+
+	live     atomic.Bool           // startPoll has handed the connection to its loop (any goroutine)
+	hdr      [maxClientHeader]byte // a partial header
+	hn       uint8
+	inFrame  bool // h is parsed; its payload is being read
+	done     bool
+	paused   pauseKind
+	msgType  byte
+	heldType byte
 }
 
 // usePoll reports whether a connection on nc is read by the poll reader.
@@ -444,7 +442,7 @@ func (c *conn) pollOutboundHigh() bool {
 func (c *conn) pollParse(now int64) (res readResult, done bool) {
 	p := c.poll
 	defer func() {
-		if p.rb != nil && p.roff == len(p.rb.B) {
+		if p.rb != nil && int(p.roff) == len(p.rb.B) {
 			p.rb.Release()
 			p.rb = nil
 		}
@@ -452,7 +450,7 @@ func (c *conn) pollParse(now int64) (res readResult, done bool) {
 	in := p.rb.B[p.roff:]
 	if !p.inFrame {
 		hdr, used, ok := p.takeHeader(in)
-		p.roff += used
+		p.roff += int32(used)
 		if !ok {
 			return readResult{}, false
 		}
@@ -467,7 +465,7 @@ func (c *conn) pollParse(now int64) (res readResult, done bool) {
 		if isControl(p.h.op) && int64(len(in)) >= p.h.length {
 			// The whole control payload is here: unmask it in place.
 			pl := in[:p.h.length]
-			p.roff += len(pl)
+			p.roff += int32(len(pl))
 			ws.Cipher(pl, p.h.mask, 0)
 			p.inFrame = false
 			return c.control(p.h.op, pl)
@@ -478,7 +476,7 @@ func (c *conn) pollParse(now int64) (res readResult, done bool) {
 	}
 	dst := p.payloadRest(c.srv.cfg.Buffers)
 	k := copy(dst, in)
-	p.roff += k
+	p.roff += int32(k)
 	return c.pollPayload(dst[:k], now)
 }
 
@@ -495,7 +493,7 @@ func (p *pollState) takeHeader(in []byte) (hdr []byte, used int, ok bool) {
 	if p.hn >= 2 {
 		need = headerLen(p.hdr[1])
 	}
-	for p.hn < need && used < len(in) {
+	for int(p.hn) < need && used < len(in) {
 		p.hdr[p.hn] = in[used]
 		p.hn++
 		used++
@@ -503,7 +501,7 @@ func (p *pollState) takeHeader(in []byte) (hdr []byte, used int, ok bool) {
 			need = headerLen(p.hdr[1])
 		}
 	}
-	if p.hn < need {
+	if int(p.hn) < need {
 		return nil, used, false
 	}
 	p.hn = 0

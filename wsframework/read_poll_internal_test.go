@@ -64,7 +64,7 @@ func newPollHarness(t *testing.T, bufs *bufpool.Pool) *pollHarness {
 	require.NoError(t, err)
 	h.nc = newMemConn()
 	h.nc.record = true
-	h.c = newConn(s, s.nextID.Add(1), h.nc, nil, rt, "")
+	h.c = newConn(s, s.nextID.Add(1), h.nc, nil, rt)
 	h.c.poll = &pollState{src: h.read}
 	h.c.sc, err = rt.Open(context.Background(), h.c, sdk.ConnInfo{ID: h.c.id, Handlers: &sdk.WebSocketHandlers{
 		OnMessage: func(_ *sdk.Conn, m sdk.Message) { h.got <- gotMessage{m.Type, string(m.Data)} },

@@ -168,7 +168,7 @@ func newRoomServer(t testing.TB, cfg Config) *Server {
 // test's cleanup tears it down.
 func memberConn(t testing.TB, s *Server, nc net.Conn) *conn {
 	t.Helper()
-	c := newConn(s, s.nextID.Add(1), nc, nil, nil, "")
+	c := newConn(s, s.nextID.Add(1), nc, nil, nil)
 	s.conns.Store(c.id, c)
 	t.Cleanup(func() { closeMemberConn(c) })
 	return c
@@ -495,7 +495,7 @@ func TestJoinLeaveRace(t *testing.T) {
 		wg.Go(func() {
 			rooms := []string{"a", "b", "c"}
 			for i := range rounds {
-				c := newConn(s, s.nextID.Add(1), newMemConn(), nil, nil, "")
+				c := newConn(s, s.nextID.Add(1), newMemConn(), nil, nil)
 				s.conns.Store(c.id, c)
 				r := rooms[(w+i)%len(rooms)]
 				if err := c.Join(r); err != nil {

@@ -264,7 +264,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *sdk.Runtime
 		return nil, sdk.ConnInfo{}, http.StatusBadRequest
 	}
 	s.stats.accepted.Add(1)
-	c := newConn(s, s.nextID.Add(1), nc, rw.Reader, rt, req.ClientIP)
+	c := newConn(s, s.nextID.Add(1), nc, rw.Reader, rt)
 	info := sdk.ConnInfo{
 		ID: c.id, Request: connSnapshot(req), Values: rc.Values(), Subprotocol: hs.Protocol, Handlers: h,
 	}
