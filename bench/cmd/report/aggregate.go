@@ -216,12 +216,17 @@ func aggregate(runs []*result.Result) *table {
 // best returns the peer (any server but strand) with the best value in cell
 // k among those that ran without error; lower selects the smallest value.
 func (t *table) best(k cellKey, val func(*agg) float64, lower bool) (string, float64, bool) {
+	return t.bestAmong(k, val, lower, nil)
+}
+
+// bestAmong is best over the peers in among (nil: every peer).
+func (t *table) bestAmong(k cellKey, val func(*agg) float64, lower bool, among []string) (string, float64, bool) {
 	var name string
 	var v float64
 	found := false
 	for _, s := range t.servers {
 		a := t.get(k, s)
-		if s == strandName || !a.ok() {
+		if s == strandName || !a.ok() || among != nil && !slices.Contains(among, s) {
 			continue
 		}
 		x := val(a)

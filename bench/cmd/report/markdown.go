@@ -114,6 +114,9 @@ func markdown(t *table, note string) string {
 	if t.data != nil && !t.hasServer(strandName) {
 		sb.WriteString("**Strand did not run in this set of results** (its server did not build or was not selected), so the ratio columns are empty.\n\n")
 	}
+	if t.data != nil {
+		targetsTable(&sb, t)
+	}
 	fmt.Fprintf(&sb, "![Throughput per cell](%s)\n\n![p99 latency per cell](%s)\n\n", throughputChart, latencyChart)
 
 	if cells := throughputCells(t); len(cells) > 0 {

@@ -75,3 +75,39 @@ func TestAggregateMediansAndBestPeer(t *testing.T) {
 		t.Fatalf("markdown does not flag b's errors:\n%s", md)
 	}
 }
+
+func TestTargets(t *testing.T) {
+	echo := func(server string, conns, size, depth int, rate, p50, p99 float64) *result.Result {
+		return &result.Result{Server: server, Mode: "echo", Conns: conns, Connected: conns, Size: size, Depth: depth,
+			MsgsPerSec: rate, Latency: stats.Summary{P50: p50, P99: p99}}
+	}
+	idle := func(server string, rss float64) *result.Result {
+		return &result.Result{Server: server, Mode: "idle", Conns: 10000, Connected: 10000, RSSPerConnBytes: rss}
+	}
+	tbl := aggregate([]*result.Result{
+		idle("strand", 2100), idle("nbio", 1300), // over the 2 KB bound
+		echo("strand", 1000, 64, 16, 900e3, 0, 0), echo("gorilla", 1000, 64, 16, 180e3, 0, 0), // met
+		echo("strand", 100, 4096, 16, 100e3, 0, 0), echo("gws", 100, 4096, 16, 120e3, 0, 0), // slower than gws
+		// 1 conn p50: nbio's is lowest but it is not a goroutine-per-connection peer.
+		echo("strand", 1, 64, 1, 10e3, 60, 90), echo("gorilla", 1, 64, 1, 10e3, 50, 80), echo("nbio", 1, 64, 1, 20e3, 30, 40),
+	})
+	verdicts := map[string]string{}
+	for _, tg := range targets() {
+		_, peer, _, verdict := tg.check(tbl)
+		verdicts[tg.measure] = verdict + " / " + peer
+	}
+	for measure, want := range map[string]string{
+		"server RSS per idle connection, 10k connections":     "**not met** / nbio 1.3 KiB",
+		"echo msgs/s, 1000 conns, 64 B, 16 in flight":         "met / gorilla 180k",
+		"echo msgs/s, 100 conns, 4 KiB, 16 in flight":         "**not met** / gws 120k",
+		"echo p50, 1 conn, 64 B, 1 in flight (hand-off cost)": "met / gorilla 50 µs", // 60 ≤ 1.3 × 50
+		"broadcast deliveries/s, 100 clients, 64 B":           "not run / —",
+	} {
+		if got := verdicts[measure]; got != want {
+			t.Errorf("%s: got %q, want %q", measure, got, want)
+		}
+	}
+	if md := markdown(tbl, ""); !strings.Contains(md, "### Against the performance targets") {
+		t.Fatalf("markdown lacks the targets table:\n%s", md)
+	}
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// goroutinePerConn are the peers that read each connection on a goroutine
+// of its own: the hand-off target is measured against them.
+var goroutinePerConn = []string{"coder", "gobwas", "gorilla", "gws", "melody"}
+
+// target is one of the performance targets Strand is held to, checked
+// against the same run as every table of the report.
+type target struct {
+	measure string
+	goal    string
+	cell    cellKey
+	val     func(*agg) float64
+	format  func(float64) string
+	lower   bool     // lower is better
+	limit   float64  // an absolute bound on strand's value (0: none)
+	factor  float64  // strand must be within factor × the best peer (0: no comparison bound)
+	among   []string // the peers compared (nil: all)
+}
+
+func targets() []target {
+	rate := func(a *agg) float64 { return a.MsgsPerSec }
+	p99 := func(a *agg) float64 { return a.P99 }
+	p50 := func(a *agg) float64 { return a.P50 }
+	rss := func(a *agg) float64 { return a.RSSPerConnBytes }
+	return []target{
+		{measure: "server RSS per idle connection, 10k connections", goal: "≤ 2 KB (stretch 1.2 KB)",
+			cell: cellKey{Mode: "idle", Conns: 10000}, val: rss, format: fmtBytesF, lower: true, limit: 2048},
+		{measure: "echo msgs/s, 1000 conns, 64 B, 16 in flight", goal: "≥ best peer",
+			cell: cellKey{Mode: "echo", Conns: 1000, Size: 64, Depth: 16}, val: rate, format: fmtRate, factor: 1},
+		{measure: "echo msgs/s, 100 conns, 4 KiB, 16 in flight", goal: "≥ best peer",
+			cell: cellKey{Mode: "echo", Conns: 100, Size: 4096, Depth: 16}, val: rate, format: fmtRate, factor: 1},
+		{measure: "p99 at fixed load, 1000 conns × 10 msg/s, 4 KiB", goal: "≤ 3 ms",
+			cell: cellKey{Mode: "echo", Conns: 1000, Size: 4096, Rate: 10}, val: p99, format: fmtMicros, lower: true, limit: 3000},
+		{measure: "echo p99, 100 conns, 64 B, 16 in flight (fairness under overload)", goal: "≤ 10 ms",
+			cell: cellKey{Mode: "echo", Conns: 100, Size: 64, Depth: 16}, val: p99, format: fmtMicros, lower: true, limit: 10000},
+		{measure: "echo p50, 1 conn, 64 B, 1 in flight (hand-off cost)", goal: "≤ 1.3× the goroutine-per-connection peers",
+			cell: cellKey{Mode: "echo", Conns: 1, Size: 64, Depth: 1}, val: p50, format: fmtMicros, lower: true, factor: 1.3, among: goroutinePerConn},
+		{measure: "broadcast deliveries/s, 100 clients, 64 B", goal: "≥ best peer",
+			cell: cellKey{Mode: "broadcast", Conns: 100, Size: 64}, val: rate, format: fmtRate, factor: 1},
+	}
+}
+
+// check returns strand's value, the best compared peer and the verdict.
+func (tg target) check(t *table) (value, peer, ratio, verdict string) {
+	value, peer, ratio = "—", "—", "—"
+	sa := t.get(tg.cell, strandName)
+	if sa == nil || sa.Connected == 0 {
+		return value, peer, ratio, "not run"
+	}
+	v := tg.val(sa)
+	value = tg.format(v)
+	if !sa.ok() {
+		return value, peer, ratio, "**not met** (errors)"
+	}
+	met := true
+	if tg.limit > 0 {
+		met = tg.lower && v <= tg.limit || !tg.lower && v >= tg.limit
+	}
+	name, bv, found := t.bestAmong(tg.cell, tg.val, tg.lower, tg.among)
+	if found {
+		peer = fmt.Sprintf("%s %s", name, tg.format(bv))
+		ratio = fmt.Sprintf("%.2f×", v/bv)
+		if tg.factor > 0 {
+			if tg.lower {
+				met = met && v <= tg.factor*bv
+			} else {
+				met = met && v >= tg.factor*bv
+			}
+		}
+	} else if tg.factor > 0 {
+		return value, peer, ratio, "no peer to compare"
+	}
+	if met {
+		return value, peer, ratio, "met"
+	}
+	return value, peer, ratio, "**not met**"
+}
+
+// targetsTable writes the targets with strand's figures from this run.
+func targetsTable(sb *strings.Builder, t *table) {
+	sb.WriteString("### Against the performance targets\n\n")
+	sb.WriteString("From this run; a ratio below 1 is better for memory and latency, above 1 for throughput. " +
+		"The hand-off row compares with the goroutine-per-connection peers (" + strings.Join(goroutinePerConn, ", ") + ").\n\n")
+	sb.WriteString("| measure | target | strand | best peer | strand ÷ best peer | verdict |\n|---|---|--:|--:|--:|---|\n")
+	for _, tg := range targets() {
+		value, peer, ratio, verdict := tg.check(t)
+		fmt.Fprintf(sb, "| %s | %s | %s | %s | %s | %s |\n", tg.measure, tg.goal, value, peer, ratio, verdict)
+	}
+	sb.WriteString("\n")
+}
