@@ -43,6 +43,12 @@ type harness struct {
 // set) and routes, and shuts it down in the test's cleanup.
 func startServer(t *testing.T, cfg wsframework.Config, routes map[string]*sdk.Entry) *harness {
 	t.Helper()
+	return startServerHandlers(t, cfg, routes, nil)
+}
+
+// startServerHandlers is startServer with plain http.Handlers mounted too.
+func startServerHandlers(t *testing.T, cfg wsframework.Config, routes map[string]*sdk.Entry, handlers map[string]http.Handler) *harness {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
@@ -57,6 +63,9 @@ func startServer(t *testing.T, cfg wsframework.Config, routes map[string]*sdk.En
 	require.NoError(t, err)
 	for pattern, e := range routes {
 		require.NoError(t, srv.Route(pattern, nil, e))
+	}
+	for pattern, hd := range handlers {
+		require.NoError(t, srv.Handle(pattern, hd))
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

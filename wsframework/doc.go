@@ -24,6 +24,14 @@
 // waits while the queue is empty. A client that does not read fast enough
 // fills its queue and is closed with 1008 (slow consumer).
 //
+// Serve and ListenAndServe read WebSocket handshakes themselves (a pooled
+// 4 KiB reader for the request head, http.ReadRequest, the routes, the
+// upgrade) and hand every other connection, with the bytes already read,
+// to a net/http Server: plain HTTP keeps all of net/http's behaviour, and
+// an upgrade leaves no hijacked net/http buffers behind. A refused
+// handshake on that path is answered with "Connection: close". Mounted as
+// an http.Handler elsewhere, a Server upgrades through net/http's Hijack.
+//
 // Why a connection closed is one CloseReason, which maps to the close code
 // sent and to the counters in Stats.
 //
@@ -48,7 +56,10 @@
 // Server.mu may be taken before conn.mu, never after. conn.mu is never held
 // while calling plugin code or doing network I/O. A poll loop's lock
 // (netpoll, taken by Handle.Trigger) may be taken under conn.mu and takes
-// nothing itself.
+// nothing itself; a netpoll Handle's own lock (arming, closing) is never
+// taken under conn.mu and is taken before its loop's. An acceptor's lock
+// (accept.go) guards its set of connections in their head read and takes
+// nothing.
 //
 // Rooms (rooms.go): connRooms.mu → hub subscription lock → adapter locks
 // (MemoryAdapter.mu → MemoryBus.mu → busRoom.mu) → room.mu → conn.mu. A

@@ -1,6 +1,7 @@
 package wsframework
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -29,12 +30,18 @@ type Server struct {
 	cfg Config
 	mux *http.ServeMux
 
-	mu       sync.Mutex // guards runtimes, httpSrvs, draining and connWG.Add
-	runtimes map[*sdk.Plugin]*sdk.Runtime
-	httpSrvs []*http.Server
-	draining bool
-	connWG   sync.WaitGroup // one per WebSocket connection
-	httpWG   sync.WaitGroup // http.Server shutdowns in flight
+	mu        sync.Mutex // guards runtimes, acceptors, draining, connWG.Add and acceptWG.Add
+	runtimes  map[*sdk.Plugin]*sdk.Runtime
+	acceptors []*acceptor // one per Serve (accept.go)
+	draining  bool
+	connWG    sync.WaitGroup // one per WebSocket connection
+	acceptWG  sync.WaitGroup // the acceptors' goroutines: http.Servers and handshakes
+	httpWG    sync.WaitGroup // http.Server shutdowns in flight
+
+	// The accept path's pooled buffers: *bufio.Reader (acceptReaderSize)
+	// and *bufio.Writer (acceptWriterSize).
+	readers sync.Pool
+	writers sync.Pool
 
 	conns  *xsync.MapOf[uint64, *conn]
 	perIP  *xsync.MapOf[string, int]
@@ -129,6 +136,8 @@ func New(cfg Config) (*Server, error) {
 	s.phaseDeadlines = newDeadlines(c.PhaseTimeout)
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	s.batches.New = func() any { return new(writeBatch) }
+	s.readers.New = func() any { return bufio.NewReaderSize(nil, acceptReaderSize) }
+	s.writers.New = func() any { return bufio.NewWriterSize(nil, acceptWriterSize) }
 	if s.rooms, err = newHub(s, c.Adapter); err != nil {
 		return nil, err
 	}
@@ -216,22 +225,24 @@ func (s *Server) ListenAndServe(addr string) error {
 }
 
 // Serve serves HTTP and WebSocket on l until Shutdown or Close, then returns
-// ErrServerClosed. It takes ownership of l.
+// ErrServerClosed; if l fails first, it returns l's error (connections
+// already open are served on until Shutdown). It takes ownership of l.
+//
+// WebSocket handshakes are read and upgraded by Strand itself, with small
+// pooled buffers; every other request, and every TLS connection, is served
+// by a net/http Server (accept.go).
 func (s *Server) Serve(l net.Listener) error {
-	hs := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: s.cfg.HandshakeTimeout,
-		ErrorLog:          nil,
-	}
+	a := newAcceptor(s, l, &s.acceptWG)
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
 		_ = l.Close()
 		return ErrServerClosed
 	}
-	s.httpSrvs = append(s.httpSrvs, hs)
+	s.acceptors = append(s.acceptors, a)
+	s.acceptWG.Add(1) // a's http.Server
 	s.mu.Unlock()
-	if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+	if err := a.serve(); err != nil {
 		return err
 	}
 	return ErrServerClosed
@@ -246,12 +257,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		s.mu.Lock()
 		s.draining = true
-		srvs := s.httpSrvs
+		acceptors := s.acceptors
 		s.mu.Unlock()
-		for _, hs := range srvs {
-			// Closes listeners and idle HTTP connections and waits for
-			// active requests; hijacked WebSockets are ours to close below.
-			s.httpWG.Go(func() { _ = hs.Shutdown(s.hardCtx) })
+		for _, a := range acceptors {
+			// Stop accepting and drop handshakes still reading their head;
+			// the http.Server closes idle HTTP connections and waits for
+			// active requests. WebSockets are ours to close below.
+			a.close()
+			s.httpWG.Go(func() { _ = a.hs.Shutdown(s.hardCtx) })
 		}
 		s.conns.Range(func(_ uint64, c *conn) bool {
 			c.closeWith(ReasonShutdown, sdk.CloseGoingAway, "server shutting down")
@@ -262,6 +275,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() {
 		s.connWG.Wait()
 		s.httpWG.Wait()
+		s.acceptWG.Wait()
 		close(done)
 	}()
 	select {
@@ -278,8 +292,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	errs = append(errs, s.rooms.close()) // after OnClose handlers, which may broadcast
 	s.mu.Lock()
-	for _, hs := range s.httpSrvs {
-		_ = hs.Close()
+	for _, a := range s.acceptors {
+		_ = a.hs.Close()
 	}
 	s.mu.Unlock()
 	if err := ctx.Err(); err != nil {
