@@ -37,14 +37,13 @@ type conn struct {
 	poll *pollState
 	sc   *sdk.Conn
 
-	writeFn       func()       // c.writeLoop, bound once: `go c.writeFn()` allocates nothing
-	closeDeadline atomic.Int64 // unix nanos; reads must end by then (0: none)
-	ping          *time.Timer  // a reader goroutine's keepalive; set once, under mu (sendPing reads it under mu)
-	rooms         connRooms    // the rooms it is in (rooms.go)
+	writeFn       func()                    // c.writeLoop, bound once: `go c.writeFn()` allocates nothing
+	closeDeadline atomic.Int64              // unix nanos; reads must end by then (0: none)
+	ping          *time.Timer               // a reader goroutine's keepalive; set once, under mu (sendPing reads it under mu)
+	rooms         atomic.Pointer[connRooms] // the rooms it is in (rooms.go); made by the first join
 
-	mu        sync.Mutex // guards the fields below
-	q         []outItem
-	spare     []outItem
+	mu        sync.Mutex  // guards the fields below
+	wq        *writeQueue // made by the first queued frame
 	qBytes    int64
 	idle      chan struct{} // closed by the writer when it stops, if teardown waits
 	outWait   chan struct{} // wakes a reader waiting in waitOutbound; made on first wait
@@ -63,6 +62,35 @@ type conn struct {
 	// Reader-owned deadline state (ReaderGoroutine).
 	deadlineIdle bool  // the current read deadline is the idle one
 	deadlineSet  int64 // when the idle deadline was last set (unix nanos)
+}
+
+// writeQueue is a connection's queue of outgoing frames, behind a pointer
+// so that a connection that never wrote holds none of it.
+type writeQueue struct {
+	q     []outItem // queued, in order
+	spare []outItem // the writer's last batch, emptied: the next q
+}
+
+// maxIdleQueue is the capacity a drained queue keeps for the next burst;
+// a larger one (after a burst) is dropped when the writer goes idle, so an
+// idle connection's memory stays bounded.
+const maxIdleQueue = 64
+
+// queueLocked returns the write queue, made on first use. c.mu must be
+// held.
+func (c *conn) queueLocked() *writeQueue {
+	if c.wq == nil {
+		c.wq = new(writeQueue)
+	}
+	return c.wq
+}
+
+// queuedLocked returns how many frames are queued. c.mu must be held.
+func (c *conn) queuedLocked() int {
+	if c.wq == nil {
+		return 0
+	}
+	return len(c.wq.q)
 }
 
 func newConn(s *Server, id uint64, nc net.Conn, br *bufio.Reader, rt *sdk.Runtime) *conn {
@@ -86,13 +114,14 @@ func (c *conn) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
 		b.Release()
 		return sdk.ErrClosed
 	}
-	if len(c.q) >= c.srv.cfg.WriteQueueMessages || c.qBytes+n > c.srv.cfg.WriteQueueBytes {
+	if c.queuedLocked() >= c.srv.cfg.WriteQueueMessages || c.qBytes+n > c.srv.cfg.WriteQueueBytes {
 		c.mu.Unlock()
 		b.Release()
 		c.closeWith(ReasonSlowConsumer, sdk.ClosePolicyViolation, "slow consumer")
 		return sdk.ErrSlowConsumer
 	}
-	c.q = append(c.q, outItem{op: byte(typ), buf: b})
+	wq := c.queueLocked()
+	wq.q = append(wq.q, outItem{op: byte(typ), buf: b})
 	c.qBytes += n
 	start := c.startWriterLocked()
 	c.mu.Unlock()
@@ -133,7 +162,8 @@ func (c *conn) controlLocked(op byte, payload []byte) bool {
 	}
 	b := c.srv.cfg.Buffers.Get(len(payload))
 	copy(b.B, payload)
-	c.q = append(c.q, outItem{op: op, buf: b})
+	wq := c.queueLocked()
+	wq.q = append(wq.q, outItem{op: op, buf: b})
 	c.qBytes += int64(len(payload))
 	return c.startWriterLocked()
 }
@@ -219,12 +249,14 @@ func (c *conn) setReadDeadline(t time.Time) {
 
 // dropQueueLocked releases every queued, unwritten item.
 func (c *conn) dropQueueLocked() {
-	for i := range c.q {
-		c.q[i].buf.Release()
-		c.q[i] = outItem{}
-		c.srv.stats.dropped.Add(1)
+	if wq := c.wq; wq != nil {
+		for i := range wq.q {
+			wq.q[i].buf.Release()
+			wq.q[i] = outItem{}
+			c.srv.stats.dropped.Add(1)
+		}
+		wq.q = wq.q[:0]
 	}
-	c.q = c.q[:0]
 	c.qBytes = 0
 	c.wakeReaderLocked()
 }
@@ -235,7 +267,7 @@ func (c *conn) dropQueueLocked() {
 // slowed by TCP backpressure instead of being closed as a slow consumer.
 func (c *conn) outboundHighLocked() bool {
 	cfg := &c.srv.cfg
-	return len(c.q) > cfg.WriteQueueMessages/2 || c.qBytes > cfg.WriteQueueBytes/2
+	return c.queuedLocked() > cfg.WriteQueueMessages/2 || c.qBytes > cfg.WriteQueueBytes/2
 }
 
 // waitOutbound blocks the reader while the write queue is high.
@@ -406,7 +438,7 @@ func (c *conn) teardown(res readResult) {
 	c.closeSocket()
 	c.mu.Lock()
 	c.dropQueueLocked()
-	c.q, c.spare = nil, nil
+	c.wq = nil
 	c.mu.Unlock()
 	s.rooms.leaveAll(c)
 	s.stats.closes[reason].Add(1)

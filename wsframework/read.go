@@ -309,7 +309,7 @@ func (c *conn) control(op byte, p []byte) (readResult, bool) {
 		c.mu.Lock()
 		start, full := false, false
 		if !c.closing {
-			full = len(c.q) >= cfg.WriteQueueMessages || c.qBytes+int64(len(p)) > cfg.WriteQueueBytes
+			full = c.queuedLocked() >= cfg.WriteQueueMessages || c.qBytes+int64(len(p)) > cfg.WriteQueueBytes
 			if !full {
 				start = c.controlLocked(opPong, p)
 			}

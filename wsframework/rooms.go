@@ -67,7 +67,8 @@ type room struct {
 	index   map[*conn]int // position in members
 }
 
-// connRooms is the set of rooms a connection is in; it lives on conn.
+// connRooms is the set of rooms a connection is in; conn points to it once
+// it joined one (or closed).
 type connRooms struct {
 	mu     sync.Mutex
 	closed bool // the connection left every room for good (teardown)
@@ -95,12 +96,21 @@ func (h *hub) subLock(name string) *sync.Mutex {
 	return &h.subLocks[x%subLockCount]
 }
 
+// roomSet returns c's set of rooms, made on first use.
+func (c *conn) roomSet() *connRooms {
+	if cr := c.rooms.Load(); cr != nil {
+		return cr
+	}
+	c.rooms.CompareAndSwap(nil, new(connRooms))
+	return c.rooms.Load()
+}
+
 // join makes c a member of name.
 func (h *hub) join(c *conn, name string) error {
 	if !sdk.ValidRoomName(name) {
 		return sdk.ErrInvalidRoom
 	}
-	cr := &c.rooms
+	cr := c.roomSet()
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
 	if cr.closed || c.isClosing() {
@@ -124,7 +134,10 @@ func (h *hub) leave(c *conn, name string) error {
 	if !sdk.ValidRoomName(name) {
 		return sdk.ErrInvalidRoom
 	}
-	cr := &c.rooms
+	cr := c.rooms.Load()
+	if cr == nil {
+		return nil // never joined one
+	}
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
 	if _, ok := cr.names[name]; !ok {
@@ -137,7 +150,7 @@ func (h *hub) leave(c *conn, name string) error {
 
 // leaveAll removes c from every room for good; conn.teardown calls it.
 func (h *hub) leaveAll(c *conn) {
-	cr := &c.rooms
+	cr := c.roomSet() // a join racing with the teardown finds it closed
 	cr.mu.Lock()
 	cr.closed = true
 	names := cr.names

@@ -80,8 +80,15 @@ func (c *conn) writeLoop() {
 	defer s.batches.Put(wb)
 	for {
 		c.mu.Lock()
-		if len(c.q) == 0 || c.dead && c.writeErr {
+		wq := c.wq
+		if c.queuedLocked() == 0 || c.dead && c.writeErr {
 			c.writing = false
+			if wq != nil && cap(wq.q) > maxIdleQueue {
+				wq.q = nil
+			}
+			if wq != nil && cap(wq.spare) > maxIdleQueue {
+				wq.spare = nil
+			}
 			if c.idle != nil {
 				close(c.idle)
 				c.idle = nil
@@ -89,8 +96,8 @@ func (c *conn) writeLoop() {
 			c.mu.Unlock()
 			return
 		}
-		items := c.q
-		c.q, c.spare = c.spare[:0], nil
+		items := wq.q
+		wq.q, wq.spare = wq.spare[:0], nil
 		c.qBytes = 0
 		c.wakeReaderLocked()
 		c.mu.Unlock()
@@ -124,8 +131,8 @@ func (c *conn) writeLoop() {
 		}
 		clear(wb.vec[:cap(wb.vec)])
 		c.mu.Lock()
-		if c.spare == nil {
-			c.spare = items[:0]
+		if wq := c.wq; wq != nil && wq.spare == nil {
+			wq.spare = items[:0] // (teardown may have dropped the queue meanwhile)
 		}
 		if err != nil {
 			c.writeErr = true
