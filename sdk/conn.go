@@ -52,7 +52,7 @@ type ConnHost interface {
 // ConnInfo describes a connection the host opens on a Runtime.
 type ConnInfo struct {
 	ID          uint64             // unique, never reused by the host
-	Request     *Request           // the upgrade request's snapshot
+	Request     *Request           // the upgrade request's snapshot (copied: the host may reuse it)
 	Values      map[string]any     // values set by request filters (read-only from now on)
 	Subprotocol string             // the negotiated subprotocol, or ""
 	Handlers    *WebSocketHandlers // the handlers of the entry that upgraded
@@ -65,7 +65,7 @@ type Conn struct {
 	rt          *Runtime
 	host        ConnHost
 	h           *WebSocketHandlers
-	req         *Request
+	req         Request // a copy of ConnInfo.Request: one allocation less per connection
 	values      map[string]any
 	subprotocol string
 
@@ -91,7 +91,7 @@ func (c *Conn) ID() uint64 { return c.id }
 // connection's lifetime without the handshake's own headers (Connection,
 // Upgrade, Sec-WebSocket-Key, -Version and -Extensions): Header holds the
 // rest, or is nil. The negotiated subprotocol is Subprotocol.
-func (c *Conn) Request() *Request { return c.req }
+func (c *Conn) Request() *Request { return &c.req }
 
 // Value returns a value set by a request filter before the upgrade, or nil.
 func (c *Conn) Value(key string) any { return c.values[key] }

@@ -173,11 +173,11 @@ func (rt *Runtime) Open(ctx context.Context, host ConnHost, info ConnInfo) (*Con
 		h = &WebSocketHandlers{}
 	}
 	c := &Conn{
-		id: info.ID, rt: rt, host: host, h: h, req: info.Request,
+		id: info.ID, rt: rt, host: host, h: h,
 		values: info.Values, subprotocol: info.Subprotocol,
 	}
-	if c.req == nil {
-		c.req = &Request{}
+	if info.Request != nil {
+		c.req = *info.Request
 	}
 	ev := rt.newEvent(c, evOpen)
 	if err := rt.exec.Submit(ctx, c.id, dispatcher.Task{Fn: runEvent, Arg: ev}); err != nil {

@@ -34,10 +34,9 @@ const (
 
 // Poller is a fixed set of epoll loops. Create with New; stop with Close.
 type Poller struct {
-	loops  []*loop
-	next   atomic.Uint32
-	tokens atomic.Uint64
-	wg     sync.WaitGroup
+	loops []*loop
+	next  atomic.Uint32
+	wg    sync.WaitGroup
 
 	mu     sync.Mutex // guards closed
 	closed bool
@@ -48,13 +47,17 @@ type loop struct {
 	file   *os.File // epfd, for parking in the runtime poller
 	wakefd int
 
-	mu      sync.Mutex // guards handles, queue, spare, closed and writes to wakefd
-	handles map[uint64]*Handle
-	queue   []*Handle
-	spare   []*Handle
-	closed  bool
-	woken   atomic.Bool // wakefd has been written and not yet drained
-	iovecs  sync.Pool   // *[]unix.Iovec: Writev's scratch
+	mu sync.Mutex // guards slots, free, gen, queue, spare, closed and writes to wakefd
+	// slots are the handles in the epoll set, by token (see add):
+	// a slice rather than a map, 8 bytes a connection.
+	slots  []*Handle
+	free   []uint32 // indexes of nil slots
+	gen    uint32   // tells a slot's successive handles apart
+	queue  []*Handle
+	spare  []*Handle
+	closed bool
+	woken  atomic.Bool // wakefd has been written and not yet drained
+	iovecs sync.Pool   // *[]unix.Iovec: Writev's scratch
 
 	// Handle timers (timers.go). Loop-owned but for timerDue.
 	timers   timerHeap
@@ -123,10 +126,7 @@ func newLoop() (*loop, error) {
 		return nil, fmt.Errorf("netpoll: nonblock: %w", err)
 	}
 	// Non-blocking, so os.NewFile registers it with the runtime poller.
-	l := &loop{
-		epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll"), wakefd: wakefd,
-		handles: make(map[uint64]*Handle),
-	}
+	l := &loop{epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll"), wakefd: wakefd}
 	l.iovecs.New = func() any {
 		v := make([]unix.Iovec, 0, 64)
 		return &v
@@ -188,7 +188,7 @@ func (p *Poller) NewHandle(fd int, h Handler) (*Handle, error) {
 		}
 	}
 	l := p.loops[int(p.next.Add(1))%len(p.loops)]
-	return &Handle{l: l, h: h, token: p.tokens.Add(1), fd: int32(fd), tidx: -1}, nil
+	return &Handle{l: l, h: h, fd: int32(fd), tidx: -1}, nil
 }
 
 // acquire takes a reference on the descriptor for one system call; false
@@ -207,16 +207,13 @@ func (hd *Handle) ctlLocked() error {
 		return net.ErrClosed
 	}
 	defer hd.release()
-	ev := unix.EpollEvent{Events: hd.want | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
-	setToken(&ev, hd.token)
 	op := unix.EPOLL_CTL_MOD
 	if !hd.added {
 		op = unix.EPOLL_CTL_ADD
-		l := hd.l
-		l.mu.Lock()
-		l.handles[hd.token] = hd
-		l.mu.Unlock()
+		hd.l.add(hd)
 	}
+	ev := unix.EpollEvent{Events: hd.want | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
+	setToken(&ev, hd.token)
 	if err := unix.EpollCtl(hd.l.epfd, op, int(hd.fd), &ev); err != nil {
 		return fmt.Errorf("netpoll: epoll_ctl: %w", err)
 	}
@@ -283,11 +280,58 @@ func (hd *Handle) Deregister() {
 		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(hd.fd), nil)
 		hd.release()
 	}
+	added := hd.added
 	hd.added, hd.want = false, 0
 	hd.mu.Unlock()
+	if added {
+		l.remove(hd)
+	}
+}
+
+// A handle's token is its slot index + 1 (0 is wakeToken) in the low 32
+// bits and the loop's generation count when it was added in the high 32,
+// so a report still queued for a removed handle never reaches the handle
+// that took its slot.
+
+// add puts hd in a slot and gives it its token.
+func (l *loop) add(hd *Handle) {
 	l.mu.Lock()
-	delete(l.handles, hd.token)
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	var i uint32
+	if n := len(l.free); n > 0 {
+		i = l.free[n-1]
+		l.free = l.free[:n-1]
+	} else {
+		i = uint32(len(l.slots))
+		l.slots = append(l.slots, nil)
+	}
+	l.gen++
+	l.slots[i] = hd
+	hd.token = uint64(l.gen)<<32 | uint64(i+1)
+}
+
+// remove empties hd's slot.
+func (l *loop) remove(hd *Handle) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := uint32(hd.token) - 1
+	if int(i) < len(l.slots) && l.slots[i] == hd {
+		l.slots[i] = nil
+		l.free = append(l.free, i)
+	}
+}
+
+// lookup returns the handle a report's token names, or nil if it is gone.
+func (l *loop) lookup(t uint64) *Handle {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := uint32(t) - 1
+	if int(i) < len(l.slots) {
+		if hd := l.slots[i]; hd != nil && hd.token == t {
+			return hd
+		}
+	}
+	return nil
 }
 
 // Close closes the descriptor (at once, or when the system call using it
@@ -511,10 +555,7 @@ func (l *loop) run() {
 				woken = true
 				continue
 			}
-			l.mu.Lock()
-			hd := l.handles[t]
-			l.mu.Unlock()
-			if hd != nil {
+			if hd := l.lookup(t); hd != nil {
 				hd.event(events[i].Events)
 			}
 		}
