@@ -255,6 +255,9 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *sdk.Runtime
 		sdk.ApplyHeaderEdits(u.Header, edits)
 	}
 	nc, rw, hs, err := u.Upgrade(r, w)
+	if uw, ok := w.(*upgradeWriter); ok {
+		uw.releaseWriter() // the 101 (or gobwas's refusal) is written
+	}
 	if err != nil {
 		// gobwas has written the HTTP error response.
 		if nc != nil {

@@ -80,7 +80,8 @@ type Handle struct {
 
 	mu      sync.Mutex    // guards the fields below
 	want    uint32        // events armed in the kernel, EPOLLIN and/or EPOLLOUT
-	added   bool          // in the epoll set
+	added   bool          // in the epoll set (and in a slot)
+	done    bool          // Deregister was called: no more readiness reports for the Handler
 	closing bool          // Close was called
 	wch     chan struct{} // signalled when writable (or closing); made by the first writer to wait
 }
@@ -227,7 +228,7 @@ func (hd *Handle) ctlLocked() error {
 func (hd *Handle) Arm() error {
 	hd.mu.Lock()
 	defer hd.mu.Unlock()
-	if hd.closing {
+	if hd.closing || hd.done {
 		return net.ErrClosed
 	}
 	hd.want |= unix.EPOLLIN
@@ -239,7 +240,7 @@ func (hd *Handle) event(ev uint32) {
 	hd.mu.Lock()
 	want := hd.want
 	hd.want = 0 // EPOLLONESHOT: the kernel disarmed everything
-	rd := want&unix.EPOLLIN != 0 && ev&readable != 0
+	rd := want&unix.EPOLLIN != 0 && ev&readable != 0 && !hd.done
 	wr := want&unix.EPOLLOUT != 0 && ev&writable != 0
 	rest := want
 	if rd {
@@ -269,23 +270,16 @@ func notify(ch chan struct{}) {
 	}
 }
 
-// Deregister removes the handle from its loop: no readiness report or
-// timer runs the Handler any more (a Trigger still may; the Handler must
-// ignore it). Call it from the Handler.
+// Deregister ends the Handler's part: no readiness report or timer runs it
+// any more (a Trigger still may; the Handler must ignore it), and Arm
+// fails. A writer may still wait in Writev until Close, which removes the
+// descriptor from the loop. Call it from the Handler.
 func (hd *Handle) Deregister() {
-	l := hd.l
-	l.stopTimer(hd)
+	hd.l.stopTimer(hd)
 	hd.mu.Lock()
-	if hd.added && hd.acquire() {
-		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(hd.fd), nil)
-		hd.release()
-	}
-	added := hd.added
-	hd.added, hd.want = false, 0
+	hd.done = true
+	hd.want &^= unix.EPOLLIN
 	hd.mu.Unlock()
-	if added {
-		l.remove(hd)
-	}
 }
 
 // A handle's token is its slot index + 1 (0 is wakeToken) in the low 32
@@ -334,9 +328,10 @@ func (l *loop) lookup(t uint64) *Handle {
 	return nil
 }
 
-// Close closes the descriptor (at once, or when the system call using it
-// returns) and wakes a writer waiting in Writev. Safe from any goroutine;
-// idempotent. Call Deregister from the Handler too.
+// Close removes the descriptor from its loop, closes it (at once, or when
+// the system call using it returns) and wakes a writer waiting in Writev.
+// Safe from any goroutine; idempotent. A Handler still runs for a Trigger
+// until Deregister.
 func (hd *Handle) Close() error {
 	hd.mu.Lock()
 	if hd.closing {
@@ -344,6 +339,14 @@ func (hd *Handle) Close() error {
 		return nil
 	}
 	hd.closing = true
+	if hd.added {
+		if hd.acquire() {
+			_ = unix.EpollCtl(hd.l.epfd, unix.EPOLL_CTL_DEL, int(hd.fd), nil)
+			hd.release()
+		}
+		hd.added, hd.want = false, 0
+		hd.l.remove(hd)
+	}
 	wch := hd.wch
 	hd.mu.Unlock()
 	if wch != nil {

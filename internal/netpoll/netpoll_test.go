@@ -288,6 +288,27 @@ func TestWritev(t *testing.T) {
 		}
 	})
 
+	t.Run("after_deregister", func(t *testing.T) {
+		// A reader that ended (Deregister) leaves the descriptor to a
+		// writer still flushing, until Close.
+		ended := make(chan struct{})
+		var hd *netpoll.Handle
+		h := funcHandler(func() { hd.Deregister(); close(ended) })
+		hd, cc := detach(t, p, h)
+		require.NoError(t, hd.Arm())
+		hd.Trigger()
+		<-ended
+		require.ErrorIs(t, hd.Arm(), net.ErrClosed, "armed after Deregister")
+		done := make(chan error, 1)
+		go func() {
+			_, err := hd.Writev(&net.Buffers{make([]byte, 32<<20)}, time.Now().Add(testTimeout))
+			done <- err
+		}()
+		_, err := io.CopyN(io.Discard, cc, 32<<20)
+		require.NoError(t, err)
+		require.NoError(t, <-done)
+	})
+
 	t.Run("read_and_write_interest", func(t *testing.T) {
 		// A writer waiting for room and a reader armed at the same time:
 		// each report reaches its side and the other stays armed.

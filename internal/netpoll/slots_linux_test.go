@@ -3,7 +3,10 @@
 package netpoll
 
 import (
+	"io"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -28,3 +31,48 @@ func TestSlots(t *testing.T) {
 	require.Nil(t, l.lookup(0), "the wake token is no handle's")
 	require.Nil(t, l.lookup(1<<32|99), "a token past the slots")
 }
+
+// TestCloseFreesSlot: whatever registered the descriptor (the reader's Arm,
+// a writer waiting after the reader ended), Close leaves no slot behind.
+func TestCloseFreesSlot(t *testing.T) {
+	p, err := New(1)
+	require.NoError(t, err)
+	defer p.Close()
+	l := p.loops[0]
+	for _, armReader := range []bool{true, false} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		cc, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		sc, err := ln.Accept()
+		require.NoError(t, err)
+		require.NoError(t, ln.Close())
+		hd, err := p.Detach(sc.(*net.TCPConn), noHandler{})
+		require.NoError(t, err)
+		if armReader {
+			require.NoError(t, hd.Arm())
+		}
+		// A writer that has to wait registers the descriptor too.
+		done := make(chan error, 1)
+		go func() {
+			_, err := hd.Writev(&net.Buffers{make([]byte, 32<<20)}, time.Now().Add(10*time.Second))
+			done <- err
+		}()
+		_, err = io.CopyN(io.Discard, cc, 32<<20)
+		require.NoError(t, err)
+		require.NoError(t, <-done)
+		hd.mu.Lock()
+		require.True(t, hd.added)
+		hd.mu.Unlock()
+		require.NoError(t, hd.Close())
+		require.Nil(t, l.lookup(hd.token))
+		l.mu.Lock()
+		require.Len(t, l.free, len(l.slots), "a slot is still taken")
+		l.mu.Unlock()
+		require.NoError(t, cc.Close())
+	}
+}
+
+type noHandler struct{}
+
+func (noHandler) Ready() {}
