@@ -71,10 +71,26 @@ type writeQueue struct {
 	spare []outItem // the writer's last batch, emptied: the next q
 }
 
-// maxIdleQueue is the capacity a drained queue keeps for the next burst;
-// a larger one (after a burst) is dropped when the writer goes idle, so an
-// idle connection's memory stays bounded.
+// maxIdleQueue is the capacity a drained queue keeps for the next burst; a
+// larger one (after a burst) is dropped at the next keepalive ping that
+// finds the writer idle, so an idle connection's memory stays bounded
+// without a busy one regrowing its queue after every burst.
 const maxIdleQueue = 64
+
+// trimQueueLocked drops a drained queue's capacity beyond maxIdleQueue.
+// c.mu must be held.
+func (c *conn) trimQueueLocked() {
+	wq := c.wq
+	if wq == nil || c.writing || len(wq.q) > 0 {
+		return
+	}
+	if cap(wq.q) > maxIdleQueue {
+		wq.q = nil
+	}
+	if cap(wq.spare) > maxIdleQueue {
+		wq.spare = nil
+	}
+}
 
 // queueLocked returns the write queue, made on first use. c.mu must be
 // held.
@@ -330,6 +346,7 @@ func (c *conn) sendPing() bool {
 		c.mu.Unlock()
 		return false
 	}
+	c.trimQueueLocked()
 	start := c.controlLocked(opPing, nil)
 	if c.ping != nil {
 		c.ping.Reset(c.srv.cfg.PingInterval) // under mu: never re-armed after teardown's Stop

@@ -83,12 +83,6 @@ func (c *conn) writeLoop() {
 		wq := c.wq
 		if c.queuedLocked() == 0 || c.dead && c.writeErr {
 			c.writing = false
-			if wq != nil && cap(wq.q) > maxIdleQueue {
-				wq.q = nil
-			}
-			if wq != nil && cap(wq.spare) > maxIdleQueue {
-				wq.spare = nil
-			}
 			if c.idle != nil {
 				close(c.idle)
 				c.idle = nil

@@ -26,7 +26,7 @@ func (g *gatedConn) Write(p []byte) (int, error) {
 }
 
 // TestWriteQueueShrinksWhenIdle: the queue a burst grew is not kept by an
-// idle connection.
+// idle connection past its next keepalive ping.
 func TestWriteQueueShrinksWhenIdle(t *testing.T) {
 	s := newRoomServer(t, Config{})
 	g := &gatedConn{memConn: newMemConn(), gate: make(chan struct{}), started: make(chan struct{})}
@@ -44,6 +44,11 @@ func TestWriteQueueShrinksWhenIdle(t *testing.T) {
 	require.Greater(t, cap(c.wq.q), maxIdleQueue)
 	c.mu.Unlock()
 	close(g.gate)
+	waitWritten(t, c)
+	c.mu.Lock()
+	require.Greater(t, max(cap(c.wq.q), cap(c.wq.spare)), maxIdleQueue, "a burst's queue is kept for the next one")
+	c.mu.Unlock()
+	require.True(t, c.sendPing())
 	waitWritten(t, c)
 	c.mu.Lock()
 	defer c.mu.Unlock()
