@@ -40,9 +40,12 @@ const (
 	ReaderGoroutine
 	// ReaderPoll reads connections when epoll reports them readable: a
 	// connection with nothing to read holds no goroutine and no read
-	// buffer. A small fixed set of loops (one per GOMAXPROCS) reads the
-	// available frames without waiting and submits them in order. Where it
-	// is not supported, it falls back to ReaderGoroutine.
+	// buffer, and its descriptor is taken over from its net.Conn, so none
+	// of net's per-socket state either. A small fixed set of loops (one
+	// per GOMAXPROCS) reads the available frames without waiting and
+	// submits them in order; deadlines and keepalive pings are timers in
+	// the loop. Where it is not supported, it falls back to
+	// ReaderGoroutine.
 	ReaderPoll
 	numReaderModes
 )
