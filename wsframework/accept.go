@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -421,6 +422,26 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	}
 	return c.Conn.Read(p)
 }
+
+// CloseWrite and ReadFrom reach the TCP connection, so that net/http can
+// half-close before it closes (no reset for a pipelining client) and
+// answer with sendfile.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+func (c *prefixConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(onlyWriter{c.Conn}, r)
+}
+
+// onlyWriter hides a writer's ReadFrom from io.Copy.
+type onlyWriter struct{ io.Writer }
 
 // passListener is the listener the http.Server behind an acceptor serves:
 // its connections come from the acceptor.

@@ -4,7 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
+	"net"
+	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // FuzzAcceptHead feeds arbitrary bytes to the accept path's head reader
@@ -49,4 +54,34 @@ func TestIsUpgradeHead(t *testing.T) {
 			t.Errorf("isUpgradeHead(%q) = %v, want %v", head, got, want)
 		}
 	}
+}
+
+// TestPrefixConnReachesTCP: net/http's half-close and sendfile go through
+// the wrapper to the TCP connection.
+func TestPrefixConnReachesTCP(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	cc, err := net.Dial("tcp", l.Addr().String())
+	require.NoError(t, err)
+	defer cc.Close()
+	sc, err := l.Accept()
+	require.NoError(t, err)
+	pc := &prefixConn{Conn: sc, prefix: []byte("replayed ")}
+	defer pc.Close()
+
+	n, err := pc.ReadFrom(strings.NewReader("answer"))
+	require.NoError(t, err)
+	require.EqualValues(t, 6, n)
+	require.NoError(t, pc.CloseWrite())
+	got, err := io.ReadAll(cc) // EOF after the half-close
+	require.NoError(t, err)
+	require.Equal(t, "answer", string(got))
+
+	_, err = cc.Write([]byte("request"))
+	require.NoError(t, err)
+	buf := make([]byte, 16)
+	n2, err := io.ReadAtLeast(pc, buf, len("replayed "))
+	require.NoError(t, err)
+	require.Equal(t, "replayed ", string(buf[:n2]))
 }
