@@ -216,6 +216,9 @@ func (hd *Handle) ctlLocked() error {
 	ev := unix.EpollEvent{Events: hd.want | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
 	setToken(&ev, hd.token)
 	if err := unix.EpollCtl(hd.l.epfd, op, int(hd.fd), &ev); err != nil {
+		if op == unix.EPOLL_CTL_ADD {
+			hd.l.remove(hd)
+		}
 		return fmt.Errorf("netpoll: epoll_ctl: %w", err)
 	}
 	hd.added = true

@@ -5,10 +5,12 @@ package netpoll
 import (
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // TestSlots: a report still in flight for a removed handle never reaches
@@ -76,3 +78,23 @@ func TestCloseFreesSlot(t *testing.T) {
 type noHandler struct{}
 
 func (noHandler) Ready() {}
+
+// TestFailedAddFreesSlot: a descriptor epoll refuses leaves no slot taken.
+func TestFailedAddFreesSlot(t *testing.T) {
+	p, err := New(1)
+	require.NoError(t, err)
+	defer p.Close()
+	f, err := os.CreateTemp(t.TempDir(), "regular")
+	require.NoError(t, err)
+	defer f.Close()
+	fd, err := unix.Dup(int(f.Fd()))
+	require.NoError(t, err)
+	hd, err := p.NewHandle(fd, noHandler{})
+	require.NoError(t, err)
+	defer hd.Close()
+	require.Error(t, hd.Arm(), "epoll took a regular file") // EPERM
+	l := p.loops[0]
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	require.Len(t, l.free, len(l.slots), "a slot is still taken")
+}
