@@ -148,9 +148,16 @@ func (h *hub) leave(c *conn, name string) error {
 	return nil
 }
 
-// leaveAll removes c from every room for good; conn.teardown calls it.
+// leaveAll removes c from every room for good; conn.teardown calls it,
+// after marking c closing. A connection that never joined has no set and
+// gets none: a join that makes one now checks isClosing under it and
+// fails, and one that passed that check before the teardown made its set
+// before, so it is seen here.
 func (h *hub) leaveAll(c *conn) {
-	cr := c.roomSet() // a join racing with the teardown finds it closed
+	cr := c.rooms.Load()
+	if cr == nil {
+		return
+	}
 	cr.mu.Lock()
 	cr.closed = true
 	names := cr.names
