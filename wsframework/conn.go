@@ -376,8 +376,7 @@ func (c *conn) serve(ctx context.Context, info sdk.ConnInfo) {
 	sc, err := c.rt.Open(ctx, c, info)
 	if err != nil {
 		c.abortHandshake(sdk.CloseGoingAway, "server shutting down")
-		s.conns.Delete(c.id)
-		s.release(info.Request.ClientIP)
+		c.forget(info.Request.ClientIP)
 		return
 	}
 	c.sc = sc
@@ -391,13 +390,14 @@ func (c *conn) serve(ctx context.Context, info sdk.ConnInfo) {
 	}
 	res := c.readLoop(ctx)
 	c.teardown(res)
-	c.forget()
+	c.forget(sc.Request().ClientIP)
 }
 
-// forget removes a closed connection from the server and frees its slot.
-func (c *conn) forget() {
+// forget removes a closed connection from the server and frees its slot
+// (admitted for clientIP).
+func (c *conn) forget(clientIP string) {
 	c.srv.conns.Delete(c.id)
-	c.srv.release(c.sc.Request().ClientIP)
+	c.srv.release(clientIP)
 }
 
 // abortHandshake closes a connection that never reached the plugin.

@@ -230,7 +230,7 @@ func (c *conn) pollEnd(res readResult) {
 	}
 	go func() {
 		c.teardown(res)
-		c.forget()
+		c.forget(c.sc.Request().ClientIP)
 	}()
 }
 

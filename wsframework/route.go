@@ -267,11 +267,11 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *sdk.Runtime
 		return nil, sdk.ConnInfo{}, http.StatusBadRequest
 	}
 	s.stats.accepted.Add(1)
-	if rc, ok := nc.(*prefixConn); ok && len(rc.prefix) == 0 {
+	if pc, ok := nc.(*prefixConn); ok && len(pc.prefix) == 0 {
 		// An upgrade net/http served (a keep-alive connection's later
 		// request): its bytes are in rw.Reader, the socket is the TCP
 		// connection again (and can go to the poll reader).
-		nc = rc.Conn
+		nc = pc.Conn
 	}
 	c := newConn(s, s.nextID.Add(1), nc, rw.Reader, rt)
 	info := sdk.ConnInfo{
