@@ -37,6 +37,18 @@ func (h *harness) rawConn(t *testing.T) (net.Conn, *bufio.Reader) {
 	return nc, bufio.NewReader(nc)
 }
 
+// upgradeOn writes raw (a handshake, maybe with more after it) on nc and
+// expects 101.
+func upgradeOn(t *testing.T, nc net.Conn, br *bufio.Reader, raw []byte) *wsClient {
+	t.Helper()
+	_, err := nc.Write(raw)
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	return &wsClient{nc: nc, br: br}
+}
+
 func readResponse(t *testing.T, br *bufio.Reader) (*http.Response, string) {
 	t.Helper()
 	resp, err := http.ReadResponse(br, nil)
@@ -62,12 +74,7 @@ func TestAcceptPlainHTTPThenUpgrade(t *testing.T) {
 		require.Equal(t, "ok /plain", body)
 		require.False(t, resp.Close, "a plain request closed its connection")
 	}
-	_, err := io.WriteString(nc, "GET /ws?tag=later HTTP/1.1\r\nHost: x\r\n"+upgradeHead+"\r\n")
-	require.NoError(t, err)
-	resp, err := http.ReadResponse(br, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-	c := &wsClient{nc: nc, br: br}
+	c := upgradeOn(t, nc, br, []byte("GET /ws?tag=later HTTP/1.1\r\nHost: x\r\n"+upgradeHead+"\r\n"))
 	c.echo(t, ws.OpText, []byte("after keep-alive"))
 	p.waitOpen(t, "later")
 	// The harness checks at cleanup that the poll reader read it, in poll
@@ -92,12 +99,7 @@ func TestAcceptFrameWithHandshake(t *testing.T) {
 	h := startServer(t, wsframework.Config{}, map[string]*sdk.Entry{"/ws": p.entry})
 	nc, br := h.rawConn(t)
 	req := "GET /ws?tag=eager HTTP/1.1\r\nHost: x\r\n" + upgradeHead + "\r\n"
-	_, err := nc.Write(append([]byte(req), maskedFrame(ws.OpText, []byte("early"))...))
-	require.NoError(t, err)
-	resp, err := http.ReadResponse(br, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-	c := &wsClient{nc: nc, br: br}
+	c := upgradeOn(t, nc, br, append([]byte(req), maskedFrame(ws.OpText, []byte("early"))...))
 	c.expectFrame(t, ws.OpText, []byte("early"))
 }
 
