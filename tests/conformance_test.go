@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -66,6 +67,17 @@ func TestConformance(t *testing.T) {
 					return err
 				}
 				return c.writeHeaderAndPayload(masked(true, 0, ws.OpContinuation, conformanceLimit/2), nil)
+			}},
+			// A declared length near 2^63 once overflowed the size check
+			// (the sum went negative) and crashed the server.
+			{"continuation_2^63-1", func(c *wsClient) error {
+				if err := c.writeFrame(ws.OpText, false, []byte("a")); err != nil {
+					return err
+				}
+				return c.writeHeaderAndPayload(masked(true, 0, ws.OpContinuation, math.MaxInt64), nil)
+			}},
+			{"one_frame_2^63-1", func(c *wsClient) error {
+				return c.writeHeaderAndPayload(masked(true, 0, ws.OpBinary, math.MaxInt64), nil)
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {

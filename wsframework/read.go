@@ -139,7 +139,9 @@ func (c *conn) checkFrame(h *frameHeader, inMessage bool, msgLen int64) (res rea
 	default:
 		return c.fail(ReasonProtocol, "reserved opcode"), true
 	}
-	if h.length+msgLen > c.srv.cfg.MaxMessageBytes {
+	// Compared against what is left of the budget: h.length may be as large
+	// as 2^63-1, and h.length+msgLen would overflow.
+	if h.length > c.srv.cfg.MaxMessageBytes-msgLen {
 		return c.fail(ReasonTooBig, "message too big"), true
 	}
 	return readResult{}, false
