@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path"
 	"time"
 
@@ -24,6 +25,8 @@ const (
 	DefaultPhaseTimeout        = 5 * time.Second
 	DefaultMaxRequestBodyBytes = 1 << 20
 	DefaultMaxBodyFilterBytes  = 4 << 20
+	DefaultMaxFragments        = 4096
+	DefaultMessageTimeout      = 30 * time.Second
 )
 
 // ReaderMode selects how a Server reads its WebSocket connections.
@@ -77,6 +80,29 @@ type Config struct {
 	// reassembling fragments; a larger one closes the connection with 1009.
 	// Zero means DefaultMaxMessageBytes (1 MiB).
 	MaxMessageBytes int64
+	// MaxFragments bounds the frames of one message; a message with more
+	// closes the connection with 1008. Zero means DefaultMaxFragments
+	// (4096); negative means no bound.
+	MaxFragments int
+	// MessageTimeout bounds the time from a fragmented message's first frame
+	// to its last, so that a slow drip of small fragments (each within
+	// ReadTimeout) cannot hold a connection and its partial message for
+	// ever; past it the connection closes with 1008. Zero means
+	// DefaultMessageTimeout (30 s).
+	MessageTimeout time.Duration
+	// MessageRate limits the messages a connection may send, per second, on
+	// average over a burst of MessageBurst. A connection over it is paused:
+	// its reader stops reading until the rate allows the next message, so
+	// TCP pushes back on the client; with MessageRateClose it is closed with
+	// 1008 instead (the message over the rate is not delivered). Zero means
+	// no limit.
+	MessageRate float64
+	// MessageBurst is how many messages a connection may send at once
+	// within MessageRate. Zero means MessageRate rounded up (at least 1).
+	MessageBurst int
+	// MessageRateClose closes a connection over MessageRate (1008) instead
+	// of pausing its reader.
+	MessageRateClose bool
 	// WriteQueueMessages and WriteQueueBytes bound a connection's write
 	// queue (data messages and pong replies). A Send that would exceed
 	// either closes the connection with 1008 (slow consumer), and so does a
@@ -176,7 +202,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxMessageBytes < 0 || c.WriteQueueMessages < 0 || c.WriteQueueBytes < 0 ||
 		c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.HandshakeTimeout < 0 ||
 		c.WriteTimeout < 0 || c.ReadTimeout < 0 || c.CloseTimeout < 0 ||
-		c.PhaseTimeout < 0 || c.MaxRequestBodyBytes < 0 || c.MaxBodyFilterBytes < 0 {
+		c.PhaseTimeout < 0 || c.MaxRequestBodyBytes < 0 || c.MaxBodyFilterBytes < 0 ||
+		c.MessageTimeout < 0 || c.MessageRate < 0 || c.MessageBurst < 0 || math.IsNaN(c.MessageRate) || math.IsInf(c.MessageRate, 0) {
 		return c, errors.New("wsframework: negative limit in Config")
 	}
 	if c.Reader >= numReaderModes {
@@ -189,6 +216,18 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	switch {
+	case c.MaxFragments == 0:
+		c.MaxFragments = DefaultMaxFragments
+	case c.MaxFragments < 0:
+		c.MaxFragments = 0 // the parser's "no bound"
+	}
+	if c.MessageTimeout == 0 {
+		c.MessageTimeout = DefaultMessageTimeout
+	}
+	if c.MessageRate > 0 && c.MessageBurst == 0 {
+		c.MessageBurst = max(1, int(math.Ceil(c.MessageRate)))
 	}
 	if c.WriteQueueMessages == 0 {
 		c.WriteQueueMessages = DefaultWriteQueueMessages

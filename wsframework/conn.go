@@ -10,6 +10,7 @@ import (
 
 	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/sdk/bufpool"
+	"github.com/strandws/strand/wsframework/internal/wsproto"
 )
 
 // outItem is one queued outgoing frame: opcode and payload (owned).
@@ -38,7 +39,7 @@ type conn struct {
 	sc   *sdk.Conn
 
 	writeFn       func()                    // c.writeLoop, bound once: `go c.writeFn()` allocates nothing
-	closeDeadline atomic.Int64              // unix nanos; reads must end by then (0: none)
+	closeDeadline atomic.Int64              // clock reading; reads must end by then (0: none)
 	ping          *time.Timer               // a reader goroutine's keepalive; set once, under mu (sendPing reads it under mu)
 	rooms         atomic.Pointer[connRooms] // the rooms it is in (rooms.go); made by the first join
 
@@ -59,9 +60,17 @@ type conn struct {
 	// paused for the write queue).
 	readerWaiting bool
 
-	// Reader-owned deadline state (ReaderGoroutine).
-	deadlineIdle bool  // the current read deadline is the idle one
-	deadlineSet  int64 // when the idle deadline was last set (unix nanos)
+	// Reader-owned state.
+	parser   wsproto.Parser
+	msgStart int64      // clock reading at the first frame of the fragmented message being read (0: none)
+	msgID    uint32     // the parser's MessageID that msgStart is for
+	rate     *rateState // the message token bucket (Config.MessageRate), made by the first message
+
+	// Reader-owned deadline state (ReaderGoroutine), clock readings.
+	deadlineAt   int64  // the read deadline set on the socket (0: none)
+	frameAt      int64  // the deadline of the frame being read
+	frame        uint32 // the parser's frame that frameAt is for
+	deadlineIdle bool   // the read deadline is the idle one
 }
 
 // writeQueue is a connection's queue of outgoing frames, behind a pointer
@@ -112,6 +121,7 @@ func (c *conn) queuedLocked() int {
 func newConn(s *Server, id uint64, nc net.Conn, br *bufio.Reader, rt *sdk.Runtime) *conn {
 	c := &conn{srv: s, id: id, nc: nc, br: br, rt: rt}
 	c.writeFn = c.writeLoop
+	c.parser.Init(&s.limits)
 	return c
 }
 
@@ -204,7 +214,7 @@ func (c *conn) closeWith(reason CloseReason, code sdk.CloseCode, text string) bo
 	if start {
 		go c.writeLoop()
 	}
-	c.setCloseDeadline(time.Now().Add(c.srv.cfg.CloseTimeout))
+	c.setCloseDeadline(c.srv.clock.Now() + int64(c.srv.cfg.CloseTimeout))
 	return true
 }
 
@@ -241,25 +251,32 @@ func (c *conn) writeSocket(v *net.Buffers, deadline time.Time) error {
 	return err
 }
 
-func (c *conn) setCloseDeadline(t time.Time) {
-	c.closeDeadline.Store(t.UnixNano())
+// setCloseDeadline makes reads end by at (a clock reading).
+func (c *conn) setCloseDeadline(at int64) {
+	c.closeDeadline.Store(at)
 	if c.poll != nil {
 		c.kickReader() // to arm its timer for the close deadline
 		return
 	}
-	_ = c.nc.SetReadDeadline(t)
+	_ = c.nc.SetReadDeadline(c.srv.clock.Time(at))
 }
 
-// setReadDeadline sets a read deadline that never extends past a close
-// deadline set concurrently by closeWith.
-func (c *conn) setReadDeadline(t time.Time) {
+// setReadDeadline sets the goroutine reader's read deadline to at (a clock
+// reading; 0: none), never past a close deadline set concurrently by
+// closeWith.
+func (c *conn) setReadDeadline(at int64) {
+	c.deadlineAt = at
 	if cd := c.closeDeadline.Load(); cd != 0 {
-		_ = c.nc.SetReadDeadline(time.Unix(0, cd))
+		_ = c.nc.SetReadDeadline(c.srv.clock.Time(cd))
 		return
+	}
+	var t time.Time
+	if at != 0 {
+		t = c.srv.clock.Time(at)
 	}
 	_ = c.nc.SetReadDeadline(t)
 	if cd := c.closeDeadline.Load(); cd != 0 {
-		_ = c.nc.SetReadDeadline(time.Unix(0, cd))
+		_ = c.nc.SetReadDeadline(c.srv.clock.Time(cd))
 	}
 }
 
@@ -403,7 +420,7 @@ func (c *conn) forget(clientIP string) {
 // abortHandshake closes a connection that never reached the plugin.
 func (c *conn) abortHandshake(code sdk.CloseCode, text string) {
 	v := net.Buffers{appendFrame(nil, opClose, closePayload(code, text))}
-	_ = c.writeSocket(&v, time.Now().Add(c.srv.cfg.CloseTimeout))
+	_ = c.writeSocket(&v, c.srv.clock.Time(c.srv.clock.Now()+int64(c.srv.cfg.CloseTimeout)))
 	c.closeSocket()
 }
 
@@ -413,12 +430,60 @@ type readResult struct {
 	code       sdk.CloseCode
 	text       string
 	peerClosed bool // the peer's close frame was read: the handshake is complete
+	// violation: the reader found a violation (or a deadline passed); the
+	// close frame with code is sent by teardown.
+	violation bool
+}
+
+// drainHandlers waits, within CloseTimeout, until the handlers of every
+// event submitted for the connection so far have run.
+func (c *conn) drainHandlers() {
+	done := make(chan struct{})
+	if c.rt.Sync(c.sc, func() { close(done) }) != nil {
+		return
+	}
+	t := time.NewTimer(c.srv.cfg.CloseTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-c.srv.hardCtx.Done():
+	}
+}
+
+// replyClose answers the peer's close frame with its code, unless the
+// server closed first.
+func (c *conn) replyClose(code sdk.CloseCode) {
+	c.mu.Lock()
+	start := false
+	if !c.closing {
+		c.closing = true
+		var reply []byte
+		if code != sdk.CloseNoStatus {
+			reply = closePayload(code, "")
+		}
+		start = c.controlLocked(opClose, reply)
+	}
+	c.mu.Unlock()
+	if start {
+		go c.writeFn()
+	}
 }
 
 // teardown flushes what can be flushed, closes the socket, releases queued
 // buffers and submits OnClose with the code that describes the close.
 func (c *conn) teardown(res readResult) {
 	s := c.srv
+	if res.peerClosed || res.violation {
+		// What the handlers of the messages read before the peer's close
+		// (or the violation) send goes out before the close frame.
+		c.drainHandlers()
+		if res.violation {
+			c.closeWith(res.reason, res.code, res.text)
+		} else {
+			c.replyClose(res.code)
+		}
+	}
 	c.mu.Lock()
 	c.closing = true
 	c.dead = true
@@ -428,7 +493,7 @@ func (c *conn) teardown(res readResult) {
 		c.idle = idle
 	}
 	reason, code, text := res.reason, res.code, res.text
-	if c.localSet && reason != ReasonProtocol && reason != ReasonBadUTF8 && reason != ReasonTooBig {
+	if c.localSet && !res.violation {
 		// The server closed first: report its code, whatever happened next.
 		reason, code, text = c.reason, c.localCode, c.localText
 	}

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/strandws/strand/internal/clock"
 )
 
 // deadlines expires phase waits without a runtime timer per wait: a Go
@@ -13,6 +15,7 @@ import (
 // tick while any is registered and signals those past their deadline.
 // Precision is one tick (a twentieth of the timeout, 1 ms to 250 ms).
 type deadlines struct {
+	clock    *clock.Clock
 	timeout  time.Duration
 	tick     time.Duration
 	shards   [16]deadlineShard
@@ -39,14 +42,15 @@ type deadlineShard struct {
 type deadlineWait struct {
 	prev, next *deadlineWait
 	shard      *deadlineShard
-	at         int64 // unix nanos
+	at         int64 // a clock reading
 	expired    chan struct{}
 	listed     bool
 }
 
-func newDeadlines(timeout time.Duration) *deadlines {
+func newDeadlines(timeout time.Duration, clk *clock.Clock) *deadlines {
 	tick := min(max(timeout/20, time.Millisecond), 250*time.Millisecond)
 	return &deadlines{
+		clock:   clk,
 		timeout: timeout, tick: tick,
 		kick:    make(chan struct{}, 1),
 		stopped: make(chan struct{}),
@@ -77,7 +81,7 @@ func (d *deadlines) arm(w *deadlineWait) bool {
 	}
 	d.stopMu.Unlock()
 	sh := &d.shards[d.next.Add(1)%uint32(len(d.shards))]
-	w.at = time.Now().Add(d.timeout).UnixNano()
+	w.at = d.clock.Now() + int64(d.timeout)
 	sh.mu.Lock()
 	w.shard, w.prev, w.next, w.listed = sh, nil, sh.head, true
 	if sh.head != nil {
@@ -154,7 +158,7 @@ func (d *deadlines) run() {
 		case <-d.stopped:
 			return
 		}
-		now := time.Now().UnixNano()
+		now := d.clock.Now()
 		for i := range d.shards {
 			sh := &d.shards[i]
 			sh.mu.Lock()

@@ -13,6 +13,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/wsframework/internal/wsproto"
 )
 
 // replayConn is an in-memory net.Conn for benchmarks: reads replay one client
@@ -107,14 +108,11 @@ func BenchmarkBaselineGoroutinePerEvent(b *testing.B) {
 		bufs := s.cfg.Buffers
 		for {
 			c.waitOutbound(context.Background()) // the same write-queue pause as the real reader
-			h, err := c.readHeader()
-			if err != nil {
+			ev, err := readEvent(c.br, &c.parser, c)
+			if err != nil || ev.Kind != wsproto.Message {
 				return
 			}
-			buf := bufs.Get(int(h.length))
-			if err := c.readPayload(&h, buf.B); err != nil {
-				return
-			}
+			buf := ev.Msg
 			go func() {
 				out := bufs.Get(len(buf.B))
 				copy(out.B, buf.B)

@@ -1,298 +1,299 @@
 package wsframework
 
 import (
+	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
-	"io"
+	"fmt"
 	"net"
 	"os"
+	"runtime/debug"
 	"time"
-	"unicode/utf8"
-
-	"github.com/gobwas/ws"
 
 	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/sdk/bufpool"
+	"github.com/strandws/strand/wsframework/internal/wsproto"
 )
 
 // WebSocket opcodes.
 const (
-	opContinuation = 0x0
-	opText         = 0x1
-	opBinary       = 0x2
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xA
+	opContinuation = wsproto.OpContinuation
+	opText         = wsproto.OpText
+	opBinary       = wsproto.OpBinary
+	opClose        = wsproto.OpClose
+	opPing         = wsproto.OpPing
+	opPong         = wsproto.OpPong
 )
 
-const maxControlPayload = 125
+const maxControlPayload = wsproto.MaxControlPayload
 
-// maxClientHeader is the largest client frame header (masked, 64-bit length).
-const maxClientHeader = 14
+// Both readers only move bytes: every framing rule (header, masking,
+// fragmentation, control frames, size and fragment budgets, UTF-8 as it
+// arrives, close bodies) lives in the connection's wsproto.Parser. What a
+// reader does with the parser's events is shared below: onEvent for control
+// frames, the peer's close and violations, acceptMessage for messages.
 
-// frameHeader is a parsed frame header.
-type frameHeader struct {
-	length int64
-	mask   [4]byte
-	fin    bool
-	rsv    byte
-	op     byte
-	masked bool
+// directMin is the payload still expected of a frame from which a reader
+// reads straight into the message buffer instead of through its read
+// buffer (a smaller rest is read with whatever follows it).
+const directMin = 4 << 10
+
+// readHook is what readEvent calls before a read that may block.
+type readHook interface {
+	beforeRead(ps *wsproto.Parser)
 }
 
-// errProtocol carries a protocol violation's description.
-type errProtocol string
-
-func (e errProtocol) Error() string { return string(e) }
-
-// headerLen returns the size of a client frame header whose second byte is
-// b1.
-func headerLen(b1 byte) int {
-	n := 2
-	switch b1 & 0x7f {
-	case 126:
-		n += 2
-	case 127:
-		n += 8
-	}
-	if b1&0x80 != 0 {
-		n += 4
-	}
-	return n
-}
-
-// parseHeader parses a whole frame header: len(p) is headerLen(p[1]).
-func parseHeader(p []byte) (h frameHeader, err error) {
-	b0, b1 := p[0], p[1]
-	h.fin = b0&0x80 != 0
-	h.rsv = (b0 >> 4) & 0x7
-	h.op = b0 & 0x0f
-	h.masked = b1&0x80 != 0
-	switch l := b1 & 0x7f; l {
-	case 126:
-		h.length = int64(binary.BigEndian.Uint16(p[2:4]))
-	case 127:
-		u := binary.BigEndian.Uint64(p[2:10])
-		if u>>63 != 0 {
-			return h, errProtocol("64-bit length with the most significant bit set")
+// readEvent reads from br until the parser yields an event (the goroutine
+// reader's way of feeding it). hook runs before every read that may block.
+func readEvent(br *bufio.Reader, ps *wsproto.Parser, hook readHook) (wsproto.Event, error) {
+	for {
+		if br.Buffered() == 0 {
+			hook.beforeRead(ps)
+			if ps.DirectRemaining() >= directMin {
+				n, err := br.Read(ps.Direct())
+				if n > 0 {
+					if ev := ps.Wrote(n); ev.Kind != wsproto.None {
+						return ev, nil
+					}
+				}
+				if err != nil {
+					return wsproto.Event{}, err
+				}
+				continue
+			}
+			if _, err := br.Peek(1); err != nil {
+				return wsproto.Event{}, err
+			}
 		}
-		h.length = int64(u)
-	default:
-		h.length = int64(l)
-	}
-	if h.masked {
-		copy(h.mask[:], p[len(p)-4:])
-	}
-	return h, nil
-}
-
-// readHeader parses one frame header from the buffered reader without
-// allocating.
-func (c *conn) readHeader() (h frameHeader, err error) {
-	p, err := c.br.Peek(2)
-	if err != nil {
-		return h, err
-	}
-	n := headerLen(p[1])
-	if n > 2 {
-		if p, err = c.br.Peek(n); err != nil {
-			return h, err
+		b, _ := br.Peek(br.Buffered())
+		n, ev := ps.Feed(b)
+		_, _ = br.Discard(n)
+		if ev.Kind != wsproto.None {
+			return ev, nil
 		}
 	}
-	if h, err = parseHeader(p[:n]); err != nil {
-		return h, err
-	}
-	_, err = c.br.Discard(n)
-	return h, err
-}
-
-func isControl(op byte) bool { return op&0x8 != 0 }
-
-// checkFrame applies the frame rules to a header; inMessage reports that a
-// fragmented message of msgLen bytes is being reassembled. done reports a
-// violation, which closed the connection with res.
-func (c *conn) checkFrame(h *frameHeader, inMessage bool, msgLen int64) (res readResult, done bool) {
-	if h.rsv != 0 {
-		return c.fail(ReasonProtocol, "reserved bits set without a negotiated extension"), true
-	}
-	if !h.masked {
-		return c.fail(ReasonProtocol, "client frame is not masked"), true
-	}
-	switch h.op {
-	case opClose, opPing, opPong:
-		if !h.fin {
-			return c.fail(ReasonProtocol, "fragmented control frame"), true
-		}
-		if h.length > maxControlPayload {
-			return c.fail(ReasonProtocol, "control frame payload over 125 bytes"), true
-		}
-		return readResult{}, false
-	case opText, opBinary:
-		if inMessage {
-			return c.fail(ReasonProtocol, "new data frame inside a fragmented message"), true
-		}
-	case opContinuation:
-		if !inMessage {
-			return c.fail(ReasonProtocol, "continuation frame without a message to continue"), true
-		}
-	default:
-		return c.fail(ReasonProtocol, "reserved opcode"), true
-	}
-	// Compared against what is left of the budget: h.length may be as large
-	// as 2^63-1, and h.length+msgLen would overflow.
-	if h.length > c.srv.cfg.MaxMessageBytes-msgLen {
-		return c.fail(ReasonTooBig, "message too big"), true
-	}
-	return readResult{}, false
-}
-
-// dataSpace makes room for n payload bytes of a data frame at the end of
-// the message being reassembled (a new buffer when msg is nil) and returns
-// the message and the payload's offset in it.
-func (c *conn) dataSpace(msg *bufpool.Buffer, n int64) (*bufpool.Buffer, int) {
-	bufs := c.srv.cfg.Buffers
-	if msg == nil {
-		return bufs.Get(int(n)), 0
-	}
-	start := len(msg.B)
-	total := start + int(n)
-	msg = bufs.Grow(msg, total)
-	msg.B = msg.B[:total]
-	return msg, start
-}
-
-// completeMessage checks a reassembled message and takes ownership of msg.
-// deliver reports that it is to be handed to the runtime (it was counted);
-// otherwise msg was released: discarded after the server's close frame, or
-// refused (done, with res).
-func (c *conn) completeMessage(typ byte, msg *bufpool.Buffer) (deliver bool, res readResult, done bool) {
-	if c.isClosing() {
-		// Data after the server sent its close frame is discarded.
-		msg.Release()
-		return false, readResult{}, false
-	}
-	if typ == opText && !utf8.Valid(msg.B) {
-		msg.Release()
-		return false, c.fail(ReasonBadUTF8, "invalid UTF-8 in text message"), true
-	}
-	c.srv.stats.messagesIn.Add(1)
-	return true, readResult{}, false
-}
-
-// shutdownResult ends a read loop whose runtime refused a message: the
-// server is being torn down under it.
-var shutdownResult = readResult{reason: ReasonShutdown, code: sdk.CloseGoingAway, text: "server shutting down"}
-
-// readPayload reads n payload bytes into dst and unmasks them.
-func (c *conn) readPayload(h *frameHeader, dst []byte) error {
-	if len(dst) == 0 {
-		return nil
-	}
-	if c.br.Buffered() < len(dst) {
-		// The rest of the frame must arrive within ReadTimeout.
-		c.setReadDeadline(time.Now().Add(c.srv.cfg.ReadTimeout))
-		c.deadlineIdle = false
-	}
-	if _, err := io.ReadFull(c.br, dst); err != nil {
-		return err
-	}
-	ws.Cipher(dst, h.mask, 0)
-	return nil
 }
 
 // readLoop reads frames until the connection ends and submits each complete
 // message to the runtime in wire order (ReaderGoroutine).
-func (c *conn) readLoop(ctx context.Context) readResult {
-	var (
-		msg     *bufpool.Buffer // message being reassembled from fragments
-		msgType byte
-	)
+func (c *conn) readLoop(ctx context.Context) (res readResult) {
+	ps := &c.parser
+	defer ps.Release()
 	defer func() {
-		if msg != nil {
-			msg.Release()
+		if r := recover(); r != nil {
+			res = c.readerPanic(r)
 		}
 	}()
 	for {
-		c.waitOutbound(ctx)
-		c.armIdleDeadline()
-		h, err := c.readHeader()
+		if ps.AtBoundary() {
+			c.waitOutbound(ctx)
+			if res, done := c.rateWait(ctx); done {
+				return res
+			}
+		}
+		ev, err := readEvent(c.br, ps, c)
 		if err != nil {
 			return c.readError(err)
 		}
-		var msgLen int64
-		if msg != nil {
-			msgLen = int64(len(msg.B))
+		if h := c.srv.hooks.event; h != nil {
+			h(c, ev)
 		}
-		if res, done := c.checkFrame(&h, msg != nil, msgLen); done {
-			return res
-		}
-		if isControl(h.op) {
-			var payload [maxControlPayload]byte
-			p := payload[:h.length]
-			if err := c.readPayload(&h, p); err != nil {
-				return c.readError(err)
-			}
-			if res, done := c.control(h.op, p); done {
+		if ev.Kind != wsproto.Message {
+			if res, done := c.onEvent(ev); done {
 				return res
 			}
 			continue
 		}
-
-		// Data frame.
-		if msg == nil {
-			msgType = h.op
-		}
-		var start int
-		msg, start = c.dataSpace(msg, h.length)
-		if err := c.readPayload(&h, msg.B[start:]); err != nil {
-			return c.readError(err)
-		}
-		if !h.fin {
-			continue
-		}
-		b := msg
-		msg = nil
-		deliver, res, done := c.completeMessage(msgType, b)
+		res, deliver, done := c.acceptMessage(ev)
 		if done {
 			return res
 		}
 		if !deliver {
 			continue
 		}
-		if err := c.rt.Message(ctx, c.sc, sdk.MessageType(msgType), b); err != nil {
+		if err := c.rt.Message(ctx, c.sc, sdk.MessageType(ev.Op), ev.Msg); err != nil {
 			return shutdownResult
 		}
 	}
 }
 
-// armIdleDeadline sets the idle read deadline before waiting for a header.
-// It is refreshed at most every eighth of IdleTimeout to keep a syscall-free
-// hot path.
-func (c *conn) armIdleDeadline() {
-	idle := c.srv.cfg.IdleTimeout
-	if idle <= 0 {
-		if !c.deadlineIdle {
-			c.setReadDeadline(time.Time{})
-			c.deadlineIdle = true
+// beforeRead implements readHook for the goroutine reader: it sets the read
+// deadline the next read runs under: IdleTimeout between frames, ReadTimeout
+// from the start of a frame, and no later than MessageTimeout from the first
+// frame of a fragmented message. To keep the hot path free of syscalls, a
+// deadline is only moved later when it gains more than an eighth of
+// IdleTimeout.
+func (c *conn) beforeRead(ps *wsproto.Parser) {
+	cfg := &c.srv.cfg
+	now := c.srv.clock.Now()
+	c.trackMessage(ps, now)
+	var want int64
+	if ps.AtBoundary() {
+		c.deadlineIdle = true
+		if cfg.IdleTimeout > 0 {
+			want = now + int64(cfg.IdleTimeout)
 		}
-		return
+	} else {
+		if f := ps.Frame(); c.deadlineIdle || f != c.frame {
+			// A frame started: its rest must arrive within ReadTimeout.
+			c.frameAt, c.frame = now+int64(cfg.ReadTimeout), f
+			c.deadlineIdle = false
+		}
+		want = c.frameAt
 	}
-	if c.br.Buffered() >= maxClientHeader && c.deadlineIdle {
-		// The next header is buffered whole: reading it needs no deadline
-		// (readPayload sets its own). With less buffered, the read must
-		// not run on a deadline that went stale while the reader was
-		// paused (blocked in Message for longer than IdleTimeout).
-		return
+	if c.msgStart != 0 {
+		if at := c.msgStart + int64(cfg.MessageTimeout); want == 0 || at < want {
+			want = at
+		}
 	}
-	now := time.Now()
-	if c.deadlineIdle && now.UnixNano()-c.deadlineSet < int64(idle/8) {
-		return
+	have := c.deadlineAt
+	switch {
+	case want == have:
+	case want == 0, have == 0, want < have, want-have > int64(cfg.IdleTimeout/8):
+		c.setReadDeadline(want)
 	}
-	c.setReadDeadline(now.Add(idle))
-	c.deadlineSet = now.UnixNano()
-	c.deadlineIdle = true
 }
+
+// trackMessage notes when the parser started assembling a fragmented
+// message (msgStart, 0 outside one).
+func (c *conn) trackMessage(ps *wsproto.Parser, now int64) {
+	switch {
+	case !ps.InMessage():
+		c.msgStart = 0
+	case c.msgStart == 0 || c.msgID != ps.MessageID():
+		c.msgStart, c.msgID = now, ps.MessageID()
+	}
+}
+
+// onEvent handles a parser event other than a message: done reports that
+// the reader ends with res.
+func (c *conn) onEvent(ev wsproto.Event) (res readResult, done bool) {
+	switch ev.Kind {
+	case wsproto.Ping:
+		c.pong(ev.Payload)
+		return readResult{}, false
+	case wsproto.Pong:
+		return readResult{}, false
+	case wsproto.Close:
+		// The reply goes out in teardown, after the handlers of what was
+		// read before it.
+		return readResult{reason: ReasonPeer, code: ev.Code, text: ev.Reason, peerClosed: true}, true
+	case wsproto.Violation:
+		return c.fail(violationReason(ev.Code), ev.Reason), true
+	}
+	panic(fmt.Sprintf("wsframework: unexpected parser event %v", ev.Kind))
+}
+
+// violationReason maps a parser violation's close code to its reason.
+func violationReason(code sdk.CloseCode) CloseReason {
+	switch code {
+	case sdk.CloseMessageTooBig:
+		return ReasonTooBig
+	case sdk.CloseInvalidPayload:
+		return ReasonBadUTF8
+	case sdk.ClosePolicyViolation:
+		return ReasonMessageLimit
+	}
+	return ReasonProtocol
+}
+
+// pong answers a ping. A pong counts against the write queue bounds like a
+// message: a client that pings and never reads is a slow consumer, not a
+// reason to queue pongs without end.
+func (c *conn) pong(p []byte) {
+	cfg := &c.srv.cfg
+	c.mu.Lock()
+	start, full := false, false
+	if !c.closing {
+		full = c.queuedLocked() >= cfg.WriteQueueMessages || c.qBytes+int64(len(p)) > cfg.WriteQueueBytes
+		if !full {
+			start = c.controlLocked(opPong, p)
+		}
+	}
+	c.mu.Unlock()
+	if full {
+		c.closeWith(ReasonSlowConsumer, sdk.ClosePolicyViolation, "slow consumer")
+	}
+	if start {
+		go c.writeFn()
+	}
+}
+
+// acceptMessage decides what becomes of a complete message (the reader
+// owns ev.Msg). deliver reports that it is to be handed to the runtime (it
+// was counted); otherwise it was released: discarded after the server's
+// close frame, or refused (done, with res).
+func (c *conn) acceptMessage(ev wsproto.Event) (res readResult, deliver, done bool) {
+	if c.isClosing() {
+		// Data after the server sent its close frame is discarded.
+		ev.Msg.Release()
+		return readResult{}, false, false
+	}
+	if c.srv.cfg.MessageRate > 0 && !c.takeToken() && c.srv.cfg.MessageRateClose {
+		ev.Msg.Release()
+		return c.fail(ReasonMessageLimit, "message rate exceeded"), false, true
+	}
+	c.srv.stats.messagesIn.Add(1)
+	return readResult{}, true, false
+}
+
+// rateState is a connection's message token bucket (Config.MessageRate),
+// made by its first message.
+type rateState struct {
+	tokens float64
+	last   int64 // clock reading of the last refill
+}
+
+// takeToken takes a token for a message; false when there was none (the
+// bucket is then in debt until rateDelay has passed).
+func (c *conn) takeToken() bool {
+	cfg := &c.srv.cfg
+	now := c.srv.clock.Now()
+	r := c.rate
+	if r == nil {
+		r = &rateState{tokens: float64(cfg.MessageBurst), last: now}
+		c.rate = r
+	}
+	r.tokens = min(float64(cfg.MessageBurst), r.tokens+float64(now-r.last)/1e9*cfg.MessageRate)
+	r.last = now
+	r.tokens--
+	return r.tokens >= 0
+}
+
+// rateDelay returns how long reading must pause before the next message
+// is within the rate (0: none).
+func (c *conn) rateDelay(now int64) time.Duration {
+	r := c.rate
+	if r == nil || c.srv.cfg.MessageRate <= 0 {
+		return 0
+	}
+	have := r.tokens + float64(now-r.last)/1e9*c.srv.cfg.MessageRate
+	if have >= 0 {
+		return 0
+	}
+	return time.Duration(-have / c.srv.cfg.MessageRate * 1e9)
+}
+
+// rateWait pauses a reader goroutine while its connection is over its
+// message rate.
+func (c *conn) rateWait(ctx context.Context) (readResult, bool) {
+	d := c.rateDelay(c.srv.clock.Now())
+	if d <= 0 {
+		return readResult{}, false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return readResult{}, false
+	case <-ctx.Done():
+		return shutdownResult, true
+	}
+}
+
+// shutdownResult ends a read loop whose runtime refused a message: the
+// server is being torn down under it.
+var shutdownResult = readResult{reason: ReasonShutdown, code: sdk.CloseGoingAway, text: "server shutting down"}
 
 func (c *conn) isClosing() bool {
 	c.mu.Lock()
@@ -300,86 +301,34 @@ func (c *conn) isClosing() bool {
 	return c.closing
 }
 
-// control handles a control frame; done reports that the read loop ends.
-func (c *conn) control(op byte, p []byte) (readResult, bool) {
-	switch op {
-	case opPing:
-		// A pong counts against the write queue bounds like a message: a
-		// client that pings and never reads is a slow consumer, not a
-		// reason to queue pongs without end.
-		cfg := &c.srv.cfg
-		c.mu.Lock()
-		start, full := false, false
-		if !c.closing {
-			full = c.queuedLocked() >= cfg.WriteQueueMessages || c.qBytes+int64(len(p)) > cfg.WriteQueueBytes
-			if !full {
-				start = c.controlLocked(opPong, p)
-			}
-		}
-		c.mu.Unlock()
-		if full {
-			c.closeWith(ReasonSlowConsumer, sdk.ClosePolicyViolation, "slow consumer")
-		}
-		if start {
-			go c.writeLoop()
-		}
-		return readResult{}, false
-	case opPong:
-		return readResult{}, false
-	}
-	// Close frame.
-	code, text := sdk.CloseNoStatus, ""
-	switch {
-	case len(p) == 1:
-		return c.fail(ReasonProtocol, "close frame with a 1-byte payload"), true
-	case len(p) >= 2:
-		code = sdk.CloseCode(binary.BigEndian.Uint16(p))
-		if !code.ValidOnWire() {
-			return c.fail(ReasonProtocol, "invalid close code"), true
-		}
-		if !utf8.Valid(p[2:]) {
-			return c.fail(ReasonBadUTF8, "invalid UTF-8 in close reason"), true
-		}
-		text = string(p[2:])
-	}
-	c.mu.Lock()
-	start := false
-	if !c.closing {
-		// Answer the peer's close with the same code.
-		c.closing = true
-		reply := closePayload(code, "")
-		if code == sdk.CloseNoStatus {
-			reply = nil
-		}
-		start = c.controlLocked(opClose, reply)
-	}
-	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
-	return readResult{reason: ReasonPeer, code: code, text: text, peerClosed: true}, true
-}
-
-// fail closes the connection for a violation found by the reader: the close
-// frame is sent without waiting for the peer's reply.
+// fail ends reading for a violation found by the reader. The close frame
+// is sent by teardown, after the handlers of the messages read before the
+// violation ran (what they send goes out first).
 func (c *conn) fail(reason CloseReason, text string) readResult {
-	code := reason.Code()
-	c.closeWith(reason, code, text)
-	return readResult{reason: reason, code: code, text: text}
+	return readResult{reason: reason, code: reason.Code(), text: text, violation: true}
 }
 
-// readError maps a read error to a result.
+// readerPanic turns a panic in a reader (parsing, or handing a message
+// over) into the connection's end with 1011: logged with its stack and
+// counted; no other connection is affected.
+func (c *conn) readerPanic(r any) readResult {
+	c.srv.stats.panics.Add(1)
+	c.srv.cfg.Logger.Error("strand: panic while reading a connection; closing it with 1011",
+		"conn", c.id, "panic", r, "stack", string(debug.Stack()))
+	return readResult{reason: ReasonInternal, code: sdk.CloseInternalError, text: "internal error", violation: true}
+}
+
+// readError maps a read error to a result (the goroutine reader).
 func (c *conn) readError(err error) readResult {
-	var pe errProtocol
-	switch {
-	case errors.As(err, &pe):
-		return c.fail(ReasonProtocol, string(pe))
-	case errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err):
-		if c.isClosing() {
+	if errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err) {
+		now := c.srv.clock.Now()
+		switch {
+		case c.isClosing():
 			// The peer did not answer our close in time.
 			return readResult{reason: ReasonAbnormal, code: sdk.CloseAbnormal}
-		}
-		if !c.deadlineIdle {
+		case c.msgStart != 0 && now >= c.msgStart+int64(c.srv.cfg.MessageTimeout):
+			return c.fail(ReasonMessageLimit, "message assembly timeout")
+		case !c.deadlineIdle:
 			return c.fail(ReasonReadTimeout, "frame read timeout")
 		}
 		return c.fail(ReasonIdle, "idle timeout")
@@ -390,4 +339,19 @@ func (c *conn) readError(err error) readResult {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// releaseAll releases the buffers in bs that are set, ignoring a panic of
+// a buffer already released (used after a panic left state half-updated).
+func releaseAll(bs ...**bufpool.Buffer) {
+	for _, b := range bs {
+		if *b == nil {
+			continue
+		}
+		func() {
+			defer func() { _ = recover() }()
+			(*b).Release()
+		}()
+		*b = nil
+	}
 }

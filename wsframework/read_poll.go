@@ -8,12 +8,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/strandws/strand/dispatcher"
 	"github.com/strandws/strand/internal/netpoll"
 	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/sdk/bufpool"
+	"github.com/strandws/strand/wsframework/internal/wsproto"
 )
 
 // The poll reader (ReaderPoll). A connection with nothing to read holds no
@@ -71,6 +70,7 @@ const (
 	pauseFull               // the dispatcher had no room for held; its wake resumes
 	pausePending            // over MaxPendingBytes: the timer retries
 	pauseOutbound           // the write queue is high: the writer resumes
+	pauseRate               // over Config.MessageRate: the timer resumes
 )
 
 type pollState struct {
@@ -80,30 +80,20 @@ type pollState struct {
 	// arming and the timer are no-ops.
 	src func([]byte) (int, error)
 
-	// Loop-owned from here on.
+	// Loop-owned from here on; times are clock readings.
 	pingDue       int64 // when the next keepalive ping is due (0: none)
 	lastRead      int64 // when bytes last arrived, or the reader resumed
-	frameDeadline int64 // a frame's payload is partial: when ReadTimeout ends it
-	retryAt       int64
+	frameDeadline int64 // a frame is partly read: when ReadTimeout ends it
+	frame         uint32
+	retryAt       int64 // when a paused reader (pausePending, pauseRate) looks again
 	retry         time.Duration
 
-	rb   *bufpool.Buffer // bytes read and not yet parsed: rb.B[roff:]
-	ctl  *bufpool.Buffer // a control frame's partial payload
-	msg  *bufpool.Buffer // message being reassembled
+	feed pollFeed        // bytes read and not yet parsed
 	held *bufpool.Buffer // a complete message the dispatcher had no room for
 
-	h     frameHeader // the frame being read (inFrame)
-	got   int64       // payload bytes of h read so far
-	start int         // offset of h's payload in msg
-	roff  int32
-
-	live     atomic.Bool           // startPoll has handed the connection to its loop (any goroutine)
-	hdr      [maxClientHeader]byte // a partial header
-	hn       uint8
-	inFrame  bool // h is parsed; its payload is being read
+	live     atomic.Bool // startPoll has handed the connection to its loop (any goroutine)
 	done     bool
 	paused   pauseKind
-	msgType  byte
 	heldType byte
 }
 
@@ -125,7 +115,7 @@ func (s *Server) netPoller() *netpoll.Poller {
 		return nil
 	}
 	if s.poller == nil {
-		s.poller, s.pollErr = netpoll.New(runtime.GOMAXPROCS(0))
+		s.poller, s.pollErr = netpoll.New(runtime.GOMAXPROCS(0), s.clock)
 		if s.pollErr != nil {
 			s.cfg.Logger.Warn("strand: poll reader unavailable, reading with goroutines", "err", s.pollErr)
 			return nil
@@ -172,11 +162,11 @@ func (c *conn) startPoll() {
 	if n := c.br.Buffered(); n > 0 {
 		b := c.srv.cfg.Buffers.Get(n)
 		_, _ = io.ReadFull(c.br, b.B) // buffered: no I/O
-		p.rb = b
+		p.feed.rb = b
 	}
 	c.br = nil
 	c.srv.stats.polled.Add(1)
-	p.lastRead = time.Now().UnixNano()
+	p.lastRead = c.srv.clock.Now()
 	if iv := c.srv.cfg.PingInterval; iv > 0 {
 		p.pingDue = p.lastRead + int64(iv)
 	}
@@ -193,13 +183,18 @@ func (c *conn) kickReader() {
 }
 
 // Ready implements netpoll.Handler: one turn of the poll reader, on its
-// loop.
+// loop. A panic in the turn ends this connection only (1011).
 func (c *conn) Ready() {
 	p := c.poll
 	if p.done {
 		return
 	}
-	now := time.Now().UnixNano()
+	defer func() {
+		if r := recover(); r != nil && !p.done {
+			c.pollEnd(c.readerPanic(r))
+		}
+	}()
+	now := c.srv.clock.Now()
 	if p.pingDue != 0 && now >= p.pingDue {
 		p.pingDue = now + int64(c.srv.cfg.PingInterval)
 		if !c.sendPing() {
@@ -216,96 +211,171 @@ func (c *conn) Ready() {
 
 // pollEnd ends the reader: its buffers are released and the teardown, which
 // waits for the writer, runs on a goroutine of its own (tracked by connWG).
+// A message held for lack of dispatcher room is delivered there first, as
+// the goroutine reader delivers it (blocking) before it looks at anything
+// else.
 func (c *conn) pollEnd(res readResult) {
 	p := c.poll
 	p.done = true
-	for _, b := range []**bufpool.Buffer{&p.rb, &p.ctl, &p.msg, &p.held} {
-		if *b != nil {
-			(*b).Release()
-			*b = nil
-		}
-	}
+	held, heldType := p.held, p.heldType
+	p.held = nil
+	releaseAll(&p.feed.rb)
+	func() {
+		defer func() { _ = recover() }() // after a panic the parser may be half-updated
+		c.parser.Release()
+	}()
 	if p.src == nil {
 		p.hd.Deregister() // and its timer
 	}
 	go func() {
+		if held != nil {
+			if err := c.rt.Message(c.srv.hardCtx, c.sc, sdk.MessageType(heldType), held); err != nil && !res.violation {
+				res = shutdownResult
+			}
+		}
 		c.teardown(res)
 		c.forget(c.sc.Request().ClientIP)
 	}()
+}
+
+// pollFeed is the poll reader's way of feeding the parser: bytes read from
+// the socket into a pooled read buffer (released as soon as they are
+// parsed), or straight into the message buffer for the rest of a large
+// frame.
+type pollFeed struct {
+	rb   *bufpool.Buffer // rb.B[off:] is read and not yet parsed
+	off  int32
+	read int // bytes read in this turn
+}
+
+// step feeds the parser the bytes it holds, or reads more with read. It
+// returns the parser's next event; none with more false means that read
+// would block, or returned an error (err).
+func (f *pollFeed) step(ps *wsproto.Parser, bufs *bufpool.Pool, read func([]byte) (int, error)) (ev wsproto.Event, more bool, err error) {
+	f.dropConsumed()
+	if f.rb != nil {
+		n, ev := ps.Feed(f.rb.B[f.off:])
+		f.off += int32(n)
+		return ev, true, nil // rb stays until the caller handled ev: its payload may point into it
+	}
+	if ps.DirectRemaining() >= directMin {
+		n, err := read(ps.Direct())
+		f.read += n
+		if n > 0 {
+			return ps.Wrote(n), true, nil
+		}
+		return wsproto.Event{}, false, err
+	}
+	b := bufs.Get(readBufSize)
+	n, err := read(b.B)
+	f.read += n
+	if n == 0 {
+		b.Release()
+		return wsproto.Event{}, false, err
+	}
+	b.B = b.B[:n]
+	f.rb, f.off = b, 0
+	return wsproto.Event{}, true, nil
+}
+
+// dropConsumed releases the read buffer once all its bytes are parsed.
+func (f *pollFeed) dropConsumed() {
+	if f.rb != nil && int(f.off) == len(f.rb.B) {
+		f.rb.Release()
+		f.rb = nil
+	}
 }
 
 // pollTurn reads and handles what is available. done reports that the
 // connection ended with res; otherwise the reader is armed or paused.
 func (c *conn) pollTurn(now int64) (res readResult, done bool) {
 	p := c.poll
+	ps := &c.parser
 	if res, done := c.pollDeadline(now); done {
 		return res, true
 	}
-	read, drained := 0, false
+	p.feed.read = 0
 	for {
 		if p.held != nil {
 			if res, done, ok := c.pollDeliver(); !ok {
 				return res, done
 			}
 		}
-		if !p.inFrame && p.hn == 0 {
+		if ps.AtBoundary() {
 			// Between frames: where the goroutine reader waits.
-			if c.pollPendingOver(now) {
+			p.feed.dropConsumed()
+			if c.pollPaused(now) {
 				return readResult{}, false
 			}
-			if c.pollOutboundHigh() {
-				p.paused = pauseOutbound
-				return readResult{}, false
-			}
-			if p.paused != pauseNone {
-				p.paused = pauseNone
-				p.lastRead = now // idle time counts from the resume
-			}
-		}
-		if p.rb != nil {
-			if res, done := c.pollParse(now); done {
-				return res, true
-			}
-			continue
-		}
-		if p.inFrame && p.frameDeadline == 0 {
+			p.frameDeadline = 0
+		} else if f := ps.Frame(); p.frameDeadline == 0 || f != p.frame {
 			// The rest of the frame must arrive within ReadTimeout.
-			p.frameDeadline = now + int64(c.srv.cfg.ReadTimeout)
+			p.frameDeadline, p.frame = now+int64(c.srv.cfg.ReadTimeout), f
 		}
-		if drained || read >= pollBudget {
+		c.trackMessage(ps, now)
+		p.feed.dropConsumed()
+		if p.feed.rb == nil && p.feed.read >= pollBudget {
 			return c.pollArm()
 		}
-		var dst []byte
-		direct := p.inFrame
-		if direct {
-			dst = p.payloadRest(c.srv.cfg.Buffers)
-		} else {
-			p.rb, p.roff = c.srv.cfg.Buffers.Get(readBufSize), 0
-			dst = p.rb.B
+		if h := c.srv.hooks.feed; h != nil && p.feed.rb != nil {
+			h(c, p.feed.rb.B[p.feed.off:])
 		}
-		n, err := p.read(dst)
-		if !direct {
-			p.rb.B = p.rb.B[:n]
-			if n == 0 {
-				p.rb.Release()
-				p.rb = nil
-			}
-		}
-		if err != nil {
-			if errors.Is(err, netpoll.ErrWouldBlock) {
+		ev, more, err := p.feed.step(ps, c.srv.cfg.Buffers, p.read)
+		if !more {
+			if err == nil || errors.Is(err, netpoll.ErrWouldBlock) {
 				return c.pollArm()
 			}
-			return c.readError(err), true
+			return c.pollReadError(), true
 		}
-		read += n
 		p.lastRead = now
-		drained = n < len(dst) // a short read: the socket is most likely empty
-		if direct {
-			if res, done := c.pollPayload(dst[:n], now); done {
+		switch ev.Kind {
+		case wsproto.None:
+			continue
+		case wsproto.Message:
+			res, deliver, done := c.acceptMessage(ev)
+			if done {
+				return res, true
+			}
+			if deliver {
+				p.held, p.heldType = ev.Msg, ev.Op // submitted next
+			}
+		default:
+			if h := c.srv.hooks.event; h != nil {
+				h(c, ev)
+			}
+			if res, done := c.onEvent(ev); done {
 				return res, true
 			}
 		}
 	}
+}
+
+// pollPaused reports whether the reader pauses before the next frame: the
+// connection's pending bytes are over the bound, its write queue is high,
+// or it is over its message rate.
+func (c *conn) pollPaused(now int64) bool {
+	p := c.poll
+	if c.pollPendingOver(now) {
+		return true
+	}
+	if c.pollOutboundHigh() {
+		p.paused = pauseOutbound
+		return true
+	}
+	if d := c.rateDelay(now); d > 0 {
+		p.paused, p.retryAt = pauseRate, now+int64(d)
+		return true
+	}
+	if p.paused != pauseNone {
+		p.paused = pauseNone
+		p.lastRead = now // idle time counts from the resume
+	}
+	return false
+}
+
+// pollReadError maps a socket read error to a result.
+func (c *conn) pollReadError() readResult {
+	return readResult{reason: ReasonAbnormal, code: sdk.CloseAbnormal}
 }
 
 func (p *pollState) read(b []byte) (int, error) {
@@ -321,7 +391,7 @@ func (c *conn) pollArm() (readResult, bool) {
 		return readResult{}, false
 	}
 	if err := c.poll.hd.Arm(); err != nil {
-		return c.readError(err), true // closed under us
+		return c.pollReadError(), true // closed under us
 	}
 	return readResult{}, false
 }
@@ -343,6 +413,9 @@ func (c *conn) pollDeadline(now int64) (readResult, bool) {
 	}
 	if p.paused != pauseNone {
 		return readResult{}, false
+	}
+	if c.msgStart != 0 && now >= c.msgStart+int64(c.srv.cfg.MessageTimeout) {
+		return c.fail(ReasonMessageLimit, "message assembly timeout"), true
 	}
 	if p.frameDeadline != 0 {
 		if now >= p.frameDeadline {
@@ -383,8 +456,11 @@ func (c *conn) pollDue() int64 {
 		} else if idle := c.srv.cfg.IdleTimeout; idle > 0 {
 			want = p.lastRead + int64(idle)
 		}
+		if at := c.msgStart + int64(c.srv.cfg.MessageTimeout); c.msgStart != 0 && (want == 0 || at < want) {
+			want = at
+		}
 	}
-	if p.paused == pausePending && (want == 0 || p.retryAt < want) {
+	if (p.paused == pausePending || p.paused == pauseRate) && (want == 0 || p.retryAt < want) {
 		want = p.retryAt
 	}
 	if p.pingDue != 0 && (want == 0 || p.pingDue < want) {
@@ -435,148 +511,4 @@ func (c *conn) pollOutboundHigh() bool {
 	c.readerWaiting = high
 	c.mu.Unlock()
 	return high
-}
-
-// pollParse consumes the bytes in rb: a header, or payload of the current
-// frame.
-func (c *conn) pollParse(now int64) (res readResult, done bool) {
-	p := c.poll
-	defer func() {
-		if p.rb != nil && int(p.roff) == len(p.rb.B) {
-			p.rb.Release()
-			p.rb = nil
-		}
-	}()
-	in := p.rb.B[p.roff:]
-	if !p.inFrame {
-		hdr, used, ok := p.takeHeader(in)
-		p.roff += int32(used)
-		if !ok {
-			return readResult{}, false
-		}
-		h, err := parseHeader(hdr)
-		if err != nil {
-			return c.readError(err), true
-		}
-		if res, done := c.startFrame(h); done || !p.inFrame {
-			return res, done
-		}
-		in = p.rb.B[p.roff:]
-		if isControl(p.h.op) && int64(len(in)) >= p.h.length {
-			// The whole control payload is here: unmask it in place.
-			pl := in[:p.h.length]
-			p.roff += int32(len(pl))
-			ws.Cipher(pl, p.h.mask, 0)
-			p.inFrame = false
-			return c.control(p.h.op, pl)
-		}
-	}
-	if len(in) == 0 {
-		return readResult{}, false
-	}
-	dst := p.payloadRest(c.srv.cfg.Buffers)
-	k := copy(dst, in)
-	p.roff += int32(k)
-	return c.pollPayload(dst[:k], now)
-}
-
-// takeHeader returns a whole header from in (or from the partial header
-// saved before it) and how many bytes of in it used; ok is false when in
-// ends before the header does (its bytes are saved in hdr).
-func (p *pollState) takeHeader(in []byte) (hdr []byte, used int, ok bool) {
-	if p.hn == 0 && len(in) >= 2 {
-		if n := headerLen(in[1]); len(in) >= n {
-			return in[:n], n, true
-		}
-	}
-	need := 2
-	if p.hn >= 2 {
-		need = headerLen(p.hdr[1])
-	}
-	for int(p.hn) < need && used < len(in) {
-		p.hdr[p.hn] = in[used]
-		p.hn++
-		used++
-		if p.hn == 2 {
-			need = headerLen(p.hdr[1])
-		}
-	}
-	if int(p.hn) < need {
-		return nil, used, false
-	}
-	p.hn = 0
-	return p.hdr[:need], used, true
-}
-
-// startFrame checks a parsed header and prepares for its payload.
-func (c *conn) startFrame(h frameHeader) (readResult, bool) {
-	p := c.poll
-	var msgLen int64
-	if p.msg != nil {
-		msgLen = int64(len(p.msg.B))
-	}
-	if res, done := c.checkFrame(&h, p.msg != nil, msgLen); done {
-		return res, true
-	}
-	p.h, p.got, p.inFrame = h, 0, true
-	if !isControl(h.op) {
-		if p.msg == nil {
-			p.msgType = h.op
-		}
-		p.msg, p.start = c.dataSpace(p.msg, h.length)
-	}
-	if h.length == 0 {
-		return c.frameDone()
-	}
-	return readResult{}, false
-}
-
-// payloadRest returns where the rest of the current frame's payload goes.
-func (p *pollState) payloadRest(bufs *bufpool.Pool) []byte {
-	if isControl(p.h.op) {
-		if p.ctl == nil {
-			p.ctl = bufs.Get(int(p.h.length))
-		}
-		return p.ctl.B[p.got:]
-	}
-	return p.msg.B[p.start+int(p.got) : p.start+int(p.h.length)]
-}
-
-// pollPayload unmasks payload bytes just placed in the frame's buffer.
-func (c *conn) pollPayload(b []byte, now int64) (readResult, bool) {
-	p := c.poll
-	ws.Cipher(b, p.h.mask, int(p.got))
-	p.got += int64(len(b))
-	if p.got < p.h.length {
-		return readResult{}, false
-	}
-	return c.frameDone()
-}
-
-// frameDone handles the frame whose payload is complete.
-func (c *conn) frameDone() (readResult, bool) {
-	p := c.poll
-	p.inFrame, p.frameDeadline = false, 0
-	if isControl(p.h.op) {
-		var pl []byte
-		if p.ctl != nil {
-			pl = p.ctl.B
-		}
-		res, done := c.control(p.h.op, pl)
-		if p.ctl != nil {
-			p.ctl.Release()
-			p.ctl = nil
-		}
-		return res, done
-	}
-	if !p.h.fin {
-		return readResult{}, false
-	}
-	b := p.msg
-	p.msg = nil
-	deliver, res, done := c.completeMessage(p.msgType, b)
-	if deliver {
-		p.held, p.heldType = b, p.msgType // pollTurn submits it next
-	}
-	return res, done
 }

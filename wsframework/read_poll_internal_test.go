@@ -134,11 +134,9 @@ func TestPollReaderSplitFrames(t *testing.T) {
 				h.feed(t, ch)
 			}
 			p := h.c.poll
-			require.False(t, p.inFrame)
-			require.Zero(t, p.hn)
-			require.Nil(t, p.rb, "read buffer kept between frames")
-			require.Nil(t, p.msg)
-			require.Nil(t, p.ctl)
+			require.True(t, h.c.parser.AtBoundary())
+			require.False(t, h.c.parser.InMessage())
+			require.Nil(t, p.feed.rb, "read buffer kept between frames")
 			for _, w := range want {
 				select {
 				case g := <-h.got:
@@ -163,14 +161,12 @@ func TestPollReaderPartialFrame(t *testing.T) {
 	f := maskedFrame(true, opBinary, []byte("abcdefgh"))
 	h.feed(t, f[:len(f)-3])
 	p := h.c.poll
-	require.True(t, p.inFrame)
-	require.Nil(t, p.rb, "the read buffer outlived its bytes")
-	require.NotNil(t, p.msg)
+	require.False(t, h.c.parser.AtBoundary())
+	require.Nil(t, p.feed.rb, "the read buffer outlived its bytes")
 	require.NotZero(t, p.frameDeadline)
 	require.Equal(t, p.frameDeadline, h.c.pollDue(), "the timer is not due at the frame deadline")
 	h.feed(t, f[len(f)-3:])
-	require.False(t, p.inFrame)
-	require.Zero(t, p.frameDeadline)
+	require.True(t, h.c.parser.AtBoundary())
 	select {
 	case g := <-h.got:
 		require.Equal(t, gotMessage{sdk.Binary, "abcdefgh"}, g)
@@ -200,16 +196,14 @@ func TestPollReaderProtocolErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newPollHarness(t, bufpool.New(bufpool.Config{Poison: true}))
 			h.chunk = tc.stream
-			res, done := h.c.pollTurn(time.Now().UnixNano())
+			res, done := h.c.pollTurn(h.c.srv.clock.Now())
 			require.True(t, done)
 			require.Equal(t, tc.reason, res.reason)
 			require.Equal(t, tc.reason.Code(), res.code)
+			require.True(t, res.violation)
 			h.c.poll.done = true
-			for _, b := range []*bufpool.Buffer{h.c.poll.rb, h.c.poll.msg, h.c.poll.ctl, h.c.poll.held} {
-				if b != nil {
-					b.Release()
-				}
-			}
+			releaseAll(&h.c.poll.feed.rb, &h.c.poll.held)
+			h.c.parser.Release()
 		})
 	}
 }

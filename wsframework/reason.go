@@ -24,12 +24,15 @@ const (
 	ReasonIdle                            // nothing received within IdleTimeout: 1001
 	ReasonReadTimeout                     // a frame stalled mid-way: 1008
 	ReasonWriteFailed                     // a write failed (reset, broken pipe): 1006
+	ReasonMessageLimit                    // too many fragments, a message assembled too slowly, or over MessageRate: 1008
+	ReasonInternal                        // the server's own reading or writing of the connection panicked: 1011
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"peer", "local", "abnormal", "too_big", "bad_utf8", "protocol",
 	"panic", "slow_consumer", "shutdown", "idle", "read_timeout", "write_failed",
+	"message_limit", "internal",
 }
 
 func (r CloseReason) String() string {
@@ -51,9 +54,9 @@ func (r CloseReason) Code() sdk.CloseCode {
 		return sdk.CloseInvalidPayload
 	case ReasonProtocol:
 		return sdk.CloseProtocolError
-	case ReasonPanic:
+	case ReasonPanic, ReasonInternal:
 		return sdk.CloseInternalError
-	case ReasonSlowConsumer, ReasonReadTimeout:
+	case ReasonSlowConsumer, ReasonReadTimeout, ReasonMessageLimit:
 		return sdk.ClosePolicyViolation
 	case ReasonShutdown, ReasonIdle:
 		return sdk.CloseGoingAway

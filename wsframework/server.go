@@ -12,8 +12,10 @@ import (
 
 	"github.com/puzpuzpuz/xsync/v3"
 
+	"github.com/strandws/strand/internal/clock"
 	"github.com/strandws/strand/internal/netpoll"
 	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/wsframework/internal/wsproto"
 )
 
 // Errors returned by the Server.
@@ -69,7 +71,21 @@ type Server struct {
 	pollErr  error // the poller could not start: read with goroutines
 	pollDone bool  // stopped by Shutdown
 
+	// clock is the source of every deadline: monotonic, replaced by a
+	// manual clock in tests (before the Server serves).
+	clock  *clock.Clock
+	limits wsproto.Limits // every connection's frame parser's
+	hooks  testHooks
+
 	stats serverCounters
+}
+
+// testHooks let tests see or disturb a connection's reading; all nil
+// outside tests.
+type testHooks struct {
+	feed  func(c *conn, b []byte)         // poll reader: bytes about to be parsed
+	event func(c *conn, ev wsproto.Event) // a parser event, before it is handled
+	write func(c *conn)                   // a writer run, before its write
 }
 
 type serverCounters struct {
@@ -89,6 +105,7 @@ type serverCounters struct {
 	bodyTooLarge   atomic.Uint64
 	bodyPassed     atomic.Uint64 // bodies over MaxBodyFilterBytes passed through unfiltered (fail open)
 	bodyRefused    atomic.Uint64 // bodies over MaxBodyFilterBytes answered 502 (fail closed)
+	panics         atomic.Uint64 // panics in a connection's reader or writer
 	closes         reasonCounters
 }
 
@@ -104,6 +121,7 @@ type Stats struct {
 	MessagesOut    uint64            // data messages written to clients
 	Dropped        uint64            // queued outgoing messages released unsent because their connection closed
 	Closes         map[string]uint64 // connections closed, by CloseReason name
+	Panics         uint64            // panics while reading or writing a connection (each closed it with 1011)
 
 	PhaseTimeouts uint64 // phase handlers that did not decide within PhaseTimeout
 	PhasePanics   uint64 // phase handlers that panicked
@@ -133,7 +151,9 @@ func New(cfg Config) (*Server, error) {
 		perIP:    xsync.NewMapOf[string, int](),
 		proxies:  proxies,
 	}
-	s.phaseDeadlines = newDeadlines(c.PhaseTimeout)
+	s.clock = clock.New()
+	s.limits = wsproto.Limits{MaxMessage: c.MaxMessageBytes, MaxFragments: c.MaxFragments, Buffers: c.Buffers}
+	s.phaseDeadlines = newDeadlines(c.PhaseTimeout, s.clock)
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	s.batches.New = func() any { return new(writeBatch) }
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, acceptReaderSize) }
@@ -347,6 +367,7 @@ func (s *Server) Stats() Stats {
 		MessagesOut:    c.messagesOut.Load(),
 		Dropped:        c.dropped.Load(),
 		Closes:         c.closes.snapshot(),
+		Panics:         c.panics.Load(),
 		PhaseTimeouts:  c.phaseTimeouts.Load(),
 		PhasePanics:    c.phasePanics.Load(),
 		PhaseRejected:  c.phaseRejected.Load(),

@@ -3,6 +3,7 @@ package wsframework
 import (
 	"encoding/binary"
 	"net"
+	"runtime/debug"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -77,7 +78,13 @@ func truncateReason(s string) string {
 func (c *conn) writeLoop() {
 	s := c.srv
 	wb := s.batches.Get().(*writeBatch)
-	defer s.batches.Put(wb)
+	defer func() {
+		if r := recover(); r != nil {
+			c.writerPanic(r) // wb is dropped: it may be half-updated
+			return
+		}
+		s.batches.Put(wb)
+	}()
 	for {
 		c.mu.Lock()
 		wq := c.wq
@@ -117,6 +124,9 @@ func (c *conn) writeLoop() {
 		}
 		wb.vec = vec[:0]
 		wb.out = vec
+		if h := s.hooks.write; h != nil {
+			h(c)
+		}
 		err := c.writeSocket(&wb.out, time.Now().Add(s.cfg.WriteTimeout))
 		wb.out = nil
 		for i := range items {
@@ -151,4 +161,30 @@ func (c *conn) writeLoop() {
 		}
 		s.stats.messagesOut.Add(uint64(data))
 	}
+}
+
+// writerPanic ends a connection whose writer panicked: its socket is
+// closed (no close frame can be trusted to go out), the panic is logged
+// with its stack and counted, and OnClose reports 1011. No other
+// connection is affected.
+func (c *conn) writerPanic(r any) {
+	s := c.srv
+	s.stats.panics.Add(1)
+	s.cfg.Logger.Error("strand: panic while writing a connection; closing it with 1011",
+		"conn", c.id, "panic", r, "stack", string(debug.Stack()))
+	c.mu.Lock()
+	c.writing = false
+	if c.idle != nil {
+		close(c.idle)
+		c.idle = nil
+	}
+	c.writeErr = true
+	c.closing = true
+	if !c.localSet {
+		c.reason, c.localSet, c.localCode, c.localText = ReasonInternal, true, sdk.CloseInternalError, "internal error"
+	}
+	c.dropQueueLocked()
+	c.mu.Unlock()
+	c.closeSocket()
+	c.kickReader()
 }

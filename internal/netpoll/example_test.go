@@ -29,7 +29,7 @@ func (e *echoOnce) Ready() {
 // A connection is read when epoll reports it readable, on the poller's
 // loop, without a goroutine of its own.
 func Example() {
-	p, err := netpoll.New(1)
+	p, err := netpoll.New(1, nil)
 	if err != nil {
 		panic(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/strandws/strand/internal/clock"
 )
 
 // Supported reports whether New can work on this platform.
@@ -34,6 +36,7 @@ const (
 
 // Poller is a fixed set of epoll loops. Create with New; stop with Close.
 type Poller struct {
+	clock *clock.Clock
 	loops []*loop
 	next  atomic.Uint32
 	wg    sync.WaitGroup
@@ -43,6 +46,7 @@ type Poller struct {
 }
 
 type loop struct {
+	clock  *clock.Clock // the timers' clock
 	epfd   int
 	file   *os.File // epfd, for parking in the runtime poller
 	wakefd int
@@ -86,12 +90,19 @@ type Handle struct {
 	wch     chan struct{} // signalled when writable (or closing); made by the first writer to wait
 }
 
-// New starts a poller with n loops (n < 1 means 1).
-func New(n int) (*Poller, error) {
+// Now reads the clock of the Poller's timers (see Handle.SetTimer).
+func (p *Poller) Now() int64 { return p.clock.Now() }
+
+// New starts a poller with n loops (n < 1 means 1) whose timers follow clk
+// (nil: a new runtime clock).
+func New(n int, clk *clock.Clock) (*Poller, error) {
 	n = max(n, 1)
-	p := &Poller{}
+	if clk == nil {
+		clk = clock.New()
+	}
+	p := &Poller{clock: clk}
 	for range n {
-		l, err := newLoop()
+		l, err := newLoop(clk)
 		if err != nil {
 			_ = p.closeLoops()
 			return nil, err
@@ -104,7 +115,7 @@ func New(n int) (*Poller, error) {
 	return p, nil
 }
 
-func newLoop() (*loop, error) {
+func newLoop(clk *clock.Clock) (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("netpoll: epoll_create1: %w", err)
@@ -127,7 +138,7 @@ func newLoop() (*loop, error) {
 		return nil, fmt.Errorf("netpoll: nonblock: %w", err)
 	}
 	// Non-blocking, so os.NewFile registers it with the runtime poller.
-	l := &loop{epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll"), wakefd: wakefd}
+	l := &loop{clock: clk, epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll"), wakefd: wakefd}
 	l.iovecs.New = func() any {
 		v := make([]unix.Iovec, 0, 64)
 		return &v

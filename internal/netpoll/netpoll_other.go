@@ -5,6 +5,8 @@ package netpoll
 import (
 	"net"
 	"time"
+
+	"github.com/strandws/strand/internal/clock"
 )
 
 // Supported reports whether New can work on this platform.
@@ -17,7 +19,7 @@ type Poller struct{}
 type Handle struct{}
 
 // New returns ErrUnsupported.
-func New(int) (*Poller, error) { return nil, ErrUnsupported }
+func New(int, *clock.Clock) (*Poller, error) { return nil, ErrUnsupported }
 
 // Detach returns ErrUnsupported.
 func (*Poller) Detach(*net.TCPConn, Handler) (*Handle, error) { return nil, ErrUnsupported }

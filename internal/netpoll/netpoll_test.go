@@ -76,7 +76,7 @@ func none(t *testing.T, h chanHandler, p *netpoll.Poller) {
 
 func TestPoller(t *testing.T) {
 	t.Run("oneshot_readiness", func(t *testing.T) {
-		p, err := netpoll.New(1)
+		p, err := netpoll.New(1, nil)
 		require.NoError(t, err)
 		defer p.Close()
 		h := make(chanHandler, 4)
@@ -108,7 +108,7 @@ func TestPoller(t *testing.T) {
 	})
 
 	t.Run("hangup_and_eof", func(t *testing.T) {
-		p, err := netpoll.New(1)
+		p, err := netpoll.New(1, nil)
 		require.NoError(t, err)
 		defer p.Close()
 		h := make(chanHandler, 4)
@@ -122,7 +122,7 @@ func TestPoller(t *testing.T) {
 	})
 
 	t.Run("trigger", func(t *testing.T) {
-		p, err := netpoll.New(2)
+		p, err := netpoll.New(2, nil)
 		require.NoError(t, err)
 		defer p.Close()
 		h := make(chanHandler, 8)
@@ -136,7 +136,7 @@ func TestPoller(t *testing.T) {
 
 	t.Run("trigger_concurrent", func(t *testing.T) {
 		// Many goroutines trigger at once; none may be lost.
-		p, err := netpoll.New(1)
+		p, err := netpoll.New(1, nil)
 		require.NoError(t, err)
 		defer p.Close()
 		var wg sync.WaitGroup
@@ -160,7 +160,7 @@ func TestPoller(t *testing.T) {
 	})
 
 	t.Run("closed_conn", func(t *testing.T) {
-		p, err := netpoll.New(1)
+		p, err := netpoll.New(1, nil)
 		require.NoError(t, err)
 		defer p.Close()
 		hd, _ := detach(t, p, make(chanHandler, 1))
@@ -175,7 +175,7 @@ func TestPoller(t *testing.T) {
 	})
 
 	t.Run("close", func(t *testing.T) {
-		p, err := netpoll.New(3)
+		p, err := netpoll.New(3, nil)
 		require.NoError(t, err)
 		hd, err := p.NewHandle(-1, make(chanHandler))
 		require.NoError(t, err)
@@ -188,7 +188,7 @@ func TestPoller(t *testing.T) {
 }
 
 func TestDetach(t *testing.T) {
-	p, err := netpoll.New(1)
+	p, err := netpoll.New(1, nil)
 	require.NoError(t, err)
 	defer p.Close()
 	sc, cc := tcpPair(t)
@@ -221,7 +221,7 @@ func TestDetach(t *testing.T) {
 }
 
 func TestWritev(t *testing.T) {
-	p, err := netpoll.New(1)
+	p, err := netpoll.New(1, nil)
 	require.NoError(t, err)
 	defer p.Close()
 
@@ -346,7 +346,7 @@ type timerHandler struct {
 func (h *timerHandler) Ready() { h.ran <- h.name }
 
 func TestTimers(t *testing.T) {
-	p, err := netpoll.New(1)
+	p, err := netpoll.New(1, nil)
 	require.NoError(t, err)
 	defer p.Close()
 	ran := make(chan string, 16)
@@ -368,7 +368,7 @@ func TestTimers(t *testing.T) {
 		<-done
 	}
 
-	now := time.Now().UnixNano()
+	now := p.Now()
 	ms := int64(time.Millisecond)
 	var pending int64
 	onLoop(func() {
@@ -400,7 +400,7 @@ func TestTimers(t *testing.T) {
 	}
 	// A timer of a deregistered handle never runs.
 	onLoop(func() {
-		hds["a"].SetTimer(time.Now().UnixNano())
+		hds["a"].SetTimer(p.Now())
 		hds["a"].Deregister()
 	})
 	none(t, make(chanHandler), p)
@@ -418,7 +418,7 @@ func (f funcHandler) Ready() { f() }
 // BenchmarkTrigger measures handing a handle to its loop and back.
 func BenchmarkTrigger(b *testing.B) {
 	b.ReportAllocs()
-	p, err := netpoll.New(1)
+	p, err := netpoll.New(1, nil)
 	require.NoError(b, err)
 	defer p.Close()
 	h := make(chanHandler, 1)

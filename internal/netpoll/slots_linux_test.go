@@ -37,7 +37,7 @@ func TestSlots(t *testing.T) {
 // TestCloseFreesSlot: whatever registered the descriptor (the reader's Arm,
 // a writer waiting after the reader ended), Close leaves no slot behind.
 func TestCloseFreesSlot(t *testing.T) {
-	p, err := New(1)
+	p, err := New(1, nil)
 	require.NoError(t, err)
 	defer p.Close()
 	l := p.loops[0]
@@ -60,12 +60,15 @@ func TestCloseFreesSlot(t *testing.T) {
 			_, err := hd.Writev(&net.Buffers{make([]byte, 32<<20)}, time.Now().Add(10*time.Second))
 			done <- err
 		}()
+		// Nothing reads yet, so the writer fills the socket and waits.
+		require.Eventually(t, func() bool {
+			hd.mu.Lock()
+			defer hd.mu.Unlock()
+			return hd.added
+		}, 10*time.Second, time.Millisecond, "the writer never waited for room")
 		_, err = io.CopyN(io.Discard, cc, 32<<20)
 		require.NoError(t, err)
 		require.NoError(t, <-done)
-		hd.mu.Lock()
-		require.True(t, hd.added)
-		hd.mu.Unlock()
 		require.NoError(t, hd.Close())
 		require.Nil(t, l.lookup(hd.token))
 		l.mu.Lock()
@@ -81,7 +84,7 @@ func (noHandler) Ready() {}
 
 // TestFailedAddFreesSlot: a descriptor epoll refuses leaves no slot taken.
 func TestFailedAddFreesSlot(t *testing.T) {
-	p, err := New(1)
+	p, err := New(1, nil)
 	require.NoError(t, err)
 	defer p.Close()
 	f, err := os.CreateTemp(t.TempDir(), "regular")

@@ -48,8 +48,8 @@ func (h timerHeap) down(i int) {
 	}
 }
 
-// SetTimer makes the Handler run on its loop at when (unix nanoseconds,
-// the clock of time.Now().UnixNano()), replacing the handle's previous
+// SetTimer makes the Handler run on its loop at when (a reading of the
+// Poller's clock, Poller.Now), replacing the handle's previous
 // timer; 0 stops it. Call it from the Handler.
 func (hd *Handle) SetTimer(when int64) {
 	l := hd.l
@@ -66,7 +66,7 @@ func (hd *Handle) SetTimer(when int64) {
 		l.timers = append(l.timers, hd)
 		l.timers.up(int(hd.tidx))
 	}
-	l.resetTimer(time.Now().UnixNano())
+	l.resetTimer(l.clock.Now())
 }
 
 // Timer returns when the handle's timer is due, or 0 when it is not set
@@ -125,11 +125,11 @@ func (l *loop) timerFired() {
 // runTimers runs the Handlers whose timers are due, on the loop.
 func (l *loop) runTimers() {
 	l.timerAt = 0
-	now := time.Now().UnixNano()
+	now := l.clock.Now()
 	for len(l.timers) > 0 && l.timers[0].when <= now {
 		hd := l.timers[0]
 		l.stopTimer(hd)
 		hd.h.Ready()
 	}
-	l.resetTimer(time.Now().UnixNano())
+	l.resetTimer(l.clock.Now())
 }
