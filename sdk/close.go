@@ -69,6 +69,10 @@ var (
 	ErrSlowConsumer = errors.New("sdk: write queue full (slow consumer)")
 	// ErrTooBig is returned by Send for a message larger than the limit.
 	ErrTooBig = errors.New("sdk: message too big")
+	// ErrMessageType is returned by Send, SendBuffer, Broadcast and
+	// BroadcastBuffer for a message type other than Text and Binary; nothing
+	// is sent and the connection stays open.
+	ErrMessageType = errors.New("sdk: invalid message type")
 	// ErrRuntimeClosed is returned when events are delivered to a closed Runtime.
 	ErrRuntimeClosed = errors.New("sdk: runtime closed")
 )

@@ -27,6 +27,9 @@ func (t MessageType) String() string {
 	return "invalid"
 }
 
+// valid reports whether t is a data message type: Text or Binary.
+func (t MessageType) valid() bool { return t == Text || t == Binary }
+
 // Message is one WebSocket message handed to OnMessage. Data is valid only
 // until the handler returns; copy it to keep it.
 type Message struct {
@@ -40,9 +43,10 @@ type Message struct {
 type ConnHost interface {
 	// Write queues one message for the peer in call order and takes
 	// ownership of b: the host releases it once written, or at once on
-	// error. It never blocks. It returns ErrClosed once the connection is
-	// closing, and ErrSlowConsumer when the write queue is full (the host
-	// then applies its slow-consumer policy).
+	// error. It never blocks. It returns ErrMessageType for a type other
+	// than Text and Binary, ErrClosed once the connection is closing, and
+	// ErrSlowConsumer when the write queue is full (the host then applies
+	// its slow-consumer policy).
 	Write(typ MessageType, b *bufpool.Buffer) error
 	// Close starts the close handshake with code and reason. Idempotent:
 	// only the first call's code is sent.
@@ -128,10 +132,14 @@ func (c *Conn) cancelContext() {
 
 // Send queues a copy of data as one message of type typ. It never blocks;
 // messages sent from one goroutine are written in call order. It returns
+// ErrMessageType for a type other than Text and Binary (nothing is sent),
 // ErrClosed after the connection began closing, and ErrSlowConsumer when the
 // write queue is full (the connection is then closed with
 // ClosePolicyViolation).
 func (c *Conn) Send(typ MessageType, data []byte) error {
+	if !typ.valid() {
+		return ErrMessageType
+	}
 	b := c.rt.bufs.Get(len(data))
 	copy(b.B, data)
 	return c.host.Write(typ, b)
@@ -151,6 +159,10 @@ func (c *Conn) SendBinary(data []byte) error { return c.Send(Binary, data) }
 // b, which must come from Buffers and hold exactly one reference: it is
 // released once written or on error. Do not touch b afterwards.
 func (c *Conn) SendBuffer(typ MessageType, b *bufpool.Buffer) error {
+	if !typ.valid() {
+		b.Release()
+		return ErrMessageType
+	}
 	return c.host.Write(typ, b)
 }
 

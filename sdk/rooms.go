@@ -48,7 +48,8 @@ type RoomHost interface {
 	// caller reach every member in that order, and the members of room on
 	// one node all see the room's messages in one order. The sender need not
 	// be a member. It never blocks on a slow member: each member's write
-	// queue applies its own overflow policy.
+	// queue applies its own overflow policy. It returns ErrMessageType for a
+	// type other than Text and Binary.
 	Broadcast(room string, typ MessageType, b *bufpool.Buffer, opts BroadcastOptions) error
 }
 
@@ -99,8 +100,12 @@ func (c *Conn) Leave(room string) error {
 // a member whose write queue is full is closed by its own slow-consumer
 // policy. Messages c broadcasts one after another reach each member in that
 // order. c need not be a member, and may broadcast from OnClose. The bytes
-// are encoded once and shared by every receiver.
+// are encoded once and shared by every receiver. It returns ErrMessageType
+// for a type other than Text and Binary and ErrInvalidRoom for a bad name.
 func (c *Conn) Broadcast(room string, typ MessageType, data []byte, opts BroadcastOptions) error {
+	if !typ.valid() {
+		return ErrMessageType
+	}
 	if !ValidRoomName(room) {
 		return ErrInvalidRoom
 	}
@@ -118,6 +123,10 @@ func (c *Conn) Broadcast(room string, typ MessageType, data []byte, opts Broadca
 // once every member's copy was written, or on error. Do not touch b
 // afterwards.
 func (c *Conn) BroadcastBuffer(room string, typ MessageType, b *bufpool.Buffer, opts BroadcastOptions) error {
+	if !typ.valid() {
+		b.Release()
+		return ErrMessageType
+	}
 	if !ValidRoomName(room) {
 		b.Release()
 		return ErrInvalidRoom

@@ -121,7 +121,7 @@ var _ sdk.ConnHost = (*conn)(nil)
 func (c *conn) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
 	if typ != sdk.Text && typ != sdk.Binary {
 		b.Release()
-		return sdk.ErrClosed
+		return sdk.ErrMessageType
 	}
 	n := int64(len(b.B))
 	c.mu.Lock()

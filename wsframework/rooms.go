@@ -19,8 +19,9 @@ var (
 	// connection ID that is not open on this Server.
 	ErrNoConn = errors.New("wsframework: no such connection")
 	// ErrMessageType is returned for a message type other than sdk.Text
-	// and sdk.Binary.
-	ErrMessageType = errors.New("wsframework: invalid message type")
+	// and sdk.Binary. It is sdk.ErrMessageType, which every send path
+	// (Conn.Send, Broadcast, SendTo) returns: test for either.
+	ErrMessageType = sdk.ErrMessageType
 )
 
 // RoomStats are the room counters of one Server (one node).
@@ -228,7 +229,7 @@ func (h *hub) remove(c *conn, name string) {
 func (h *hub) publish(msg RoomMessage) error {
 	if msg.Type != sdk.Text && msg.Type != sdk.Binary {
 		msg.Data.Release()
-		return ErrMessageType
+		return sdk.ErrMessageType
 	}
 	if !sdk.ValidRoomName(msg.Room) {
 		msg.Data.Release()
@@ -323,7 +324,7 @@ func (s *Server) SendTo(id uint64, typ sdk.MessageType, data []byte) error {
 		return ErrNoConn
 	}
 	if typ != sdk.Text && typ != sdk.Binary {
-		return ErrMessageType
+		return sdk.ErrMessageType
 	}
 	b := s.cfg.Buffers.Get(len(data))
 	copy(b.B, data)

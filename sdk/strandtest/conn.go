@@ -133,10 +133,12 @@ func (c *Conn) serverCloseLocked(code sdk.CloseCode, reason string) {
 // a *sdk.CloseError if the message itself closed the connection (invalid
 // UTF-8 in text: 1007; over Options.MaxMessageBytes: 1009), or an error if
 // the runtime is closed or the connection's queue stayed full for
-// Options.Timeout. It blocks while the connection's queue is full.
+// Options.Timeout. A type other than sdk.Text and sdk.Binary returns an
+// error wrapping sdk.ErrMessageType. It blocks while the connection's queue
+// is full.
 func (c *Conn) Send(typ sdk.MessageType, data []byte) error {
 	if typ != sdk.Text && typ != sdk.Binary {
-		return fmt.Errorf("strandtest: Send: invalid message type %d", typ)
+		return fmt.Errorf("strandtest: Send: message type %d: %w", typ, sdk.ErrMessageType)
 	}
 	var timer *time.Timer
 	for {
@@ -451,11 +453,12 @@ var (
 )
 
 // Write records one message, as a server queues it for the client, and
-// releases b.
+// releases b. Like the server it returns sdk.ErrMessageType for a type other
+// than sdk.Text and sdk.Binary.
 func (h *host) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
 	defer b.Release()
 	if typ != sdk.Text && typ != sdk.Binary {
-		return fmt.Errorf("strandtest: invalid message type %d: %w", typ, sdk.ErrClosed)
+		return sdk.ErrMessageType
 	}
 	c := h.c
 	c.mu.Lock()
@@ -535,7 +538,7 @@ func (h *host) Leave(room string) error {
 func (h *host) Broadcast(room string, typ sdk.MessageType, b *bufpool.Buffer, opts sdk.BroadcastOptions) error {
 	defer b.Release()
 	if typ != sdk.Text && typ != sdk.Binary {
-		return fmt.Errorf("strandtest: invalid message type %d: %w", typ, sdk.ErrClosed)
+		return sdk.ErrMessageType
 	}
 	k := h.c.kit
 	k.roomMu.Lock()

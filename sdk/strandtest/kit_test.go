@@ -811,3 +811,27 @@ func TestOwnBuffersAreNotChecked(t *testing.T) {
 	assert.Empty(t, errs)
 	leaked.Release()
 }
+
+// TestInvalidMessageType: a send of a type other than Text and Binary fails
+// with sdk.ErrMessageType on the plugin's side and on the test's, and the
+// connection stays open.
+func TestInvalidMessageType(t *testing.T) {
+	errs := make(chan error, 2)
+	entry := sdk.NewPlugin("p").Entry("e").WebSocket(sdk.WebSocketHandlers{
+		OnText: func(c *sdk.Conn, _ []byte) {
+			errs <- c.Send(sdk.MessageType(9), []byte("x"))
+			errs <- c.Broadcast("r", sdk.MessageType(0), []byte("x"), sdk.BroadcastOptions{})
+			_ = c.SendText("still open")
+		},
+	})
+	kit := strandtest.New(t, entry, strandtest.Options{})
+	c := kit.Open()
+	c.SendText("go")
+	c.ExpectText(t, "still open")
+	require.ErrorIs(t, <-errs, sdk.ErrMessageType)
+	require.ErrorIs(t, <-errs, sdk.ErrMessageType)
+	require.ErrorIs(t, c.Send(sdk.MessageType(9), []byte("x")), sdk.ErrMessageType)
+	c.ExpectNoMore(t)
+	_, _, closed := c.Closed()
+	require.False(t, closed)
+}
