@@ -65,9 +65,14 @@ var (
 	// closing or closed.
 	ErrClosed = errors.New("sdk: connection closed")
 	// ErrSlowConsumer is returned by Send when the connection's write queue
-	// was full; the connection is then closed with ClosePolicyViolation.
+	// was full: the message would fit an empty queue, but not behind what
+	// the peer has not taken yet. The connection is then closed with
+	// ClosePolicyViolation.
 	ErrSlowConsumer = errors.New("sdk: write queue full (slow consumer)")
-	// ErrTooBig is returned by Send for a message larger than the limit.
+	// ErrTooBig is returned by Send (and the other send methods) for a
+	// message larger than the host's write queue holds on its own (the
+	// server's Config.WriteQueueBytes): it could never be queued, so it is
+	// refused, nothing is sent, and the connection stays open.
 	ErrTooBig = errors.New("sdk: message too big")
 	// ErrMessageType is returned by Send, SendBuffer, Broadcast and
 	// BroadcastBuffer for a message type other than Text and Binary; nothing

@@ -44,9 +44,11 @@ type ConnHost interface {
 	// Write queues one message for the peer in call order and takes
 	// ownership of b: the host releases it once written, or at once on
 	// error. It never blocks. It returns ErrMessageType for a type other
-	// than Text and Binary, ErrClosed once the connection is closing, and
-	// ErrSlowConsumer when the write queue is full (the host then applies
-	// its slow-consumer policy).
+	// than Text and Binary, ErrTooBig for a message larger than the host's
+	// write queue holds on its own (the connection stays open), ErrClosed
+	// once the connection is closing, and ErrSlowConsumer when the message
+	// does not fit behind what is queued (the host then applies its
+	// slow-consumer policy).
 	Write(typ MessageType, b *bufpool.Buffer) error
 	// Close starts the close handshake with code and reason. Idempotent:
 	// only the first call's code is sent.
@@ -132,10 +134,12 @@ func (c *Conn) cancelContext() {
 
 // Send queues a copy of data as one message of type typ. It never blocks;
 // messages sent from one goroutine are written in call order. It returns
-// ErrMessageType for a type other than Text and Binary (nothing is sent),
-// ErrClosed after the connection began closing, and ErrSlowConsumer when the
-// write queue is full (the connection is then closed with
-// ClosePolicyViolation).
+// ErrMessageType for a type other than Text and Binary and ErrTooBig for a
+// message larger than the host's write queue holds on its own (nothing is
+// sent; the connection stays open), ErrClosed after the connection began
+// closing, and ErrSlowConsumer when the write queue is too full to take the
+// message: the peer is not reading, and the connection is then closed with
+// ClosePolicyViolation.
 func (c *Conn) Send(typ MessageType, data []byte) error {
 	if !typ.valid() {
 		return ErrMessageType

@@ -49,7 +49,9 @@ type RoomHost interface {
 	// one node all see the room's messages in one order. The sender need not
 	// be a member. It never blocks on a slow member: each member's write
 	// queue applies its own overflow policy. It returns ErrMessageType for a
-	// type other than Text and Binary.
+	// type other than Text and Binary, and ErrTooBig (nothing delivered)
+	// for a message larger than a member's write queue holds on its own; a
+	// member that cannot take one for that reason is skipped, not closed.
 	Broadcast(room string, typ MessageType, b *bufpool.Buffer, opts BroadcastOptions) error
 }
 
@@ -101,7 +103,9 @@ func (c *Conn) Leave(room string) error {
 // policy. Messages c broadcasts one after another reach each member in that
 // order. c need not be a member, and may broadcast from OnClose. The bytes
 // are encoded once and shared by every receiver. It returns ErrMessageType
-// for a type other than Text and Binary and ErrInvalidRoom for a bad name.
+// for a type other than Text and Binary, ErrInvalidRoom for a bad name and
+// ErrTooBig for a message larger than a write queue holds (see Send):
+// nothing is then delivered.
 func (c *Conn) Broadcast(room string, typ MessageType, data []byte, opts BroadcastOptions) error {
 	if !typ.valid() {
 		return ErrMessageType

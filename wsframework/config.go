@@ -78,14 +78,25 @@ type Config struct {
 	// Zero means DefaultMaxMessageBytes (1 MiB).
 	MaxMessageBytes int64
 	// WriteQueueMessages and WriteQueueBytes bound a connection's write
-	// queue (data messages and pong replies). A Send that would exceed
-	// either closes the connection with 1008 (slow consumer), and so does a
-	// write blocked for WriteTimeout. While the queue is over half of either
-	// bound the connection's reader pauses, so a client that sends faster
-	// than it reads its answers is slowed by TCP backpressure, not closed.
-	// Zero means DefaultWriteQueueMessages (4096) and DefaultWriteQueueBytes
-	// (16 MiB), sized so that a client that keeps reading is never treated
-	// as slow.
+	// queue: the data messages (and pong replies) queued and not yet taken
+	// by its writer, which takes everything queued at once. A send (a
+	// plugin's Send, SendTo, a room delivery) is treated by size:
+	//
+	//   - a message larger than WriteQueueBytes on its own is refused with
+	//     sdk.ErrTooBig and the connection stays open (a broadcast that
+	//     large is refused before it is published);
+	//   - one that fits on its own but would take the queue over either
+	//     bound closes the connection with 1008 (slow consumer): its queue
+	//     is dropped and the send returns sdk.ErrSlowConsumer. So does a
+	//     write blocked for WriteTimeout. A message close to
+	//     WriteQueueBytes therefore closes a connection with anything
+	//     queued: keep messages well under it.
+	//
+	// While the queue is over half of either bound the connection's reader
+	// pauses, so a client that sends faster than it reads its answers is
+	// slowed by TCP backpressure, not closed. Zero means
+	// DefaultWriteQueueMessages (4096) and DefaultWriteQueueBytes (16 MiB),
+	// sized so that a client that keeps reading is never treated as slow.
 	WriteQueueMessages int
 	WriteQueueBytes    int64
 	// MaxPendingBytes bounds a connection's inbound bytes handed to the

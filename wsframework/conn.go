@@ -118,12 +118,24 @@ func newConn(s *Server, id uint64, nc net.Conn, br *bufio.Reader, rt *sdk.Runtim
 var _ sdk.ConnHost = (*conn)(nil)
 
 // Write implements sdk.ConnHost: queue one data message, never blocking.
+//
+// A message larger than WriteQueueBytes on its own is refused with
+// sdk.ErrTooBig and the connection stays open: no queue could ever hold
+// it, however fast the peer reads, so it says nothing about the peer. One
+// that fits on its own but not behind what is queued (or one more than
+// WriteQueueMessages) means the peer is not taking what it is sent: the
+// connection is closed with 1008 (slow consumer) and the queue dropped.
 func (c *conn) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
 	if typ != sdk.Text && typ != sdk.Binary {
 		b.Release()
 		return sdk.ErrMessageType
 	}
 	n := int64(len(b.B))
+	if n > c.srv.cfg.WriteQueueBytes {
+		b.Release()
+		c.srv.stats.sendsTooBig.Add(1)
+		return sdk.ErrTooBig
+	}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()

@@ -30,7 +30,7 @@ type RoomStats struct {
 	Members   int64  // memberships on this node (a connection in two rooms counts twice)
 	Published uint64 // messages published to rooms from this node
 	Delivered uint64 // messages queued to members on this node
-	Dropped   uint64 // deliveries refused because the member was closing or its queue was full
+	Dropped   uint64 // deliveries refused: the member was closing, its queue was full, or the message was too big for it
 }
 
 // subLockCount is the number of subscription locks, picked by a hash of the
@@ -235,6 +235,14 @@ func (h *hub) publish(msg RoomMessage) error {
 		msg.Data.Release()
 		return sdk.ErrInvalidRoom
 	}
+	if int64(len(msg.Data.B)) > h.srv.cfg.WriteQueueBytes {
+		// No member on this node could take it (conn.Write): refuse it
+		// here, where the sender hears of it, rather than drop it at every
+		// member.
+		msg.Data.Release()
+		h.srv.stats.sendsTooBig.Add(1)
+		return sdk.ErrTooBig
+	}
 	h.published.Add(1)
 	return h.adapter.Publish(msg)
 }
@@ -245,7 +253,9 @@ var _ AdapterHandler = (*hub)(nil)
 // copied, on every local member's write queue (one reference each), under
 // the room's lock so that every member sees the room's messages in one
 // order. Queuing never blocks: a member whose queue is full is closed by its
-// own slow-consumer policy, which releases what it had queued.
+// own slow-consumer policy, which releases what it had queued. A message
+// larger than WriteQueueBytes (published by a node with a larger bound) is
+// skipped by every member, which stays open, and counted in Dropped.
 func (h *hub) Deliver(msg RoomMessage) {
 	r, ok := h.rooms.Load(msg.Room)
 	if !ok {
@@ -299,7 +309,10 @@ func (c *conn) Broadcast(room string, typ sdk.MessageType, b *bufpool.Buffer, op
 // of room, on every node of the adapter. It never blocks on a member (a
 // member whose write queue is full is closed with 1008); broadcasts made one
 // after another reach each member in that order. It may be called from any
-// goroutine, such as an HTTP handler or a timer.
+// goroutine, such as an HTTP handler or a timer. It returns
+// sdk.ErrMessageType for a type other than sdk.Text and sdk.Binary,
+// sdk.ErrInvalidRoom for a bad room name, and sdk.ErrTooBig for data larger
+// than Config.WriteQueueBytes (nothing is published).
 func (s *Server) Broadcast(room string, typ sdk.MessageType, data []byte) error {
 	b := s.cfg.Buffers.Get(len(data))
 	copy(b.B, data)
@@ -315,7 +328,9 @@ func (s *Server) BroadcastBuffer(room string, typ sdk.MessageType, b *bufpool.Bu
 
 // SendTo queues a copy of data as one message to the connection with ID id
 // on this Server. It never blocks; it returns ErrNoConn when no such
-// connection is open, sdk.ErrClosed when it is closing and
+// connection is open, sdk.ErrMessageType for a type other than sdk.Text and
+// sdk.Binary, sdk.ErrTooBig for data larger than Config.WriteQueueBytes (the
+// connection stays open), sdk.ErrClosed when it is closing and
 // sdk.ErrSlowConsumer when its write queue was full (it is then closed with
 // 1008).
 func (s *Server) SendTo(id uint64, typ sdk.MessageType, data []byte) error {

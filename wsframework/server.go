@@ -81,6 +81,7 @@ type serverCounters struct {
 	messagesIn     atomic.Uint64
 	messagesOut    atomic.Uint64
 	dropped        atomic.Uint64 // queued outgoing messages dropped on close
+	sendsTooBig    atomic.Uint64 // outgoing messages refused with sdk.ErrTooBig
 	phaseTimeouts  atomic.Uint64
 	phasePanics    atomic.Uint64
 	phaseRejected  atomic.Uint64
@@ -103,6 +104,7 @@ type Stats struct {
 	MessagesIn     uint64            // messages read from clients
 	MessagesOut    uint64            // data messages written to clients
 	Dropped        uint64            // queued outgoing messages released unsent because their connection closed
+	SendsTooBig    uint64            // outgoing messages refused with sdk.ErrTooBig, over WriteQueueBytes alone (see Config)
 	Closes         map[string]uint64 // connections closed, by CloseReason name
 
 	PhaseTimeouts uint64 // phase handlers that did not decide within PhaseTimeout
@@ -346,6 +348,7 @@ func (s *Server) Stats() Stats {
 		MessagesIn:     c.messagesIn.Load(),
 		MessagesOut:    c.messagesOut.Load(),
 		Dropped:        c.dropped.Load(),
+		SendsTooBig:    c.sendsTooBig.Load(),
 		Closes:         c.closes.snapshot(),
 		PhaseTimeouts:  c.phaseTimeouts.Load(),
 		PhasePanics:    c.phasePanics.Load(),

@@ -42,6 +42,7 @@ type Conn struct {
 	submitted    uint64      // events submitted (Sync barriers excluded)
 	frames       []Frame
 	read         int           // frames[:read] were read by NextSent/Expect
+	unreadBytes  int64         // the bytes of frames[read:]
 	changed      chan struct{} // closed and replaced when frames or closing change
 }
 
@@ -354,6 +355,7 @@ func (c *Conn) NextSent(ctx context.Context) (Frame, error) {
 		if c.read < len(c.frames) {
 			f := c.frames[c.read]
 			c.read++
+			c.unreadBytes -= int64(len(f.Data))
 			c.mu.Unlock()
 			return f, nil
 		}
@@ -467,12 +469,19 @@ func (h *host) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
 }
 
 // deliverLocked appends one outgoing message, applying the closing state and
-// the write-queue limit.
+// the write-queue limits in the server's order: too big on its own, closing,
+// then full.
 func (c *Conn) deliverLocked(typ sdk.MessageType, data []byte) error {
+	n := int64(len(data))
+	maxBytes := c.kit.opts.WriteQueueBytes
+	if maxBytes > 0 && n > maxBytes {
+		return sdk.ErrTooBig
+	}
 	if c.closing {
 		return sdk.ErrClosed
 	}
-	if lim := c.kit.opts.WriteQueueLimit; lim > 0 && len(c.frames)-c.read >= lim {
+	if lim := c.kit.opts.WriteQueueLimit; lim > 0 && len(c.frames)-c.read >= lim ||
+		maxBytes > 0 && c.unreadBytes+n > maxBytes {
 		c.serverCloseLocked(sdk.ClosePolicyViolation, "slow consumer")
 		return sdk.ErrSlowConsumer
 	}
@@ -480,6 +489,7 @@ func (c *Conn) deliverLocked(typ sdk.MessageType, data []byte) error {
 		c.badText.Add(1)
 	}
 	c.frames = append(c.frames, Frame{Type: typ, Data: string(data)})
+	c.unreadBytes += n
 	c.notifyLocked()
 	return nil
 }
@@ -533,12 +543,16 @@ func (h *host) Leave(room string) error {
 
 // Broadcast delivers a copy of b to every member of room that is not
 // closing, under the room lock, so all members see a room's messages in one
-// order; a member over its write-queue limit is closed with 1008. It
-// releases b.
+// order; a member over its write-queue limit is closed with 1008. A message
+// over Options.WriteQueueBytes is refused with sdk.ErrTooBig, as the server
+// refuses it before publishing. It releases b.
 func (h *host) Broadcast(room string, typ sdk.MessageType, b *bufpool.Buffer, opts sdk.BroadcastOptions) error {
 	defer b.Release()
 	if typ != sdk.Text && typ != sdk.Binary {
 		return sdk.ErrMessageType
+	}
+	if lim := h.c.kit.opts.WriteQueueBytes; lim > 0 && int64(len(b.B)) > lim {
+		return sdk.ErrTooBig
 	}
 	k := h.c.kit
 	k.roomMu.Lock()

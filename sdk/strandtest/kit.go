@@ -56,6 +56,14 @@ type Options struct {
 	// would drop the unread messages; the kit keeps them in Sent). Zero
 	// means no limit.
 	WriteQueueLimit int
+	// WriteQueueBytes bounds the bytes of those unread messages, as the
+	// server's Config.WriteQueueBytes does: a message larger than it on its
+	// own is refused with sdk.ErrTooBig and the connection stays open; one
+	// that fits on its own but not behind the unread bytes returns
+	// sdk.ErrSlowConsumer and closes the connection with 1008. A broadcast
+	// larger than it is refused with sdk.ErrTooBig before reaching any
+	// member. Zero means no limit.
+	WriteQueueBytes int64
 	// MaxMessageBytes is the largest message the client may send; a bigger
 	// one closes the connection with 1009 instead of reaching the plugin.
 	// Zero means no limit.

@@ -835,3 +835,40 @@ func TestInvalidMessageType(t *testing.T) {
 	_, _, closed := c.Closed()
 	require.False(t, closed)
 }
+
+// TestWriteQueueBytes: a message larger than Options.WriteQueueBytes on its
+// own is refused with sdk.ErrTooBig and the connection stays open (a
+// broadcast too); one that fits on its own but not behind the unread bytes
+// is a slow consumer (1008). Reading makes room.
+func TestWriteQueueBytes(t *testing.T) {
+	errs := make(chan error, 1)
+	entry := sdk.NewPlugin("p").Entry("e").WebSocket(sdk.WebSocketHandlers{
+		OnText: func(c *sdk.Conn, b []byte) {
+			s := string(b)
+			if n, ok := strings.CutPrefix(s, "bcast "); ok {
+				_ = c.Join("r")
+				errs <- c.Broadcast("r", sdk.Binary, bytes.Repeat([]byte("r"), len(n)), sdk.BroadcastOptions{})
+				return
+			}
+			errs <- c.SendBinary(bytes.Repeat([]byte("x"), len(s)))
+		},
+	})
+	kit := strandtest.New(t, entry, strandtest.Options{WriteQueueBytes: 10})
+	c := kit.Open()
+	send := func(s string) error {
+		c.SendText(s)
+		c.Wait()
+		return <-errs
+	}
+	require.ErrorIs(t, send("11 bytes..."), sdk.ErrTooBig)
+	require.ErrorIs(t, send("bcast 11 bytes..."), sdk.ErrTooBig)
+	_, _, closed := c.Closed()
+	require.False(t, closed, "too big on its own closes nothing")
+	require.NoError(t, send("6 byte"))
+	require.NoError(t, send("4 by"))
+	c.ExpectBinary(t, []byte("xxxxxx")) // 4 bytes unread: 6 fit again
+	require.NoError(t, send("bcast 6 byte"))
+	require.ErrorIs(t, send("1"), sdk.ErrSlowConsumer)
+	c.ExpectClosed(t, sdk.ClosePolicyViolation)
+	require.Len(t, c.Sent(), 3)
+}
