@@ -20,7 +20,7 @@ const (
 	ClosePolicyViolation CloseCode = 1008 // policy: slow consumer, rate limit, origin
 	CloseMessageTooBig   CloseCode = 1009 // message over the configured limit
 	CloseMandatoryExt    CloseCode = 1010 // client expected an extension
-	CloseInternalError   CloseCode = 1011 // handler panic or server error
+	CloseInternalError   CloseCode = 1011 // handler panic or server error (a plugin may send it too)
 	CloseServiceRestart  CloseCode = 1012
 	CloseTryAgainLater   CloseCode = 1013
 	CloseBadGateway      CloseCode = 1014

@@ -50,9 +50,17 @@ type ConnHost interface {
 	// does not fit behind what is queued (the host then applies its
 	// slow-consumer policy).
 	Write(typ MessageType, b *bufpool.Buffer) error
-	// Close starts the close handshake with code and reason. Idempotent:
-	// only the first call's code is sent.
+	// Close starts the close handshake with code and reason, because the
+	// plugin asked to (Conn.Close): a host reports it as the plugin's own
+	// close, whatever the code, 1011 included. Idempotent: only the first
+	// call's code (of Close or ClosePanic) is sent.
 	Close(code CloseCode, reason string) error
+	// ClosePanic starts the close handshake with CloseInternalError and
+	// reason because a handler panicked. Only the runtime calls it (a
+	// plugin's Conn has no such method), so a host can tell a panic from a
+	// plugin's own Close(CloseInternalError, ...) when it counts closes.
+	// Idempotent, with Close.
+	ClosePanic(reason string) error
 }
 
 // ConnInfo describes a connection the host opens on a Runtime.

@@ -17,6 +17,7 @@ type plainHost struct{}
 
 func (plainHost) Write(_ sdk.MessageType, b *bufpool.Buffer) error { b.Release(); return nil }
 func (plainHost) Close(sdk.CloseCode, string) error                { return nil }
+func (plainHost) ClosePanic(string) error                          { return nil }
 
 // roomHost records the room calls it gets.
 type roomHost struct {

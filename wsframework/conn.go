@@ -159,17 +159,20 @@ func (c *conn) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
 	return nil
 }
 
-// Close implements sdk.ConnHost.
+// Close implements sdk.ConnHost: the plugin's own close, ReasonLocal
+// whatever its code (a panic comes through ClosePanic).
 func (c *conn) Close(code sdk.CloseCode, reason string) error {
 	if !code.ValidOnWire() {
 		code = sdk.CloseNormal
 	}
-	reason = truncateReason(reason)
-	why := ReasonLocal
-	if code == sdk.CloseInternalError {
-		why = ReasonPanic // the runtime closes a panicking handler's connection with 1011
-	}
-	c.closeWith(why, code, reason) // a second close is a no-op
+	c.closeWith(ReasonLocal, code, truncateReason(reason)) // a second close is a no-op
+	return nil
+}
+
+// ClosePanic implements sdk.ConnHost: the runtime closes a panicking
+// handler's connection with 1011, counted as ReasonPanic.
+func (c *conn) ClosePanic(reason string) error {
+	c.closeWith(ReasonPanic, sdk.CloseInternalError, truncateReason(reason)) // a second close is a no-op
 	return nil
 }
 

@@ -507,6 +507,12 @@ func (h *host) Close(code sdk.CloseCode, reason string) error {
 	return nil
 }
 
+// ClosePanic starts the server's close after a handler panic: 1011, as
+// the real host does.
+func (h *host) ClosePanic(reason string) error {
+	return h.Close(sdk.CloseInternalError, reason)
+}
+
 // Join adds the connection to room.
 func (h *host) Join(room string) error {
 	k := h.c.kit

@@ -122,3 +122,28 @@ func TestBroadcastTooBig(t *testing.T) {
 	st := pool.Stats()
 	require.Equal(t, st.Gets-st.Oversize, st.Releases, "every buffer went back to the pool")
 }
+
+// TestCloseReasonOfPluginCloseAndPanic: Close is the plugin's own close,
+// ReasonLocal whatever the code (1011 included); ClosePanic, which only the
+// runtime calls, is ReasonPanic. Both send 1011, and the first close wins.
+func TestCloseReasonOfPluginCloseAndPanic(t *testing.T) {
+	s := newRoomServer(t, Config{})
+	own := memberConn(t, s, newMemConn())
+	require.NoError(t, own.Close(sdk.CloseInternalError, "plugin's choice"))
+	require.NoError(t, own.ClosePanic("internal error"), "a second close is a no-op")
+	panicked := memberConn(t, s, newMemConn())
+	require.NoError(t, panicked.ClosePanic("internal error"))
+	require.NoError(t, panicked.Close(sdk.CloseNormal, ""), "a second close is a no-op")
+	for _, tc := range []struct {
+		c      *conn
+		reason CloseReason
+		text   string
+	}{{own, ReasonLocal, "plugin's choice"}, {panicked, ReasonPanic, "internal error"}} {
+		tc.c.mu.Lock()
+		reason, code, text := tc.c.reason, tc.c.localCode, tc.c.localText
+		tc.c.mu.Unlock()
+		require.Equal(t, tc.reason, reason)
+		require.Equal(t, sdk.CloseInternalError, code)
+		require.Equal(t, tc.text, text)
+	}
+}

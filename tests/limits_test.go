@@ -21,6 +21,8 @@ import (
 //	send N      SendBinary of N bytes of 'b'
 //	bcast N     join "r", then Broadcast N bytes of 'r' to it
 //	badtype     Send with message type 9
+//	close N     Close(N, "own")
+//	panic       panic (nothing is reported)
 //
 // Any other message is echoed (its error is not reported).
 type limits struct {
@@ -46,6 +48,10 @@ func newLimits() *limits {
 				l.results <- c.Broadcast("r", sdk.Binary, bytes.Repeat([]byte("r"), n), sdk.BroadcastOptions{})
 			case "badtype":
 				l.results <- c.Send(sdk.MessageType(9), []byte("x"))
+			case "close":
+				l.results <- c.Close(sdk.CloseCode(n), "own")
+			case "panic":
+				panic("limits: asked to panic")
 			default:
 				_ = c.SendText(string(b))
 			}
@@ -115,4 +121,28 @@ func TestSendTooBigKeepsConnection(t *testing.T) {
 	require.Empty(t, st.Closes, "nothing was closed")
 	c.closeHandshake(t, ws.StatusNormalClosure, "")
 	l.waitClose(t, sdk.CloseNormal)
+}
+
+// TestCloseReasonPluginVersusPanic: a plugin's own Close(1011) is counted
+// as a local close, and only a handler panic as a panic; both send 1011.
+func TestCloseReasonPluginVersusPanic(t *testing.T) {
+	l := newLimits()
+	h := startServer(t, wsframework.Config{}, map[string]*sdk.Entry{"/ws": l.entry})
+
+	own := h.dial(t, "/ws")
+	require.NoError(t, own.send(ws.OpText, []byte("close 1011")))
+	require.NoError(t, l.result(t))
+	require.Equal(t, "own", own.expectClose(t, ws.StatusInternalServerError))
+	require.NoError(t, own.send(ws.OpClose, ws.NewCloseFrameBody(ws.StatusInternalServerError, "")))
+	own.expectEOF(t)
+	l.waitClose(t, sdk.CloseInternalError)
+	require.Equal(t, map[string]uint64{"local": 1}, h.srv.Stats().Closes)
+
+	p := h.dial(t, "/ws")
+	require.NoError(t, p.send(ws.OpText, []byte("panic")))
+	require.Equal(t, "internal error", p.expectClose(t, ws.StatusInternalServerError))
+	require.NoError(t, p.send(ws.OpClose, ws.NewCloseFrameBody(ws.StatusInternalServerError, "")))
+	p.expectEOF(t)
+	l.waitClose(t, sdk.CloseInternalError)
+	require.Equal(t, map[string]uint64{"local": 1, "panic": 1}, h.srv.Stats().Closes)
 }
