@@ -21,6 +21,7 @@ import (
 //	send N      SendBinary of N bytes of 'b'
 //	bcast N     join "r", then Broadcast N bytes of 'r' to it
 //	badtype     Send with message type 9
+//	join N      Join "room-0" ... "room-(N-1)", stopping at the first error
 //	close N     Close(N, "own")
 //	panic       panic (nothing is reported)
 //
@@ -48,6 +49,14 @@ func newLimits() *limits {
 				l.results <- c.Broadcast("r", sdk.Binary, bytes.Repeat([]byte("r"), n), sdk.BroadcastOptions{})
 			case "badtype":
 				l.results <- c.Send(sdk.MessageType(9), []byte("x"))
+			case "join":
+				for i := range n {
+					if err := c.Join(fmt.Sprint("room-", i)); err != nil {
+						l.results <- fmt.Errorf("join room-%d: %w", i, err)
+						return
+					}
+				}
+				l.results <- nil
 			case "close":
 				l.results <- c.Close(sdk.CloseCode(n), "own")
 			case "panic":
@@ -145,4 +154,28 @@ func TestCloseReasonPluginVersusPanic(t *testing.T) {
 	p.expectEOF(t)
 	l.waitClose(t, sdk.CloseInternalError)
 	require.Equal(t, map[string]uint64{"local": 1, "panic": 1}, h.srv.Stats().Closes)
+}
+
+// TestMaxRoomsPerConnEndToEnd: with the default Config, a connection joins
+// sdk.DefaultMaxRoomsPerConn rooms; re-joining them is not refused, one
+// more is refused with sdk.ErrTooManyRooms, and the connection stays open
+// and in its rooms.
+func TestMaxRoomsPerConnEndToEnd(t *testing.T) {
+	l := newLimits()
+	h := startServer(t, wsframework.Config{}, map[string]*sdk.Entry{"/ws": l.entry})
+	c := h.dial(t, "/ws")
+	require.NoError(t, c.send(ws.OpText, fmt.Appendf(nil, "join %d", sdk.DefaultMaxRoomsPerConn)))
+	require.NoError(t, l.result(t))
+	require.NoError(t, c.send(ws.OpText, fmt.Appendf(nil, "join %d", sdk.DefaultMaxRoomsPerConn)))
+	require.NoError(t, l.result(t), "re-joining counts once")
+	require.NoError(t, c.send(ws.OpText, fmt.Appendf(nil, "join %d", sdk.DefaultMaxRoomsPerConn+1)))
+	err := l.result(t)
+	require.ErrorIs(t, err, sdk.ErrTooManyRooms)
+	require.ErrorContains(t, err, fmt.Sprintf("room-%d", sdk.DefaultMaxRoomsPerConn))
+	c.echo(t, ws.OpText, []byte("still open"))
+	require.Len(t, h.srv.Rooms(), sdk.DefaultMaxRoomsPerConn)
+	require.Equal(t, uint64(1), h.srv.RoomStats().TooManyRooms)
+	c.closeHandshake(t, ws.StatusNormalClosure, "")
+	l.waitClose(t, sdk.CloseNormal)
+	require.Empty(t, h.srv.Rooms())
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/strandws/strand/dispatcher"
+	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/sdk/bufpool"
 )
 
@@ -141,6 +142,15 @@ type Config struct {
 	// MaxConnsPerIP caps open WebSocket connections per client IP (429
 	// beyond). Zero means no cap.
 	MaxConnsPerIP int
+	// MaxRoomsPerConn caps the rooms one connection is a member of at
+	// once, so that a client cannot make its plugin hold memberships (and
+	// adapter subscriptions) without bound. A join beyond it (Conn.Join,
+	// Server.JoinRoom) returns sdk.ErrTooManyRooms; the connection stays
+	// open and in its rooms. Joining a room it is already in does not count
+	// twice. Zero means sdk.DefaultMaxRoomsPerConn (64); negative is an
+	// error, like every negative limit (set a large value for no practical
+	// cap).
+	MaxRoomsPerConn int
 	// PhaseTimeout bounds one HTTP phase handler: a handler that has not
 	// decided (Next/End/Upgrade) by then fails its plugin's failure mode.
 	// Each host call the handler makes restarts it. Zero means
@@ -185,7 +195,7 @@ type Config struct {
 
 func (c Config) withDefaults() (Config, error) {
 	if c.MaxMessageBytes < 0 || c.WriteQueueMessages < 0 || c.WriteQueueBytes < 0 ||
-		c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.HandshakeTimeout < 0 ||
+		c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.MaxRoomsPerConn < 0 || c.HandshakeTimeout < 0 ||
 		c.WriteTimeout < 0 || c.ReadTimeout < 0 || c.CloseTimeout < 0 ||
 		c.PhaseTimeout < 0 || c.MaxRequestBodyBytes < 0 || c.MaxBodyFilterBytes < 0 {
 		return c, errors.New("wsframework: negative limit in Config")
@@ -206,6 +216,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.WriteQueueBytes == 0 {
 		c.WriteQueueBytes = DefaultWriteQueueBytes
+	}
+	if c.MaxRoomsPerConn == 0 {
+		c.MaxRoomsPerConn = sdk.DefaultMaxRoomsPerConn
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout

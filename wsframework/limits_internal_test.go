@@ -2,6 +2,8 @@ package wsframework
 
 import (
 	"bytes"
+	"fmt"
+	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -146,4 +148,43 @@ func TestCloseReasonOfPluginCloseAndPanic(t *testing.T) {
 		require.Equal(t, sdk.CloseInternalError, code)
 		require.Equal(t, tc.text, text)
 	}
+}
+
+// TestMaxRoomsPerConn: a connection joins up to MaxRoomsPerConn rooms;
+// beyond, Join and Server.JoinRoom return sdk.ErrTooManyRooms and the
+// connection keeps its rooms. Re-joining does not count; leaving makes
+// room. Zero means the default; negative is refused by New.
+func TestMaxRoomsPerConn(t *testing.T) {
+	s := newRoomServer(t, Config{MaxRoomsPerConn: 3})
+	c := memberConn(t, s, newMemConn())
+	other := memberConn(t, s, newMemConn())
+	for _, r := range []string{"a", "b", "c", "a", "c"} {
+		require.NoError(t, c.Join(r), "join %s", r)
+	}
+	require.ErrorIs(t, c.Join("d"), sdk.ErrTooManyRooms)
+	require.ErrorIs(t, s.JoinRoom(c.id, "d"), sdk.ErrTooManyRooms)
+	require.NoError(t, other.Join("d"), "the cap is per connection")
+	require.Equal(t, []uint64{other.id}, s.RoomMembers("d"))
+	require.NoError(t, c.Join("b"), "a room it is in is not refused")
+	closing, _ := closeState(c)
+	require.False(t, closing)
+	require.NoError(t, c.Leave("b"))
+	require.NoError(t, c.Join("d"))
+	require.ErrorIs(t, c.Join("b"), sdk.ErrTooManyRooms)
+	require.Equal(t, []string{"a", "c", "d"}, s.Rooms())
+	st := s.RoomStats()
+	require.Equal(t, uint64(3), st.TooManyRooms)
+	require.Equal(t, int64(4), st.Members)
+
+	def := newRoomServer(t, Config{})
+	require.Equal(t, sdk.DefaultMaxRoomsPerConn, def.cfg.MaxRoomsPerConn)
+	dc := memberConn(t, def, newMemConn())
+	for i := range sdk.DefaultMaxRoomsPerConn {
+		require.NoError(t, dc.Join(fmt.Sprint("room-", i)))
+	}
+	require.NoError(t, dc.Join("room-0"))
+	require.ErrorIs(t, dc.Join("one-too-many"), sdk.ErrTooManyRooms)
+
+	_, err := New(Config{MaxRoomsPerConn: -1, Logger: slog.New(slog.DiscardHandler)})
+	require.Error(t, err)
 }

@@ -31,6 +31,9 @@ type RoomStats struct {
 	Published uint64 // messages published to rooms from this node
 	Delivered uint64 // messages queued to members on this node
 	Dropped   uint64 // deliveries refused: the member was closing, its queue was full, or the message was too big for it
+	// TooManyRooms counts joins refused with sdk.ErrTooManyRooms
+	// (Config.MaxRoomsPerConn).
+	TooManyRooms uint64
 }
 
 // subLockCount is the number of subscription locks, picked by a hash of the
@@ -55,10 +58,11 @@ type hub struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	members   atomic.Int64
-	published atomic.Uint64
-	delivered atomic.Uint64
-	dropped   atomic.Uint64
+	members      atomic.Int64
+	published    atomic.Uint64
+	delivered    atomic.Uint64
+	dropped      atomic.Uint64
+	tooManyRooms atomic.Uint64
 }
 
 // room is one room's local members.
@@ -106,7 +110,8 @@ func (c *conn) roomSet() *connRooms {
 	return c.rooms.Load()
 }
 
-// join makes c a member of name.
+// join makes c a member of name, unless c is in MaxRoomsPerConn rooms
+// already.
 func (h *hub) join(c *conn, name string) error {
 	if !sdk.ValidRoomName(name) {
 		return sdk.ErrInvalidRoom
@@ -119,6 +124,10 @@ func (h *hub) join(c *conn, name string) error {
 	}
 	if _, ok := cr.names[name]; ok {
 		return nil
+	}
+	if len(cr.names) >= h.srv.cfg.MaxRoomsPerConn {
+		h.tooManyRooms.Add(1)
+		return sdk.ErrTooManyRooms
 	}
 	if err := h.add(c, name); err != nil {
 		return err
@@ -347,7 +356,7 @@ func (s *Server) SendTo(id uint64, typ sdk.MessageType, data []byte) error {
 }
 
 // JoinRoom makes the connection with ID id (on this Server) a member of
-// room, as its handler's Conn.Join would.
+// room, as its handler's Conn.Join would (Config.MaxRoomsPerConn applies).
 func (s *Server) JoinRoom(id uint64, room string) error {
 	c, ok := s.conns.Load(id)
 	if !ok {
@@ -408,10 +417,11 @@ func (s *Server) Rooms() []string {
 func (s *Server) RoomStats() RoomStats {
 	h := s.rooms
 	return RoomStats{
-		Rooms:     h.rooms.Size(),
-		Members:   h.members.Load(),
-		Published: h.published.Load(),
-		Delivered: h.delivered.Load(),
-		Dropped:   h.dropped.Load(),
+		Rooms:        h.rooms.Size(),
+		Members:      h.members.Load(),
+		Published:    h.published.Load(),
+		Delivered:    h.delivered.Load(),
+		Dropped:      h.dropped.Load(),
+		TooManyRooms: h.tooManyRooms.Load(),
 	}
 }

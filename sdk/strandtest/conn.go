@@ -29,6 +29,7 @@ type Conn struct {
 
 	doneOnce sync.Once
 	badText  atomic.Int64 // text messages the plugin sent with invalid UTF-8
+	nrooms   int          // rooms it is a member of; guarded by kit.roomMu
 
 	// mu guards the fields below. It is never held while a handler runs or
 	// while waiting: event submissions under it do not block.
@@ -513,13 +514,21 @@ func (h *host) ClosePanic(reason string) error {
 	return h.Close(sdk.CloseInternalError, reason)
 }
 
-// Join adds the connection to room.
+// Join adds the connection to room, unless it is in Options.MaxRoomsPerConn
+// rooms already (sdk.ErrTooManyRooms, as the server). Re-joining a room
+// does not count twice.
 func (h *host) Join(room string) error {
 	k := h.c.kit
 	k.roomMu.Lock()
 	defer k.roomMu.Unlock()
 	if h.c.isClosing() {
 		return sdk.ErrClosed
+	}
+	if _, ok := k.rooms[room][h.c]; ok {
+		return nil
+	}
+	if h.c.nrooms >= k.opts.MaxRoomsPerConn {
+		return sdk.ErrTooManyRooms
 	}
 	if k.rooms == nil {
 		k.rooms = make(map[string]map[*Conn]struct{})
@@ -530,6 +539,7 @@ func (h *host) Join(room string) error {
 		k.rooms[room] = m
 	}
 	m[h.c] = struct{}{}
+	h.c.nrooms++
 	return nil
 }
 
@@ -538,9 +548,10 @@ func (h *host) Leave(room string) error {
 	k := h.c.kit
 	k.roomMu.Lock()
 	defer k.roomMu.Unlock()
-	if m := k.rooms[room]; m != nil {
-		delete(m, h.c)
-		if len(m) == 0 {
+	if _, ok := k.rooms[room][h.c]; ok {
+		delete(k.rooms[room], h.c)
+		h.c.nrooms--
+		if len(k.rooms[room]) == 0 {
 			delete(k.rooms, room)
 		}
 	}
@@ -570,6 +581,7 @@ func (h *host) Broadcast(room string, typ sdk.MessageType, b *bufpool.Buffer, op
 		m.mu.Lock()
 		if m.closing {
 			delete(k.rooms[room], m) // membership ends with the connection
+			m.nrooms--
 		} else {
 			_ = m.deliverLocked(typ, b.B) // a slow member is closed by its own policy
 		}

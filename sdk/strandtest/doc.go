@@ -25,7 +25,8 @@
 // 1011; a text message with invalid UTF-8 closes with 1007 and one over
 // [Options.MaxMessageBytes] with 1009; data the client sends after the
 // server began closing is discarded; rooms ([sdk.RoomHost]) work between
-// the kit's connections. Buffers handed to handlers are poisoned when
+// the kit's connections, capped per connection as on the server
+// ([Options.MaxRoomsPerConn], [sdk.ErrTooManyRooms]). Buffers handed to handlers are poisoned when
 // released (unless [Options.NoPoison]), so a handler that keeps msg.Data
 // sees 0xDB bytes, and [Kit.Close] fails the test if a pooled buffer was
 // never released.

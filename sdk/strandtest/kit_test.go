@@ -872,3 +872,52 @@ func TestWriteQueueBytes(t *testing.T) {
 	c.ExpectClosed(t, sdk.ClosePolicyViolation)
 	require.Len(t, c.Sent(), 3)
 }
+
+// TestMaxRoomsPerConn: the kit caps each connection's rooms as the server
+// does, at sdk.DefaultMaxRoomsPerConn unless configured: a Join beyond it
+// returns sdk.ErrTooManyRooms and the connection keeps its rooms;
+// re-joining does not count and leaving makes room.
+func TestMaxRoomsPerConn(t *testing.T) {
+	join := func(c *strandtest.Conn, room string) error { return c.PluginConn().Join(room) }
+	entry := sdk.NewPlugin("p").Entry("e").WebSocket(sdk.WebSocketHandlers{})
+
+	t.Run("default", func(t *testing.T) {
+		kit := strandtest.New(t, entry, strandtest.Options{})
+		c := kit.Open()
+		for i := range sdk.DefaultMaxRoomsPerConn {
+			require.NoError(t, join(c, fmt.Sprint("room-", i)))
+		}
+		require.NoError(t, join(c, "room-0"), "re-joining does not count")
+		require.ErrorIs(t, join(c, "one-too-many"), sdk.ErrTooManyRooms)
+		require.NoError(t, join(kit.Open(), "one-too-many"), "the cap is per connection")
+	})
+	t.Run("configured", func(t *testing.T) {
+		kit := strandtest.New(t, entry, strandtest.Options{MaxRoomsPerConn: 2})
+		c := kit.Open()
+		require.NoError(t, join(c, "a"))
+		require.NoError(t, join(c, "b"))
+		require.ErrorIs(t, join(c, "c"), sdk.ErrTooManyRooms)
+		require.NoError(t, c.PluginConn().Leave("a"))
+		require.NoError(t, join(c, "c"))
+		require.Len(t, kit.Members("b"), 1)
+		require.Empty(t, kit.Members("a"))
+
+		// A closed connection joins nothing, cap or not, and a broadcast
+		// reaches the members left.
+		other := kit.Open()
+		require.NoError(t, join(other, "b"))
+		c.Drop()
+		c.Wait()
+		require.ErrorIs(t, join(c, "d"), sdk.ErrClosed)
+		require.NoError(t, other.PluginConn().Broadcast("b", sdk.Text, []byte("x"), sdk.BroadcastOptions{}))
+		other.ExpectText(t, "x")
+		require.Len(t, kit.Members("b"), 1)
+	})
+	t.Run("negative", func(t *testing.T) {
+		r := newRecT(t)
+		r.run(func() { strandtest.New(r, entry, strandtest.Options{MaxRoomsPerConn: -1}) })
+		errs, fatal := r.failures()
+		require.True(t, fatal)
+		assert.Contains(t, errs[0], "MaxRoomsPerConn")
+	})
+}
