@@ -20,7 +20,7 @@ const (
 	ClosePolicyViolation CloseCode = 1008 // policy: slow consumer, rate limit, origin
 	CloseMessageTooBig   CloseCode = 1009 // message over the configured limit
 	CloseMandatoryExt    CloseCode = 1010 // client expected an extension
-	CloseInternalError   CloseCode = 1011 // handler panic or server error
+	CloseInternalError   CloseCode = 1011 // handler panic or server error (a plugin may send it too)
 	CloseServiceRestart  CloseCode = 1012
 	CloseTryAgainLater   CloseCode = 1013
 	CloseBadGateway      CloseCode = 1014
@@ -65,10 +65,19 @@ var (
 	// closing or closed.
 	ErrClosed = errors.New("sdk: connection closed")
 	// ErrSlowConsumer is returned by Send when the connection's write queue
-	// was full; the connection is then closed with ClosePolicyViolation.
+	// was full: the message would fit an empty queue, but not behind what
+	// the peer has not taken yet. The connection is then closed with
+	// ClosePolicyViolation.
 	ErrSlowConsumer = errors.New("sdk: write queue full (slow consumer)")
-	// ErrTooBig is returned by Send for a message larger than the limit.
+	// ErrTooBig is returned by Send (and the other send methods) for a
+	// message larger than the host's write queue holds on its own (the
+	// server's Config.WriteQueueBytes): it could never be queued, so it is
+	// refused, nothing is sent, and the connection stays open.
 	ErrTooBig = errors.New("sdk: message too big")
+	// ErrMessageType is returned by Send, SendBuffer, Broadcast and
+	// BroadcastBuffer for a message type other than Text and Binary; nothing
+	// is sent and the connection stays open.
+	ErrMessageType = errors.New("sdk: invalid message type")
 	// ErrRuntimeClosed is returned when events are delivered to a closed Runtime.
 	ErrRuntimeClosed = errors.New("sdk: runtime closed")
 )

@@ -27,6 +27,9 @@ func (t MessageType) String() string {
 	return "invalid"
 }
 
+// valid reports whether t is a data message type: Text or Binary.
+func (t MessageType) valid() bool { return t == Text || t == Binary }
+
 // Message is one WebSocket message handed to OnMessage. Data is valid only
 // until the handler returns; copy it to keep it.
 type Message struct {
@@ -40,13 +43,24 @@ type Message struct {
 type ConnHost interface {
 	// Write queues one message for the peer in call order and takes
 	// ownership of b: the host releases it once written, or at once on
-	// error. It never blocks. It returns ErrClosed once the connection is
-	// closing, and ErrSlowConsumer when the write queue is full (the host
-	// then applies its slow-consumer policy).
+	// error. It never blocks. It returns ErrMessageType for a type other
+	// than Text and Binary, ErrTooBig for a message larger than the host's
+	// write queue holds on its own (the connection stays open), ErrClosed
+	// once the connection is closing, and ErrSlowConsumer when the message
+	// does not fit behind what is queued (the host then applies its
+	// slow-consumer policy).
 	Write(typ MessageType, b *bufpool.Buffer) error
-	// Close starts the close handshake with code and reason. Idempotent:
-	// only the first call's code is sent.
+	// Close starts the close handshake with code and reason, because the
+	// plugin asked to (Conn.Close): a host reports it as the plugin's own
+	// close, whatever the code, 1011 included. Idempotent: only the first
+	// call's code (of Close or ClosePanic) is sent.
 	Close(code CloseCode, reason string) error
+	// ClosePanic starts the close handshake with CloseInternalError and
+	// reason because a handler panicked. Only the runtime calls it (a
+	// plugin's Conn has no such method), so a host can tell a panic from a
+	// plugin's own Close(CloseInternalError, ...) when it counts closes.
+	// Idempotent, with Close.
+	ClosePanic(reason string) error
 }
 
 // ConnInfo describes a connection the host opens on a Runtime.
@@ -128,10 +142,16 @@ func (c *Conn) cancelContext() {
 
 // Send queues a copy of data as one message of type typ. It never blocks;
 // messages sent from one goroutine are written in call order. It returns
-// ErrClosed after the connection began closing, and ErrSlowConsumer when the
-// write queue is full (the connection is then closed with
-// ClosePolicyViolation).
+// ErrMessageType for a type other than Text and Binary and ErrTooBig for a
+// message larger than the host's write queue holds on its own (nothing is
+// sent; the connection stays open), ErrClosed after the connection began
+// closing, and ErrSlowConsumer when the write queue is too full to take the
+// message: the peer is not reading, and the connection is then closed with
+// ClosePolicyViolation.
 func (c *Conn) Send(typ MessageType, data []byte) error {
+	if !typ.valid() {
+		return ErrMessageType
+	}
 	b := c.rt.bufs.Get(len(data))
 	copy(b.B, data)
 	return c.host.Write(typ, b)
@@ -151,6 +171,10 @@ func (c *Conn) SendBinary(data []byte) error { return c.Send(Binary, data) }
 // b, which must come from Buffers and hold exactly one reference: it is
 // released once written or on error. Do not touch b afterwards.
 func (c *Conn) SendBuffer(typ MessageType, b *bufpool.Buffer) error {
+	if !typ.valid() {
+		b.Release()
+		return ErrMessageType
+	}
 	return c.host.Write(typ, b)
 }
 

@@ -17,6 +17,7 @@ type plainHost struct{}
 
 func (plainHost) Write(_ sdk.MessageType, b *bufpool.Buffer) error { b.Release(); return nil }
 func (plainHost) Close(sdk.CloseCode, string) error                { return nil }
+func (plainHost) ClosePanic(string) error                          { return nil }
 
 // roomHost records the room calls it gets.
 type roomHost struct {
@@ -29,6 +30,12 @@ func (h *roomHost) record(s string) {
 	h.mu.Lock()
 	h.calls = append(h.calls, s)
 	h.mu.Unlock()
+}
+
+func (h *roomHost) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
+	h.record("write " + typ.String() + " " + string(b.B))
+	b.Release()
+	return nil
 }
 
 func (h *roomHost) Join(room string) error  { h.record("join " + room); return nil }
@@ -86,6 +93,30 @@ func TestRoomsCallTheHost(t *testing.T) {
 	}
 	require.Equal(t, []string{"join r", "broadcast r text hi", "broadcast r binary raw excluding self", "leave r"}, h.calls)
 	require.True(t, sdk.ValidRoomName(strings.Repeat("x", sdk.MaxRoomNameBytes)))
+	st := pool.Stats()
+	require.Equal(t, st.Gets, st.Releases, "every buffer went back")
+}
+
+// TestSendInvalidMessageType: every send method refuses a type other than
+// Text and Binary with ErrMessageType, releases a buffer it was handed, and
+// never reaches the host.
+func TestSendInvalidMessageType(t *testing.T) {
+	pool := bufpool.New(bufpool.Config{Poison: true})
+	h := &roomHost{}
+	c := openConn(t, h, pool)
+	for _, typ := range []sdk.MessageType{0, 3, 8, 9, 10, 255} {
+		require.ErrorIs(t, c.Send(typ, []byte("x")), sdk.ErrMessageType, "Send %d", typ)
+		b := c.Buffers().Get(1)
+		require.ErrorIs(t, c.SendBuffer(typ, b), sdk.ErrMessageType, "SendBuffer %d", typ)
+		require.Zero(t, b.Refs(), "SendBuffer %d released the buffer", typ)
+		require.ErrorIs(t, c.Broadcast("r", typ, []byte("x"), sdk.BroadcastOptions{}), sdk.ErrMessageType, "Broadcast %d", typ)
+		b = c.Buffers().Get(1)
+		require.ErrorIs(t, c.BroadcastBuffer("r", typ, b, sdk.BroadcastOptions{}), sdk.ErrMessageType, "BroadcastBuffer %d", typ)
+		require.Zero(t, b.Refs(), "BroadcastBuffer %d released the buffer", typ)
+	}
+	require.Empty(t, h.calls, "nothing reached the host")
+	require.NoError(t, c.SendText("still open"))
+	require.Equal(t, []string{"write text still open"}, h.calls)
 	st := pool.Stats()
 	require.Equal(t, st.Gets, st.Releases, "every buffer went back")
 }

@@ -351,7 +351,7 @@ func (rt *Runtime) finish(ev *event) {
 		rt.log.Error("strand: handler panic", "plugin", rt.plugin.name, "conn", c.id,
 			"panic", v, "stack", string(debug.Stack()))
 		if kind != evClose {
-			_ = c.host.Close(CloseInternalError, "internal error")
+			_ = c.host.ClosePanic("internal error")
 			if h := c.h; h.OnError != nil && kind != evError {
 				rt.safeOnError(c, fmt.Errorf("sdk: handler panic: %v", v))
 			}

@@ -16,11 +16,13 @@ import (
 	"github.com/strandws/strand/sdk/bufpool"
 )
 
-// recHost records what a plugin sends and closes.
+// recHost records what a plugin sends and closes, and the closes the
+// runtime makes after a panic.
 type recHost struct {
 	mu     sync.Mutex
 	sent   []string
 	closed []sdk.CloseCode
+	panics []string // ClosePanic reasons
 }
 
 func (h *recHost) Write(_ sdk.MessageType, b *bufpool.Buffer) error {
@@ -34,6 +36,13 @@ func (h *recHost) Write(_ sdk.MessageType, b *bufpool.Buffer) error {
 func (h *recHost) Close(code sdk.CloseCode, _ string) error {
 	h.mu.Lock()
 	h.closed = append(h.closed, code)
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *recHost) ClosePanic(reason string) error {
+	h.mu.Lock()
+	h.panics = append(h.panics, reason)
 	h.mu.Unlock()
 	return nil
 }
@@ -137,9 +146,30 @@ func TestRuntimePanicClosesWith1011(t *testing.T) {
 	err = <-gotErr
 	assert.ErrorContains(t, err, "boom")
 	host.mu.Lock()
-	assert.Equal(t, []sdk.CloseCode{sdk.CloseInternalError}, host.closed)
+	assert.Equal(t, []string{"internal error"}, host.panics, "a panic closes through ClosePanic")
+	assert.Empty(t, host.closed)
 	host.mu.Unlock()
 	assert.EqualValues(t, 1, rt.Stats().Panics)
+	rt.Closed(c, sdk.CloseInternalError, "")
+}
+
+// TestRuntimePluginClose1011IsNotAPanic: a plugin's own Close with 1011
+// reaches the host's Close, not ClosePanic, and counts no panic.
+func TestRuntimePluginClose1011IsNotAPanic(t *testing.T) {
+	done := make(chan error, 1)
+	rt, h := newRuntime(t, sdk.WebSocketHandlers{
+		OnMessage: func(c *sdk.Conn, m sdk.Message) { done <- c.Close(sdk.CloseInternalError, "plugin's choice") },
+	}, sdk.RuntimeConfig{})
+	host := &recHost{}
+	c, err := rt.Open(context.Background(), host, sdk.ConnInfo{ID: 1, Handlers: h})
+	require.NoError(t, err)
+	require.NoError(t, rt.Message(context.Background(), c, sdk.Binary, msg(rt, "x")))
+	require.NoError(t, <-done)
+	host.mu.Lock()
+	assert.Equal(t, []sdk.CloseCode{sdk.CloseInternalError}, host.closed)
+	assert.Empty(t, host.panics)
+	host.mu.Unlock()
+	assert.Zero(t, rt.Stats().Panics)
 	rt.Closed(c, sdk.CloseInternalError, "")
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/strandws/strand/dispatcher"
+	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/sdk/bufpool"
 )
 
@@ -104,14 +105,25 @@ type Config struct {
 	// of pausing its reader.
 	MessageRateClose bool
 	// WriteQueueMessages and WriteQueueBytes bound a connection's write
-	// queue (data messages and pong replies). A Send that would exceed
-	// either closes the connection with 1008 (slow consumer), and so does a
-	// write blocked for WriteTimeout. While the queue is over half of either
-	// bound the connection's reader pauses, so a client that sends faster
-	// than it reads its answers is slowed by TCP backpressure, not closed.
-	// Zero means DefaultWriteQueueMessages (4096) and DefaultWriteQueueBytes
-	// (16 MiB), sized so that a client that keeps reading is never treated
-	// as slow.
+	// queue: the data messages (and pong replies) queued and not yet taken
+	// by its writer, which takes everything queued at once. A send (a
+	// plugin's Send, SendTo, a room delivery) is treated by size:
+	//
+	//   - a message larger than WriteQueueBytes on its own is refused with
+	//     sdk.ErrTooBig and the connection stays open (a broadcast that
+	//     large is refused before it is published);
+	//   - one that fits on its own but would take the queue over either
+	//     bound closes the connection with 1008 (slow consumer): its queue
+	//     is dropped and the send returns sdk.ErrSlowConsumer. So does a
+	//     write blocked for WriteTimeout. A message close to
+	//     WriteQueueBytes therefore closes a connection with anything
+	//     queued: keep messages well under it.
+	//
+	// While the queue is over half of either bound the connection's reader
+	// pauses, so a client that sends faster than it reads its answers is
+	// slowed by TCP backpressure, not closed. Zero means
+	// DefaultWriteQueueMessages (4096) and DefaultWriteQueueBytes (16 MiB),
+	// sized so that a client that keeps reading is never treated as slow.
 	WriteQueueMessages int
 	WriteQueueBytes    int64
 	// MaxPendingBytes bounds a connection's inbound bytes handed to the
@@ -156,6 +168,15 @@ type Config struct {
 	// MaxConnsPerIP caps open WebSocket connections per client IP (429
 	// beyond). Zero means no cap.
 	MaxConnsPerIP int
+	// MaxRoomsPerConn caps the rooms one connection is a member of at
+	// once, so that a client cannot make its plugin hold memberships (and
+	// adapter subscriptions) without bound. A join beyond it (Conn.Join,
+	// Server.JoinRoom) returns sdk.ErrTooManyRooms; the connection stays
+	// open and in its rooms. Joining a room it is already in does not count
+	// twice. Zero means sdk.DefaultMaxRoomsPerConn (64); negative is an
+	// error, like every negative limit (set a large value for no practical
+	// cap).
+	MaxRoomsPerConn int
 	// PhaseTimeout bounds one HTTP phase handler: a handler that has not
 	// decided (Next/End/Upgrade) by then fails its plugin's failure mode.
 	// Each host call the handler makes restarts it. Zero means
@@ -200,7 +221,7 @@ type Config struct {
 
 func (c Config) withDefaults() (Config, error) {
 	if c.MaxMessageBytes < 0 || c.WriteQueueMessages < 0 || c.WriteQueueBytes < 0 ||
-		c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.HandshakeTimeout < 0 ||
+		c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.MaxRoomsPerConn < 0 || c.HandshakeTimeout < 0 ||
 		c.WriteTimeout < 0 || c.ReadTimeout < 0 || c.CloseTimeout < 0 ||
 		c.PhaseTimeout < 0 || c.MaxRequestBodyBytes < 0 || c.MaxBodyFilterBytes < 0 ||
 		c.MessageTimeout < 0 || c.MessageRate < 0 || c.MessageBurst < 0 || math.IsNaN(c.MessageRate) || math.IsInf(c.MessageRate, 0) {
@@ -234,6 +255,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.WriteQueueBytes == 0 {
 		c.WriteQueueBytes = DefaultWriteQueueBytes
+	}
+	if c.MaxRoomsPerConn == 0 {
+		c.MaxRoomsPerConn = sdk.DefaultMaxRoomsPerConn
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout

@@ -128,12 +128,24 @@ func newConn(s *Server, id uint64, nc net.Conn, br *bufio.Reader, rt *sdk.Runtim
 var _ sdk.ConnHost = (*conn)(nil)
 
 // Write implements sdk.ConnHost: queue one data message, never blocking.
+//
+// A message larger than WriteQueueBytes on its own is refused with
+// sdk.ErrTooBig and the connection stays open: no queue could ever hold
+// it, however fast the peer reads, so it says nothing about the peer. One
+// that fits on its own but not behind what is queued (or one more than
+// WriteQueueMessages) means the peer is not taking what it is sent: the
+// connection is closed with 1008 (slow consumer) and the queue dropped.
 func (c *conn) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
 	if typ != sdk.Text && typ != sdk.Binary {
 		b.Release()
-		return sdk.ErrClosed
+		return sdk.ErrMessageType
 	}
 	n := int64(len(b.B))
+	if n > c.srv.cfg.WriteQueueBytes {
+		b.Release()
+		c.srv.stats.sendsTooBig.Add(1)
+		return sdk.ErrTooBig
+	}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -157,17 +169,20 @@ func (c *conn) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
 	return nil
 }
 
-// Close implements sdk.ConnHost.
+// Close implements sdk.ConnHost: the plugin's own close, ReasonLocal
+// whatever its code (a panic comes through ClosePanic).
 func (c *conn) Close(code sdk.CloseCode, reason string) error {
 	if !code.ValidOnWire() {
 		code = sdk.CloseNormal
 	}
-	reason = truncateReason(reason)
-	why := ReasonLocal
-	if code == sdk.CloseInternalError {
-		why = ReasonPanic // the runtime closes a panicking handler's connection with 1011
-	}
-	c.closeWith(why, code, reason) // a second close is a no-op
+	c.closeWith(ReasonLocal, code, truncateReason(reason)) // a second close is a no-op
+	return nil
+}
+
+// ClosePanic implements sdk.ConnHost: the runtime closes a panicking
+// handler's connection with 1011, counted as ReasonPanic.
+func (c *conn) ClosePanic(reason string) error {
+	c.closeWith(ReasonPanic, sdk.CloseInternalError, truncateReason(reason)) // a second close is a no-op
 	return nil
 }
 

@@ -22,7 +22,9 @@
 // through a bounded per-connection queue drained by at most one writer at a
 // time, which sends everything queued in one vectored write; no goroutine
 // waits while the queue is empty. A client that does not read fast enough
-// fills its queue and is closed with 1008 (slow consumer).
+// fills its queue and is closed with 1008 (slow consumer); a message larger
+// than the queue's byte bound on its own is refused with sdk.ErrTooBig and
+// closes nothing (see Config.WriteQueueBytes).
 //
 // Serve and ListenAndServe read WebSocket handshakes themselves (a pooled
 // 4 KiB reader for the request head, http.ReadRequest, the routes, the

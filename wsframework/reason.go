@@ -13,12 +13,12 @@ type CloseReason uint8
 // Close reasons.
 const (
 	ReasonPeer         CloseReason = iota // the peer sent a close frame (its code is reported)
-	ReasonLocal                           // a handler called Conn.Close (its code is sent)
+	ReasonLocal                           // a handler called Conn.Close (its code is sent, 1011 included)
 	ReasonAbnormal                        // TCP ended without a close frame: 1006
 	ReasonTooBig                          // message over MaxMessageBytes: 1009
 	ReasonBadUTF8                         // invalid UTF-8 in a text message or close reason: 1007
 	ReasonProtocol                        // protocol violation: 1002
-	ReasonPanic                           // a handler panicked: 1011
+	ReasonPanic                           // a handler panicked (sdk.ConnHost.ClosePanic): 1011
 	ReasonSlowConsumer                    // write queue full, or a write blocked past WriteTimeout: 1008
 	ReasonShutdown                        // server shutdown: 1001
 	ReasonIdle                            // nothing received within IdleTimeout: 1001

@@ -19,8 +19,9 @@ var (
 	// connection ID that is not open on this Server.
 	ErrNoConn = errors.New("wsframework: no such connection")
 	// ErrMessageType is returned for a message type other than sdk.Text
-	// and sdk.Binary.
-	ErrMessageType = errors.New("wsframework: invalid message type")
+	// and sdk.Binary. It is sdk.ErrMessageType, which every send path
+	// (Conn.Send, Broadcast, SendTo) returns: test for either.
+	ErrMessageType = sdk.ErrMessageType
 )
 
 // RoomStats are the room counters of one Server (one node).
@@ -29,7 +30,10 @@ type RoomStats struct {
 	Members   int64  // memberships on this node (a connection in two rooms counts twice)
 	Published uint64 // messages published to rooms from this node
 	Delivered uint64 // messages queued to members on this node
-	Dropped   uint64 // deliveries refused because the member was closing or its queue was full
+	Dropped   uint64 // deliveries refused: the member was closing, its queue was full, or the message was too big for it
+	// TooManyRooms counts joins refused with sdk.ErrTooManyRooms
+	// (Config.MaxRoomsPerConn).
+	TooManyRooms uint64
 }
 
 // subLockCount is the number of subscription locks, picked by a hash of the
@@ -54,10 +58,11 @@ type hub struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	members   atomic.Int64
-	published atomic.Uint64
-	delivered atomic.Uint64
-	dropped   atomic.Uint64
+	members      atomic.Int64
+	published    atomic.Uint64
+	delivered    atomic.Uint64
+	dropped      atomic.Uint64
+	tooManyRooms atomic.Uint64
 }
 
 // room is one room's local members.
@@ -105,7 +110,8 @@ func (c *conn) roomSet() *connRooms {
 	return c.rooms.Load()
 }
 
-// join makes c a member of name.
+// join makes c a member of name, unless c is in MaxRoomsPerConn rooms
+// already.
 func (h *hub) join(c *conn, name string) error {
 	if !sdk.ValidRoomName(name) {
 		return sdk.ErrInvalidRoom
@@ -118,6 +124,10 @@ func (h *hub) join(c *conn, name string) error {
 	}
 	if _, ok := cr.names[name]; ok {
 		return nil
+	}
+	if len(cr.names) >= h.srv.cfg.MaxRoomsPerConn {
+		h.tooManyRooms.Add(1)
+		return sdk.ErrTooManyRooms
 	}
 	if err := h.add(c, name); err != nil {
 		return err
@@ -228,11 +238,19 @@ func (h *hub) remove(c *conn, name string) {
 func (h *hub) publish(msg RoomMessage) error {
 	if msg.Type != sdk.Text && msg.Type != sdk.Binary {
 		msg.Data.Release()
-		return ErrMessageType
+		return sdk.ErrMessageType
 	}
 	if !sdk.ValidRoomName(msg.Room) {
 		msg.Data.Release()
 		return sdk.ErrInvalidRoom
+	}
+	if int64(len(msg.Data.B)) > h.srv.cfg.WriteQueueBytes {
+		// No member on this node could take it (conn.Write): refuse it
+		// here, where the sender hears of it, rather than drop it at every
+		// member.
+		msg.Data.Release()
+		h.srv.stats.sendsTooBig.Add(1)
+		return sdk.ErrTooBig
 	}
 	h.published.Add(1)
 	return h.adapter.Publish(msg)
@@ -244,7 +262,9 @@ var _ AdapterHandler = (*hub)(nil)
 // copied, on every local member's write queue (one reference each), under
 // the room's lock so that every member sees the room's messages in one
 // order. Queuing never blocks: a member whose queue is full is closed by its
-// own slow-consumer policy, which releases what it had queued.
+// own slow-consumer policy, which releases what it had queued. A message
+// larger than WriteQueueBytes (published by a node with a larger bound) is
+// skipped by every member, which stays open, and counted in Dropped.
 func (h *hub) Deliver(msg RoomMessage) {
 	r, ok := h.rooms.Load(msg.Room)
 	if !ok {
@@ -298,7 +318,10 @@ func (c *conn) Broadcast(room string, typ sdk.MessageType, b *bufpool.Buffer, op
 // of room, on every node of the adapter. It never blocks on a member (a
 // member whose write queue is full is closed with 1008); broadcasts made one
 // after another reach each member in that order. It may be called from any
-// goroutine, such as an HTTP handler or a timer.
+// goroutine, such as an HTTP handler or a timer. It returns
+// sdk.ErrMessageType for a type other than sdk.Text and sdk.Binary,
+// sdk.ErrInvalidRoom for a bad room name, and sdk.ErrTooBig for data larger
+// than Config.WriteQueueBytes (nothing is published).
 func (s *Server) Broadcast(room string, typ sdk.MessageType, data []byte) error {
 	b := s.cfg.Buffers.Get(len(data))
 	copy(b.B, data)
@@ -314,7 +337,9 @@ func (s *Server) BroadcastBuffer(room string, typ sdk.MessageType, b *bufpool.Bu
 
 // SendTo queues a copy of data as one message to the connection with ID id
 // on this Server. It never blocks; it returns ErrNoConn when no such
-// connection is open, sdk.ErrClosed when it is closing and
+// connection is open, sdk.ErrMessageType for a type other than sdk.Text and
+// sdk.Binary, sdk.ErrTooBig for data larger than Config.WriteQueueBytes (the
+// connection stays open), sdk.ErrClosed when it is closing and
 // sdk.ErrSlowConsumer when its write queue was full (it is then closed with
 // 1008).
 func (s *Server) SendTo(id uint64, typ sdk.MessageType, data []byte) error {
@@ -323,7 +348,7 @@ func (s *Server) SendTo(id uint64, typ sdk.MessageType, data []byte) error {
 		return ErrNoConn
 	}
 	if typ != sdk.Text && typ != sdk.Binary {
-		return ErrMessageType
+		return sdk.ErrMessageType
 	}
 	b := s.cfg.Buffers.Get(len(data))
 	copy(b.B, data)
@@ -331,7 +356,7 @@ func (s *Server) SendTo(id uint64, typ sdk.MessageType, data []byte) error {
 }
 
 // JoinRoom makes the connection with ID id (on this Server) a member of
-// room, as its handler's Conn.Join would.
+// room, as its handler's Conn.Join would (Config.MaxRoomsPerConn applies).
 func (s *Server) JoinRoom(id uint64, room string) error {
 	c, ok := s.conns.Load(id)
 	if !ok {
@@ -392,10 +417,11 @@ func (s *Server) Rooms() []string {
 func (s *Server) RoomStats() RoomStats {
 	h := s.rooms
 	return RoomStats{
-		Rooms:     h.rooms.Size(),
-		Members:   h.members.Load(),
-		Published: h.published.Load(),
-		Delivered: h.delivered.Load(),
-		Dropped:   h.dropped.Load(),
+		Rooms:        h.rooms.Size(),
+		Members:      h.members.Load(),
+		Published:    h.published.Load(),
+		Delivered:    h.delivered.Load(),
+		Dropped:      h.dropped.Load(),
+		TooManyRooms: h.tooManyRooms.Load(),
 	}
 }

@@ -260,8 +260,14 @@ func TestServerRoomAPI(t *testing.T) {
 	require.ErrorIs(t, s.SendTo(9999, sdk.Text, []byte("x")), ErrNoConn)
 	require.ErrorIs(t, s.JoinRoom(9999, "r"), ErrNoConn)
 	require.ErrorIs(t, s.LeaveRoom(9999, "r"), ErrNoConn)
-	require.ErrorIs(t, s.SendTo(c.id, sdk.MessageType(9), []byte("x")), ErrMessageType)
-	require.ErrorIs(t, s.Broadcast("r", sdk.MessageType(9), []byte("x")), ErrMessageType)
+	// An invalid type is refused on every send path, and the connection
+	// stays open (the sends below reach it).
+	require.ErrorIs(t, s.SendTo(c.id, sdk.MessageType(9), []byte("x")), sdk.ErrMessageType)
+	require.ErrorIs(t, s.Broadcast("r", sdk.MessageType(9), []byte("x")), sdk.ErrMessageType)
+	require.ErrorIs(t, s.BroadcastBuffer("r", sdk.MessageType(0), pool.Get(1)), sdk.ErrMessageType)
+	require.ErrorIs(t, c.Write(sdk.MessageType(8), pool.Get(1)), sdk.ErrMessageType)
+	require.ErrorIs(t, c.Broadcast("r", sdk.MessageType(3), pool.Get(1), sdk.BroadcastOptions{}), sdk.ErrMessageType)
+	require.ErrorIs(t, ErrMessageType, sdk.ErrMessageType, "the old name is the same error")
 
 	require.NoError(t, s.JoinRoom(c.id, "r"))
 	require.NoError(t, s.SendTo(c.id, sdk.Text, []byte("direct")))

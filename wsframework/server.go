@@ -97,6 +97,7 @@ type serverCounters struct {
 	messagesIn     atomic.Uint64
 	messagesOut    atomic.Uint64
 	dropped        atomic.Uint64 // queued outgoing messages dropped on close
+	sendsTooBig    atomic.Uint64 // outgoing messages refused with sdk.ErrTooBig
 	phaseTimeouts  atomic.Uint64
 	phasePanics    atomic.Uint64
 	phaseRejected  atomic.Uint64
@@ -120,6 +121,7 @@ type Stats struct {
 	MessagesIn     uint64            // messages read from clients
 	MessagesOut    uint64            // data messages written to clients
 	Dropped        uint64            // queued outgoing messages released unsent because their connection closed
+	SendsTooBig    uint64            // outgoing messages refused with sdk.ErrTooBig, over WriteQueueBytes alone (see Config)
 	Closes         map[string]uint64 // connections closed, by CloseReason name
 	Panics         uint64            // panics while reading or writing a connection (each closed it with 1011)
 
@@ -366,6 +368,7 @@ func (s *Server) Stats() Stats {
 		MessagesIn:     c.messagesIn.Load(),
 		MessagesOut:    c.messagesOut.Load(),
 		Dropped:        c.dropped.Load(),
+		SendsTooBig:    c.sendsTooBig.Load(),
 		Closes:         c.closes.snapshot(),
 		Panics:         c.panics.Load(),
 		PhaseTimeouts:  c.phaseTimeouts.Load(),

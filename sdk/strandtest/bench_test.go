@@ -33,6 +33,7 @@ type chanHost chan *bufpool.Buffer
 
 func (h chanHost) Write(_ sdk.MessageType, b *bufpool.Buffer) error { h <- b; return nil }
 func (chanHost) Close(sdk.CloseCode, string) error                  { return nil }
+func (chanHost) ClosePanic(string) error                            { return nil }
 
 // BenchmarkBaselineRuntimeEcho is the same round trip on the bare runtime.
 func BenchmarkBaselineRuntimeEcho(b *testing.B) {

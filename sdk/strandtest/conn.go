@@ -29,6 +29,7 @@ type Conn struct {
 
 	doneOnce sync.Once
 	badText  atomic.Int64 // text messages the plugin sent with invalid UTF-8
+	nrooms   int          // rooms it is a member of; guarded by kit.roomMu
 
 	// mu guards the fields below. It is never held while a handler runs or
 	// while waiting: event submissions under it do not block.
@@ -42,6 +43,7 @@ type Conn struct {
 	submitted    uint64      // events submitted (Sync barriers excluded)
 	frames       []Frame
 	read         int           // frames[:read] were read by NextSent/Expect
+	unreadBytes  int64         // the bytes of frames[read:]
 	changed      chan struct{} // closed and replaced when frames or closing change
 }
 
@@ -133,10 +135,12 @@ func (c *Conn) serverCloseLocked(code sdk.CloseCode, reason string) {
 // a *sdk.CloseError if the message itself closed the connection (invalid
 // UTF-8 in text: 1007; over Options.MaxMessageBytes: 1009), or an error if
 // the runtime is closed or the connection's queue stayed full for
-// Options.Timeout. It blocks while the connection's queue is full.
+// Options.Timeout. A type other than sdk.Text and sdk.Binary returns an
+// error wrapping sdk.ErrMessageType. It blocks while the connection's queue
+// is full.
 func (c *Conn) Send(typ sdk.MessageType, data []byte) error {
 	if typ != sdk.Text && typ != sdk.Binary {
-		return fmt.Errorf("strandtest: Send: invalid message type %d", typ)
+		return fmt.Errorf("strandtest: Send: message type %d: %w", typ, sdk.ErrMessageType)
 	}
 	var timer *time.Timer
 	for {
@@ -352,6 +356,7 @@ func (c *Conn) NextSent(ctx context.Context) (Frame, error) {
 		if c.read < len(c.frames) {
 			f := c.frames[c.read]
 			c.read++
+			c.unreadBytes -= int64(len(f.Data))
 			c.mu.Unlock()
 			return f, nil
 		}
@@ -451,11 +456,12 @@ var (
 )
 
 // Write records one message, as a server queues it for the client, and
-// releases b.
+// releases b. Like the server it returns sdk.ErrMessageType for a type other
+// than sdk.Text and sdk.Binary.
 func (h *host) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
 	defer b.Release()
 	if typ != sdk.Text && typ != sdk.Binary {
-		return fmt.Errorf("strandtest: invalid message type %d: %w", typ, sdk.ErrClosed)
+		return sdk.ErrMessageType
 	}
 	c := h.c
 	c.mu.Lock()
@@ -464,12 +470,19 @@ func (h *host) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
 }
 
 // deliverLocked appends one outgoing message, applying the closing state and
-// the write-queue limit.
+// the write-queue limits in the server's order: too big on its own, closing,
+// then full.
 func (c *Conn) deliverLocked(typ sdk.MessageType, data []byte) error {
+	n := int64(len(data))
+	maxBytes := c.kit.opts.WriteQueueBytes
+	if maxBytes > 0 && n > maxBytes {
+		return sdk.ErrTooBig
+	}
 	if c.closing {
 		return sdk.ErrClosed
 	}
-	if lim := c.kit.opts.WriteQueueLimit; lim > 0 && len(c.frames)-c.read >= lim {
+	if lim := c.kit.opts.WriteQueueLimit; lim > 0 && len(c.frames)-c.read >= lim ||
+		maxBytes > 0 && c.unreadBytes+n > maxBytes {
 		c.serverCloseLocked(sdk.ClosePolicyViolation, "slow consumer")
 		return sdk.ErrSlowConsumer
 	}
@@ -477,6 +490,7 @@ func (c *Conn) deliverLocked(typ sdk.MessageType, data []byte) error {
 		c.badText.Add(1)
 	}
 	c.frames = append(c.frames, Frame{Type: typ, Data: string(data)})
+	c.unreadBytes += n
 	c.notifyLocked()
 	return nil
 }
@@ -494,13 +508,27 @@ func (h *host) Close(code sdk.CloseCode, reason string) error {
 	return nil
 }
 
-// Join adds the connection to room.
+// ClosePanic starts the server's close after a handler panic: 1011, as
+// the real host does.
+func (h *host) ClosePanic(reason string) error {
+	return h.Close(sdk.CloseInternalError, reason)
+}
+
+// Join adds the connection to room, unless it is in Options.MaxRoomsPerConn
+// rooms already (sdk.ErrTooManyRooms, as the server). Re-joining a room
+// does not count twice.
 func (h *host) Join(room string) error {
 	k := h.c.kit
 	k.roomMu.Lock()
 	defer k.roomMu.Unlock()
 	if h.c.isClosing() {
 		return sdk.ErrClosed
+	}
+	if _, ok := k.rooms[room][h.c]; ok {
+		return nil
+	}
+	if h.c.nrooms >= k.opts.MaxRoomsPerConn {
+		return sdk.ErrTooManyRooms
 	}
 	if k.rooms == nil {
 		k.rooms = make(map[string]map[*Conn]struct{})
@@ -511,6 +539,7 @@ func (h *host) Join(room string) error {
 		k.rooms[room] = m
 	}
 	m[h.c] = struct{}{}
+	h.c.nrooms++
 	return nil
 }
 
@@ -519,9 +548,10 @@ func (h *host) Leave(room string) error {
 	k := h.c.kit
 	k.roomMu.Lock()
 	defer k.roomMu.Unlock()
-	if m := k.rooms[room]; m != nil {
-		delete(m, h.c)
-		if len(m) == 0 {
+	if _, ok := k.rooms[room][h.c]; ok {
+		delete(k.rooms[room], h.c)
+		h.c.nrooms--
+		if len(k.rooms[room]) == 0 {
 			delete(k.rooms, room)
 		}
 	}
@@ -530,12 +560,16 @@ func (h *host) Leave(room string) error {
 
 // Broadcast delivers a copy of b to every member of room that is not
 // closing, under the room lock, so all members see a room's messages in one
-// order; a member over its write-queue limit is closed with 1008. It
-// releases b.
+// order; a member over its write-queue limit is closed with 1008. A message
+// over Options.WriteQueueBytes is refused with sdk.ErrTooBig, as the server
+// refuses it before publishing. It releases b.
 func (h *host) Broadcast(room string, typ sdk.MessageType, b *bufpool.Buffer, opts sdk.BroadcastOptions) error {
 	defer b.Release()
 	if typ != sdk.Text && typ != sdk.Binary {
-		return fmt.Errorf("strandtest: invalid message type %d: %w", typ, sdk.ErrClosed)
+		return sdk.ErrMessageType
+	}
+	if lim := h.c.kit.opts.WriteQueueBytes; lim > 0 && int64(len(b.B)) > lim {
+		return sdk.ErrTooBig
 	}
 	k := h.c.kit
 	k.roomMu.Lock()
@@ -547,6 +581,7 @@ func (h *host) Broadcast(room string, typ sdk.MessageType, b *bufpool.Buffer, op
 		m.mu.Lock()
 		if m.closing {
 			delete(k.rooms[room], m) // membership ends with the connection
+			m.nrooms--
 		} else {
 			_ = m.deliverLocked(typ, b.B) // a slow member is closed by its own policy
 		}

@@ -18,12 +18,15 @@
 // The kit's host behaves like the real one where a plugin can tell: a
 // connection's handlers run one at a time, OnOpen first and OnClose last,
 // exactly once; Write after the connection began closing returns
-// [sdk.ErrClosed]; an optional write-queue limit returns
-// [sdk.ErrSlowConsumer] and closes with 1008; a handler panic closes with
+// [sdk.ErrClosed]; optional write-queue limits ([Options.WriteQueueLimit],
+// [Options.WriteQueueBytes]) return [sdk.ErrSlowConsumer] and close with
+// 1008, or [sdk.ErrTooBig] without closing for a message larger than the
+// byte limit on its own; a handler panic closes with
 // 1011; a text message with invalid UTF-8 closes with 1007 and one over
 // [Options.MaxMessageBytes] with 1009; data the client sends after the
 // server began closing is discarded; rooms ([sdk.RoomHost]) work between
-// the kit's connections. Buffers handed to handlers are poisoned when
+// the kit's connections, capped per connection as on the server
+// ([Options.MaxRoomsPerConn], [sdk.ErrTooManyRooms]). Buffers handed to handlers are poisoned when
 // released (unless [Options.NoPoison]), so a handler that keeps msg.Data
 // sees 0xDB bytes, and [Kit.Close] fails the test if a pooled buffer was
 // never released.

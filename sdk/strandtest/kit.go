@@ -56,6 +56,20 @@ type Options struct {
 	// would drop the unread messages; the kit keeps them in Sent). Zero
 	// means no limit.
 	WriteQueueLimit int
+	// WriteQueueBytes bounds the bytes of those unread messages, as the
+	// server's Config.WriteQueueBytes does: a message larger than it on its
+	// own is refused with sdk.ErrTooBig and the connection stays open; one
+	// that fits on its own but not behind the unread bytes returns
+	// sdk.ErrSlowConsumer and closes the connection with 1008. A broadcast
+	// larger than it is refused with sdk.ErrTooBig before reaching any
+	// member. Zero means no limit.
+	WriteQueueBytes int64
+	// MaxRoomsPerConn caps the rooms one connection is a member of at once,
+	// as the server's Config.MaxRoomsPerConn does: a Join beyond it returns
+	// sdk.ErrTooManyRooms, and re-joining a room does not count twice. Zero
+	// means sdk.DefaultMaxRoomsPerConn (64), the server's default; negative
+	// fails New, as the server's New fails.
+	MaxRoomsPerConn int
 	// MaxMessageBytes is the largest message the client may send; a bigger
 	// one closes the connection with 1009 instead of reaching the plugin.
 	// Zero means no limit.
@@ -83,7 +97,7 @@ type Kit struct {
 	conns  []*Conn
 	closed bool
 
-	roomMu sync.Mutex // guards rooms; taken before any Conn.mu
+	roomMu sync.Mutex // guards rooms and every Conn.nrooms; taken before any Conn.mu
 	rooms  map[string]map[*Conn]struct{}
 
 	closeOnce sync.Once
@@ -102,6 +116,13 @@ func New(t TB, entry *sdk.Entry, opts Options) *Kit {
 	k := &Kit{t: t, entry: entry, opts: opts, timeout: opts.Timeout, stopped: make(chan struct{})}
 	if k.timeout <= 0 {
 		k.timeout = DefaultTimeout
+	}
+	switch {
+	case opts.MaxRoomsPerConn < 0:
+		t.Fatalf("strandtest: New: negative Options.MaxRoomsPerConn")
+		return nil
+	case opts.MaxRoomsPerConn == 0:
+		k.opts.MaxRoomsPerConn = sdk.DefaultMaxRoomsPerConn
 	}
 	cfg := opts.RuntimeConfig
 	if cfg.Buffers == nil {

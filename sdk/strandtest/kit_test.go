@@ -811,3 +811,113 @@ func TestOwnBuffersAreNotChecked(t *testing.T) {
 	assert.Empty(t, errs)
 	leaked.Release()
 }
+
+// TestInvalidMessageType: a send of a type other than Text and Binary fails
+// with sdk.ErrMessageType on the plugin's side and on the test's, and the
+// connection stays open.
+func TestInvalidMessageType(t *testing.T) {
+	errs := make(chan error, 2)
+	entry := sdk.NewPlugin("p").Entry("e").WebSocket(sdk.WebSocketHandlers{
+		OnText: func(c *sdk.Conn, _ []byte) {
+			errs <- c.Send(sdk.MessageType(9), []byte("x"))
+			errs <- c.Broadcast("r", sdk.MessageType(0), []byte("x"), sdk.BroadcastOptions{})
+			_ = c.SendText("still open")
+		},
+	})
+	kit := strandtest.New(t, entry, strandtest.Options{})
+	c := kit.Open()
+	c.SendText("go")
+	c.ExpectText(t, "still open")
+	require.ErrorIs(t, <-errs, sdk.ErrMessageType)
+	require.ErrorIs(t, <-errs, sdk.ErrMessageType)
+	require.ErrorIs(t, c.Send(sdk.MessageType(9), []byte("x")), sdk.ErrMessageType)
+	c.ExpectNoMore(t)
+	_, _, closed := c.Closed()
+	require.False(t, closed)
+}
+
+// TestWriteQueueBytes: a message larger than Options.WriteQueueBytes on its
+// own is refused with sdk.ErrTooBig and the connection stays open (a
+// broadcast too); one that fits on its own but not behind the unread bytes
+// is a slow consumer (1008). Reading makes room.
+func TestWriteQueueBytes(t *testing.T) {
+	errs := make(chan error, 1)
+	entry := sdk.NewPlugin("p").Entry("e").WebSocket(sdk.WebSocketHandlers{
+		OnText: func(c *sdk.Conn, b []byte) {
+			s := string(b)
+			if n, ok := strings.CutPrefix(s, "bcast "); ok {
+				_ = c.Join("r")
+				errs <- c.Broadcast("r", sdk.Binary, bytes.Repeat([]byte("r"), len(n)), sdk.BroadcastOptions{})
+				return
+			}
+			errs <- c.SendBinary(bytes.Repeat([]byte("x"), len(s)))
+		},
+	})
+	kit := strandtest.New(t, entry, strandtest.Options{WriteQueueBytes: 10})
+	c := kit.Open()
+	send := func(s string) error {
+		c.SendText(s)
+		c.Wait()
+		return <-errs
+	}
+	require.ErrorIs(t, send("11 bytes..."), sdk.ErrTooBig)
+	require.ErrorIs(t, send("bcast 11 bytes..."), sdk.ErrTooBig)
+	_, _, closed := c.Closed()
+	require.False(t, closed, "too big on its own closes nothing")
+	require.NoError(t, send("6 byte"))
+	require.NoError(t, send("4 by"))
+	c.ExpectBinary(t, []byte("xxxxxx")) // 4 bytes unread: 6 fit again
+	require.NoError(t, send("bcast 6 byte"))
+	require.ErrorIs(t, send("1"), sdk.ErrSlowConsumer)
+	c.ExpectClosed(t, sdk.ClosePolicyViolation)
+	require.Len(t, c.Sent(), 3)
+}
+
+// TestMaxRoomsPerConn: the kit caps each connection's rooms as the server
+// does, at sdk.DefaultMaxRoomsPerConn unless configured: a Join beyond it
+// returns sdk.ErrTooManyRooms and the connection keeps its rooms;
+// re-joining does not count and leaving makes room.
+func TestMaxRoomsPerConn(t *testing.T) {
+	join := func(c *strandtest.Conn, room string) error { return c.PluginConn().Join(room) }
+	entry := sdk.NewPlugin("p").Entry("e").WebSocket(sdk.WebSocketHandlers{})
+
+	t.Run("default", func(t *testing.T) {
+		kit := strandtest.New(t, entry, strandtest.Options{})
+		c := kit.Open()
+		for i := range sdk.DefaultMaxRoomsPerConn {
+			require.NoError(t, join(c, fmt.Sprint("room-", i)))
+		}
+		require.NoError(t, join(c, "room-0"), "re-joining does not count")
+		require.ErrorIs(t, join(c, "one-too-many"), sdk.ErrTooManyRooms)
+		require.NoError(t, join(kit.Open(), "one-too-many"), "the cap is per connection")
+	})
+	t.Run("configured", func(t *testing.T) {
+		kit := strandtest.New(t, entry, strandtest.Options{MaxRoomsPerConn: 2})
+		c := kit.Open()
+		require.NoError(t, join(c, "a"))
+		require.NoError(t, join(c, "b"))
+		require.ErrorIs(t, join(c, "c"), sdk.ErrTooManyRooms)
+		require.NoError(t, c.PluginConn().Leave("a"))
+		require.NoError(t, join(c, "c"))
+		require.Len(t, kit.Members("b"), 1)
+		require.Empty(t, kit.Members("a"))
+
+		// A closed connection joins nothing, cap or not, and a broadcast
+		// reaches the members left.
+		other := kit.Open()
+		require.NoError(t, join(other, "b"))
+		c.Drop()
+		c.Wait()
+		require.ErrorIs(t, join(c, "d"), sdk.ErrClosed)
+		require.NoError(t, other.PluginConn().Broadcast("b", sdk.Text, []byte("x"), sdk.BroadcastOptions{}))
+		other.ExpectText(t, "x")
+		require.Len(t, kit.Members("b"), 1)
+	})
+	t.Run("negative", func(t *testing.T) {
+		r := newRecT(t)
+		r.run(func() { strandtest.New(r, entry, strandtest.Options{MaxRoomsPerConn: -1}) })
+		errs, fatal := r.failures()
+		require.True(t, fatal)
+		assert.Contains(t, errs[0], "MaxRoomsPerConn")
+	})
+}

@@ -1,0 +1,24 @@
+package strandtest
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/strandws/strand/sdk"
+)
+
+// TestHostRefusesInvalidMessageType: the kit's host, like the server,
+// refuses a type other than Text and Binary with sdk.ErrMessageType and
+// releases the buffer (Kit.Close checks), whoever calls it.
+func TestHostRefusesInvalidMessageType(t *testing.T) {
+	kit := New(t, sdk.NewPlugin("p").Entry("e").WebSocket(sdk.WebSocketHandlers{}), Options{})
+	c := kit.Open()
+	h := &host{c: c}
+	bufs := kit.Runtime().Buffers()
+	require.ErrorIs(t, h.Write(sdk.MessageType(9), bufs.Get(1)), sdk.ErrMessageType)
+	require.ErrorIs(t, h.Broadcast("r", sdk.MessageType(0), bufs.Get(1), sdk.BroadcastOptions{}), sdk.ErrMessageType)
+	require.Empty(t, c.Sent())
+	_, _, closed := c.Closed()
+	require.False(t, closed)
+}
