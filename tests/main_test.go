@@ -25,6 +25,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(eachReader{m}) }
 type eachReader struct{ m *testing.M }
 
 func (e eachReader) Run() int {
+	defer removeBuilds() // programs built once for both runs
 	code := 0
 	for _, mode := range readerModes {
 		readerMode = mode
