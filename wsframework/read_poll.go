@@ -317,9 +317,6 @@ func (c *conn) pollTurn(now int64) (res readResult, done bool) {
 		if p.feed.rb == nil && p.feed.read >= pollBudget {
 			return c.pollArm()
 		}
-		if h := c.srv.hooks.feed; h != nil && p.feed.rb != nil {
-			h(c, p.feed.rb.B[p.feed.off:])
-		}
 		ev, more, err := p.feed.step(ps, c.srv.cfg.Buffers, p.read)
 		if !more {
 			if err == nil || errors.Is(err, netpoll.ErrWouldBlock) {
@@ -328,9 +325,13 @@ func (c *conn) pollTurn(now int64) (res readResult, done bool) {
 			return c.pollReadError(), true
 		}
 		p.lastRead = now
-		switch ev.Kind {
-		case wsproto.None:
+		if ev.Kind == wsproto.None {
 			continue
+		}
+		if h := c.srv.hooks.event; h != nil {
+			h(c, ev)
+		}
+		switch ev.Kind {
 		case wsproto.Message:
 			res, deliver, done := c.acceptMessage(ev)
 			if done {
@@ -340,9 +341,6 @@ func (c *conn) pollTurn(now int64) (res readResult, done bool) {
 				p.held, p.heldType = ev.Msg, ev.Op // submitted next
 			}
 		default:
-			if h := c.srv.hooks.event; h != nil {
-				h(c, ev)
-			}
 			if res, done := c.onEvent(ev); done {
 				return res, true
 			}

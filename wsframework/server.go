@@ -83,9 +83,8 @@ type Server struct {
 // testHooks let tests see or disturb a connection's reading; all nil
 // outside tests.
 type testHooks struct {
-	feed  func(c *conn, b []byte)         // poll reader: bytes about to be parsed
-	event func(c *conn, ev wsproto.Event) // a parser event, before it is handled
-	write func(c *conn)                   // a writer run, before its write
+	event func(c *conn, ev wsproto.Event) // a parser event, before the reader handles it
+	write func(c *conn, v net.Buffers)    // a writer run's frames, before they are written
 }
 
 type serverCounters struct {

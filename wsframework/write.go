@@ -125,7 +125,7 @@ func (c *conn) writeLoop() {
 		wb.vec = vec[:0]
 		wb.out = vec
 		if h := s.hooks.write; h != nil {
-			h(c)
+			h(c, vec)
 		}
 		err := c.writeSocket(&wb.out, time.Now().Add(s.cfg.WriteTimeout))
 		wb.out = nil
