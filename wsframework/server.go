@@ -42,6 +42,9 @@ type Server struct {
 	// and *bufio.Writer (acceptWriterSize).
 	readers sync.Pool
 	writers sync.Pool
+	// Connections on the accept path in their head read, every acceptor's
+	// (handshakes.go).
+	handshakes *handshakeList
 
 	conns  *xsync.MapOf[uint64, *conn]
 	perIP  *xsync.MapOf[string, int]
@@ -90,6 +93,11 @@ type serverCounters struct {
 	bodyPassed     atomic.Uint64 // bodies over MaxBodyFilterBytes passed through unfiltered (fail open)
 	bodyRefused    atomic.Uint64 // bodies over MaxBodyFilterBytes answered 502 (fail closed)
 	closes         reasonCounters
+
+	// The accept path's limits (accept.go, handshakes.go).
+	handshakesEvicted   atomic.Uint64
+	rejectedHandshakeIP atomic.Uint64
+	rejectedHeaderBytes atomic.Uint64
 }
 
 // Stats are a Server's counters.
@@ -104,6 +112,12 @@ type Stats struct {
 	MessagesOut    uint64            // data messages written to clients
 	Dropped        uint64            // queued outgoing messages released unsent because their connection closed
 	Closes         map[string]uint64 // connections closed, by CloseReason name
+
+	// Serve's accept path, before a request is read whole.
+	Handshakes          int64  // connections whose request head is being read now
+	HandshakesEvicted   uint64 // of those, closed unread to make room under MaxHandshakes
+	RejectedHandshakeIP uint64 // 503: MaxHandshakesPerIP reached
+	RejectedHeaderBytes uint64 // 431: a request head over MaxHeaderBytes
 
 	PhaseTimeouts uint64 // phase handlers that did not decide within PhaseTimeout
 	PhasePanics   uint64 // phase handlers that panicked
@@ -133,6 +147,7 @@ func New(cfg Config) (*Server, error) {
 		perIP:    xsync.NewMapOf[string, int](),
 		proxies:  proxies,
 	}
+	s.handshakes = newHandshakeList(c.MaxHandshakes, c.MaxHandshakesPerIP, &s.stats)
 	s.phaseDeadlines = newDeadlines(c.PhaseTimeout)
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	s.batches.New = func() any { return new(writeBatch) }
@@ -355,5 +370,10 @@ func (s *Server) Stats() Stats {
 		BodyTooLarge:   c.bodyTooLarge.Load(),
 		BodyPassed:     c.bodyPassed.Load(),
 		BodyRefused:    c.bodyRefused.Load(),
+
+		Handshakes:          s.handshakes.len(),
+		HandshakesEvicted:   c.handshakesEvicted.Load(),
+		RejectedHandshakeIP: c.rejectedHandshakeIP.Load(),
+		RejectedHeaderBytes: c.rejectedHeaderBytes.Load(),
 	}
 }
