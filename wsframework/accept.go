@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -32,6 +33,14 @@ import (
 //
 // An answer other than 101 on the accept path (a refused handshake) is
 // written with "Connection: close" and ends the connection.
+//
+// Until its head is read whole a connection is a handshake in progress
+// (handshakes.go), under three limits: MaxHandshakes (at the cap, a new
+// connection evicts the oldest), MaxHandshakesPerIP (beyond it, 503 with
+// Retry-After before anything is read) and MaxHeaderBytes (a longer head
+// gets 431), besides HandshakeTimeout. A head too large for the pooled
+// reader but within MaxHeaderBytes is read on into a buffer of its own
+// before it goes to net/http, so the cap is exact on the first request.
 
 const (
 	// acceptReaderSize is the pooled reader a request head must fit in to be
@@ -39,6 +48,8 @@ const (
 	acceptReaderSize = 4 << 10
 	// acceptWriterSize buffers the 101 response.
 	acceptWriterSize = 512
+	// busyRetryAfter is the Retry-After of a 503 for MaxHandshakesPerIP.
+	busyRetryAfter = "1"
 	// maxBufferedAnswer is how much of a refusal's body is buffered to send
 	// it with a Content-Length; beyond it the answer is streamed and ends
 	// with the connection.
@@ -48,7 +59,8 @@ const (
 // acceptor serves one listener for Serve. Its goroutines (the http.Server's
 // and one per handshake) are counted in wg; Add is called under mu while
 // not closed, so Server.Shutdown, which closes the acceptor first, can wait
-// for them.
+// for them. Its connections in their head read are in the Server's
+// handshakeList, listed under mu too, so that close finds them all.
 type acceptor struct {
 	s    *Server
 	l    net.Listener
@@ -56,14 +68,13 @@ type acceptor struct {
 	pass *passListener
 	wg   *sync.WaitGroup
 
-	mu      sync.Mutex // guards pending, closed and wg.Add
-	pending map[net.Conn]struct{}
-	closed  bool
+	mu     sync.Mutex // guards closed, wg.Add and listing in s.handshakes
+	closed bool
 }
 
 func newAcceptor(s *Server, l net.Listener, wg *sync.WaitGroup) *acceptor {
-	a := &acceptor{s: s, l: l, wg: wg, pending: make(map[net.Conn]struct{}), pass: newPassListener(l.Addr())}
-	a.hs = &http.Server{Handler: s, ReadHeaderTimeout: s.cfg.HandshakeTimeout}
+	a := &acceptor{s: s, l: l, wg: wg, pass: newPassListener(l.Addr())}
+	a.hs = &http.Server{Handler: s, ReadHeaderTimeout: s.cfg.HandshakeTimeout, MaxHeaderBytes: s.cfg.MaxHeaderBytes}
 	return a
 }
 
@@ -101,14 +112,31 @@ func (a *acceptor) serve() error {
 			return err
 		}
 		backoff = 0
-		if !a.track(nc) {
-			_ = nc.Close()
-			continue
+		h, evicted, busy, ok := a.track(nc)
+		if evicted != nil {
+			// Its goroutine's read fails; it sees it was unlisted and
+			// returns its reader to the pool.
+			_ = evicted.nc.Close()
 		}
-		go func() {
-			defer a.wg.Done()
-			a.handshake(nc)
-		}()
+		switch {
+		case !ok:
+			_ = nc.Close()
+		case busy:
+			go func() {
+				defer a.wg.Done()
+				a.refuseBusy(nc)
+			}()
+		case h == nil:
+			go func() {
+				defer a.wg.Done()
+				a.passTLS(nc)
+			}()
+		default:
+			go func() {
+				defer a.wg.Done()
+				a.handshake(h)
+			}()
+		}
 	}
 	if err := <-hsDone; !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		return err
@@ -126,12 +154,11 @@ func (a *acceptor) close() {
 		return
 	}
 	a.closed = true
-	pending := a.pending
-	a.pending = nil
 	a.mu.Unlock()
 	_ = a.l.Close()
-	for nc := range pending {
-		_ = nc.Close()
+	// Nothing is listed for a after closed is set (track lists under mu).
+	for _, h := range a.s.handshakes.drop(a) {
+		_ = h.nc.Close()
 	}
 }
 
@@ -141,41 +168,46 @@ func (a *acceptor) isClosed() bool {
 	return a.closed
 }
 
-// track records a connection whose head is being read and counts its
-// goroutine; false after close.
-func (a *acceptor) track(nc net.Conn) bool {
+// track counts a new connection's goroutine and, unless it is TLS (then h
+// is nil), lists it as a handshake in progress. Listing it may evict the
+// oldest handshake, returned for the caller to close; busy means its IP is
+// at MaxHandshakesPerIP (it is not listed: its goroutine refuses it). ok
+// is false after close: the caller closes it, nothing is counted.
+func (a *acceptor) track(nc net.Conn) (h, evicted *handshake, busy, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
-		return false
+		return nil, nil, false, false
 	}
-	a.pending[nc] = struct{}{}
 	a.wg.Add(1)
-	return true
+	if _, isTLS := nc.(*tls.Conn); isTLS {
+		return nil, nil, false, true
+	}
+	h = &handshake{nc: nc, a: a, ip: peerIP(nc)}
+	evicted, listed := a.s.handshakes.add(h)
+	return h, evicted, !listed, true
 }
 
-// untrack reports whether the connection was still tracked (not closed by
-// close).
-func (a *acceptor) untrack(nc net.Conn) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		return false
+// passTLS hands a TLS connection to net/http as it is: ALPN and the
+// request's TLS state are net/http's business.
+func (a *acceptor) passTLS(nc net.Conn) {
+	if !a.pass.push(nc) {
+		_ = nc.Close()
 	}
-	delete(a.pending, nc)
-	return true
+}
+
+// refuseBusy answers a connection from an IP at MaxHandshakesPerIP, before
+// reading anything from it, and closes it.
+func (a *acceptor) refuseBusy(nc net.Conn) {
+	h := http.Header{"Retry-After": {busyRetryAfter}}
+	writeRefusal(nc, http.StatusServiceUnavailable, h, "too many handshakes from this address", a.s.cfg.HandshakeTimeout)
+	_ = nc.Close()
 }
 
 // handshake reads a new connection's request head and serves it.
-func (a *acceptor) handshake(nc net.Conn) {
+func (a *acceptor) handshake(h *handshake) {
 	s := a.s
-	if _, ok := nc.(*tls.Conn); ok {
-		// ALPN and the request's TLS state are net/http's business.
-		if a.untrack(nc) && !a.pass.push(nc) {
-			_ = nc.Close()
-		}
-		return
-	}
+	nc := h.nc
 	br := s.readers.Get().(*bufio.Reader)
 	br.Reset(nc)
 	defer func() {
@@ -183,18 +215,29 @@ func (a *acceptor) handshake(nc net.Conn) {
 		s.readers.Put(br)
 	}()
 	_ = nc.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	head, err := readHead(br)
-	if !a.untrack(nc) {
-		_ = nc.Close() // closed by Shutdown while it waited
+	head, big, err := readHead(br, nc, s.cfg.MaxHeaderBytes)
+	if !s.handshakes.remove(h) {
+		// Evicted under MaxHandshakes, or dropped by Shutdown, while it
+		// waited: closed already.
+		_ = nc.Close()
 		return
 	}
-	if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+	if errors.Is(err, errHeadTooLarge) {
+		s.stats.rejectedHeaderBytes.Add(1)
+		writeRefusal(nc, http.StatusRequestHeaderFieldsTooLarge, nil, "request header fields too large", s.cfg.HandshakeTimeout)
+		_ = nc.Close()
+		return
+	}
+	if err != nil {
 		_ = nc.Close() // gone, or silent past HandshakeTimeout, before a whole head
 		return
 	}
-	if err != nil || !isUpgradeHead(head) {
+	if big != nil || !isUpgradeHead(head) {
 		// Everything but a WebSocket handshake that fits: net/http's.
-		prefix := bytes.Clone(peekBuffered(br))
+		prefix := big
+		if prefix == nil {
+			prefix = bytes.Clone(peekBuffered(br))
+		}
 		if !a.pass.push(&prefixConn{Conn: nc, prefix: prefix}) {
 			_ = nc.Close()
 		}
@@ -202,7 +245,7 @@ func (a *acceptor) handshake(nc net.Conn) {
 	}
 	req, err := http.ReadRequest(br) // parses the buffered head: no I/O
 	if err != nil {
-		writeRefusal(nc, http.StatusBadRequest, "malformed request", s.cfg.HandshakeTimeout)
+		writeRefusal(nc, http.StatusBadRequest, nil, "malformed request", s.cfg.HandshakeTimeout)
 		_ = nc.Close()
 		return
 	}
@@ -221,21 +264,71 @@ func (a *acceptor) handshake(nc net.Conn) {
 	}
 }
 
-// readHead reads until br holds a whole request head (through the empty
-// line) and returns it; bufio.ErrBufferFull when it does not fit.
-func readHead(br *bufio.Reader) ([]byte, error) {
+// errHeadTooLarge: no request head ends within MaxHeaderBytes.
+var errHeadTooLarge = errors.New("wsframework: request head over MaxHeaderBytes")
+
+// readHead reads a request head (through its empty line) of at most limit
+// bytes from br, which reads from r. A head that fits br's buffer is
+// returned from it, and big is nil. A larger one is read on from r into
+// big, which then holds all the bytes read (the head, and whatever came
+// with it) while br holds none; head is big's prefix. errHeadTooLarge when
+// no head ends within limit bytes.
+func readHead(br *bufio.Reader, r io.Reader, limit int) (head, big []byte, err error) {
 	seen := 0
 	for {
 		if _, err := br.Peek(seen + 1); err != nil {
-			return nil, err
+			if errors.Is(err, bufio.ErrBufferFull) {
+				break // the buffer is full and holds no head
+			}
+			return nil, nil, err
 		}
 		buf := peekBuffered(br)
-		from := max(seen-3, 0)
-		if i := bytes.Index(buf[from:], []byte("\r\n\r\n")); i >= 0 {
-			return buf[:from+i+4], nil
+		if end, done := headEnd(buf, seen, limit); done {
+			if end < 0 {
+				return nil, nil, errHeadTooLarge
+			}
+			return buf[:end], nil, nil
 		}
 		seen = len(buf)
 	}
+	big = make([]byte, 0, min(limit, 2*br.Size()))
+	big = append(big, peekBuffered(br)...)
+	_, _ = br.Discard(len(big))
+	for {
+		if len(big) == cap(big) {
+			big = slices.Grow(big, min(cap(big), limit-len(big)))
+		}
+		seen := len(big)
+		n, err := r.Read(big[seen:cap(big)])
+		big = big[:seen+n]
+		if end, done := headEnd(big, seen, limit); done {
+			if end < 0 {
+				return nil, nil, errHeadTooLarge
+			}
+			return big[:end], big, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+// headEnd looks for the end of a request head in buf, of which seen bytes
+// were searched already: done with the head's length when it ends within
+// limit bytes, done with -1 when it cannot (too large), not done when more
+// bytes are needed to tell.
+func headEnd(buf []byte, seen, limit int) (end int, done bool) {
+	from := max(seen-3, 0)
+	if i := bytes.Index(buf[from:], []byte("\r\n\r\n")); i >= 0 {
+		if end = from + i + 4; end > limit {
+			return -1, true
+		}
+		return end, true
+	}
+	if len(buf) >= limit {
+		return -1, true
+	}
+	return 0, false
 }
 
 func peekBuffered(br *bufio.Reader) []byte {
@@ -400,10 +493,14 @@ func writeAnswer(nc net.Conn, status int, h http.Header, body []byte, withLength
 	return err
 }
 
-// writeRefusal answers a request the accept path could not serve.
-func writeRefusal(nc net.Conn, status int, text string, timeout time.Duration) {
+// writeRefusal answers a request the accept path could not serve, with
+// the header lines in h (which it may modify).
+func writeRefusal(nc net.Conn, status int, h http.Header, text string, timeout time.Duration) {
 	_ = nc.SetWriteDeadline(time.Now().Add(timeout))
-	h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
+	if h == nil {
+		h = make(http.Header)
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
 	_ = writeAnswer(nc, status, h, []byte(text+"\n"), true)
 }
 

@@ -13,26 +13,46 @@ import (
 )
 
 // FuzzAcceptHead feeds arbitrary bytes to the accept path's head reader
-// and sorter: they never panic, a head is a prefix of the input ending at
-// the first empty line, and only a GET is ever taken for an upgrade.
+// and sorter: they never panic; a head is a prefix of the input ending at
+// its first empty line and no longer than the limit, and one larger than
+// the reader comes with every byte read; a head is too large exactly when
+// none ends within the limit; and only a GET is ever taken for an upgrade.
 func FuzzAcceptHead(f *testing.F) {
-	f.Add([]byte("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"))
-	f.Add([]byte("GET / HTTP/1.1\r\nupgrade:  h2c, WebSocket \r\n\r\nextra"))
-	f.Add([]byte("POST /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"))
-	f.Add([]byte("GET / HTTP/1.1\r\nX: \r\n\r"))
-	f.Add([]byte("\r\n\r\n"))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		br := bufio.NewReaderSize(bytes.NewReader(in), 64)
-		head, err := readHead(br)
-		if err != nil {
-			if !errors.Is(err, bufio.ErrBufferFull) && bytes.Contains(in[:min(len(in), 64)], []byte("\r\n\r\n")) {
-				t.Fatalf("no head found in %q: %v", in, err)
+	f.Add([]byte("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"), uint8(100))
+	f.Add([]byte("GET / HTTP/1.1\r\nupgrade:  h2c, WebSocket \r\n\r\nextra"), uint8(64))
+	f.Add([]byte("POST /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"), uint8(10))
+	f.Add([]byte("GET / HTTP/1.1\r\nX: \r\n\r"), uint8(200))
+	f.Add([]byte("\r\n\r\n"), uint8(4))
+	f.Add([]byte("GET / HTTP/1.1\r\n"+strings.Repeat("X-Long: header\r\n", 10)+"\r\nbody"), uint8(200))
+	f.Fuzz(func(t *testing.T, in []byte, limit8 uint8) {
+		const size = 64 // the reader's buffer; 16 is bufio's least
+		limit := int(limit8) + 1
+		r := bytes.NewReader(in)
+		br := bufio.NewReaderSize(r, size)
+		head, big, err := readHead(br, r, limit)
+		end := bytes.Index(in, []byte("\r\n\r\n")) + 4 // 3 when there is none
+		fits := end >= 4 && end <= limit
+		switch {
+		case errors.Is(err, errHeadTooLarge):
+			if fits {
+				t.Fatalf("%q: head of %d bytes taken as over %d", in, end, limit)
+			}
+			return
+		case err != nil:
+			if fits || len(in) >= limit {
+				t.Fatalf("%q (limit %d): %v", in, limit, err)
 			}
 			return
 		}
-		i := bytes.Index(in, []byte("\r\n\r\n"))
-		if i < 0 || !bytes.Equal(head, in[:i+4]) {
-			t.Fatalf("head %q is not %q's up to its first empty line", head, in)
+		if !fits || !bytes.Equal(head, in[:end]) {
+			t.Fatalf("head %q is not %q's up to its first empty line within %d", head, in, limit)
+		}
+		if big != nil {
+			if len(head) <= size || !bytes.HasPrefix(in, big) || br.Buffered() != 0 {
+				t.Fatalf("head %q read into %q, %d left buffered", head, big, br.Buffered())
+			}
+		} else if len(head) > size {
+			t.Fatalf("head of %d bytes in a reader of %d", len(head), size)
 		}
 		if isUpgradeHead(head) && !bytes.HasPrefix(head, []byte("GET ")) {
 			t.Fatalf("%q taken for an upgrade", head)

@@ -28,7 +28,29 @@ const (
 	DefaultMaxBodyFilterBytes  = 4 << 20
 	DefaultMaxFragments        = 4096
 	DefaultMessageTimeout      = 30 * time.Second
+	DefaultMaxHeaderBytes      = 16 << 10
+	// DefaultMaxHandshakes is MaxHandshakes's default where the process's
+	// open-file limit cannot be read; elsewhere the default follows that
+	// limit (see Config.MaxHandshakes).
+	DefaultMaxHandshakes = 4096
 )
+
+// Bounds of MaxHandshakes's default derived from the open-file limit.
+const (
+	minDefaultMaxHandshakes = 1024
+	maxDefaultMaxHandshakes = 1 << 20
+)
+
+// defaultMaxHandshakes is a quarter of the open-file soft limit, within
+// [minDefaultMaxHandshakes, maxDefaultMaxHandshakes]; DefaultMaxHandshakes
+// when there is no limit to read.
+func defaultMaxHandshakes() int {
+	limit, ok := openFileLimit()
+	if !ok {
+		return DefaultMaxHandshakes
+	}
+	return int(min(max(limit/4, minDefaultMaxHandshakes), maxDefaultMaxHandshakes))
+}
 
 // ReaderMode selects how a Server reads its WebSocket connections.
 type ReaderMode uint8
@@ -134,6 +156,41 @@ type Config struct {
 	// runs its own http.Server) and writing the handshake response. Zero
 	// means DefaultHandshakeTimeout (10 s).
 	HandshakeTimeout time.Duration
+	// MaxHandshakes caps the handshakes in progress on Serve's accept
+	// path: connections accepted whose request head has not been read
+	// whole yet (each holds a descriptor, a goroutine and a 4 KiB reader
+	// for up to HandshakeTimeout, at the client's pace). When a connection
+	// arrives at the cap, the handshake that has been in progress longest
+	// is closed unanswered to make room (Stats.HandshakesEvicted), so
+	// clients that open connections and stall mid-head cannot lock new
+	// ones out. Once its head is read a handshake no longer counts: the
+	// routes' decision and the answer are bounded by PhaseTimeout and
+	// HandshakeTimeout. Connections on a TLS listener are handed to
+	// net/http before any read and are not counted. Zero means a quarter
+	// of the process's open-file soft limit (RLIMIT_NOFILE) when New runs,
+	// at least 1024 and at most 1<<20, or DefaultMaxHandshakes (4096) on a
+	// platform without that limit; negative means no cap.
+	MaxHandshakes int
+	// MaxHandshakesPerIP caps the handshakes in progress (see
+	// MaxHandshakes) from one peer IP: a connection beyond it is answered
+	// 503 Service Unavailable with "Retry-After: 1", before its request is
+	// read, and closed (Stats.RejectedHandshakeIP). The IP is the socket
+	// peer's: no header has been read yet, so TrustedProxies cannot apply,
+	// and behind a proxy or a NAT every client it carries shares one IP.
+	// Zero means no cap.
+	MaxHandshakesPerIP int
+	// MaxHeaderBytes caps the request head (request line, header lines and
+	// the empty line ending them) of a connection's first request on
+	// Serve's accept path: a longer head is answered 431 Request Header
+	// Fields Too Large and the connection is closed
+	// (Stats.RejectedHeaderBytes). A head larger than the pooled 4 KiB
+	// reader is read on into a buffer of its own and served by net/http.
+	// Later requests on a keep-alive connection, and every request on a
+	// TLS listener, are read by net/http, which applies the same cap with
+	// its own allowance of up to 4 KiB more. Mounted as an http.Handler
+	// elsewhere, the enclosing server's limit applies. Zero means
+	// DefaultMaxHeaderBytes (16 KiB).
+	MaxHeaderBytes int
 	// WriteTimeout bounds one write to a connection; a peer that stops
 	// reading is closed when it passes. Zero means DefaultWriteTimeout (10 s).
 	WriteTimeout time.Duration
@@ -224,7 +281,8 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.MaxRoomsPerConn < 0 || c.HandshakeTimeout < 0 ||
 		c.WriteTimeout < 0 || c.ReadTimeout < 0 || c.CloseTimeout < 0 ||
 		c.PhaseTimeout < 0 || c.MaxRequestBodyBytes < 0 || c.MaxBodyFilterBytes < 0 ||
-		c.MessageTimeout < 0 || c.MessageRate < 0 || c.MessageBurst < 0 || math.IsNaN(c.MessageRate) || math.IsInf(c.MessageRate, 0) {
+		c.MessageTimeout < 0 || c.MessageRate < 0 || c.MessageBurst < 0 || math.IsNaN(c.MessageRate) || math.IsInf(c.MessageRate, 0) ||
+		c.MaxHandshakesPerIP < 0 || c.MaxHeaderBytes < 0 {
 		return c, errors.New("wsframework: negative limit in Config")
 	}
 	if c.Reader >= numReaderModes {
@@ -261,6 +319,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	switch {
+	case c.MaxHandshakes == 0:
+		c.MaxHandshakes = defaultMaxHandshakes()
+	case c.MaxHandshakes < 0:
+		c.MaxHandshakes = 0 // no cap
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout

@@ -31,8 +31,13 @@
 // upgrade) and hand every other connection, with the bytes already read,
 // to a net/http Server: plain HTTP keeps all of net/http's behaviour, and
 // an upgrade leaves no hijacked net/http buffers behind. A refused
-// handshake on that path is answered with "Connection: close". Mounted as
-// an http.Handler elsewhere, a Server upgrades through net/http's Hijack.
+// handshake on that path is answered with "Connection: close". Until its
+// request head is read a connection is a handshake in progress, bounded
+// by HandshakeTimeout, MaxHeaderBytes (431), MaxHandshakesPerIP (503) and
+// MaxHandshakes: at that cap a new connection evicts the handshake in
+// progress longest, so clients stalling mid-head cannot lock others out.
+// Mounted as an http.Handler elsewhere, a Server upgrades through
+// net/http's Hijack.
 //
 // Why a connection closed is one CloseReason, which maps to the close code
 // sent and to the counters in Stats.
@@ -60,8 +65,8 @@
 // (netpoll, taken by Handle.Trigger) may be taken under conn.mu and takes
 // nothing itself; a netpoll Handle's own lock (arming, closing) is never
 // taken under conn.mu and is taken before its loop's. An acceptor's lock
-// (accept.go) guards its set of connections in their head read and takes
-// nothing.
+// (accept.go) may be taken before the Server's list of handshakes in
+// progress (handshakes.go), whose lock takes nothing.
 //
 // Rooms (rooms.go): connRooms.mu → hub subscription lock → adapter locks
 // (MemoryAdapter.mu → MemoryBus.mu → busRoom.mu) → room.mu → conn.mu. A

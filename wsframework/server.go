@@ -44,6 +44,9 @@ type Server struct {
 	// and *bufio.Writer (acceptWriterSize).
 	readers sync.Pool
 	writers sync.Pool
+	// Connections on the accept path in their head read, every acceptor's
+	// (handshakes.go).
+	handshakes *handshakeList
 
 	conns  *xsync.MapOf[uint64, *conn]
 	perIP  *xsync.MapOf[string, int]
@@ -107,6 +110,11 @@ type serverCounters struct {
 	bodyRefused    atomic.Uint64 // bodies over MaxBodyFilterBytes answered 502 (fail closed)
 	panics         atomic.Uint64 // panics in a connection's reader or writer
 	closes         reasonCounters
+
+	// The accept path's limits (accept.go, handshakes.go).
+	handshakesEvicted   atomic.Uint64
+	rejectedHandshakeIP atomic.Uint64
+	rejectedHeaderBytes atomic.Uint64
 }
 
 // Stats are a Server's counters.
@@ -123,6 +131,12 @@ type Stats struct {
 	SendsTooBig    uint64            // outgoing messages refused with sdk.ErrTooBig, over WriteQueueBytes alone (see Config)
 	Closes         map[string]uint64 // connections closed, by CloseReason name
 	Panics         uint64            // panics while reading or writing a connection (each closed it with 1011)
+
+	// Serve's accept path, before a request is read whole.
+	Handshakes          int64  // connections whose request head is being read now
+	HandshakesEvicted   uint64 // of those, closed unread to make room under MaxHandshakes
+	RejectedHandshakeIP uint64 // 503: MaxHandshakesPerIP reached
+	RejectedHeaderBytes uint64 // 431: a request head over MaxHeaderBytes
 
 	PhaseTimeouts uint64 // phase handlers that did not decide within PhaseTimeout
 	PhasePanics   uint64 // phase handlers that panicked
@@ -154,6 +168,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.clock = clock.New()
 	s.limits = wsproto.Limits{MaxMessage: c.MaxMessageBytes, MaxFragments: c.MaxFragments, Buffers: c.Buffers}
+	s.handshakes = newHandshakeList(c.MaxHandshakes, c.MaxHandshakesPerIP, &s.stats)
 	s.phaseDeadlines = newDeadlines(c.PhaseTimeout, s.clock)
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	s.batches.New = func() any { return new(writeBatch) }
@@ -378,5 +393,10 @@ func (s *Server) Stats() Stats {
 		BodyTooLarge:   c.bodyTooLarge.Load(),
 		BodyPassed:     c.bodyPassed.Load(),
 		BodyRefused:    c.bodyRefused.Load(),
+
+		Handshakes:          s.handshakes.len(),
+		HandshakesEvicted:   c.handshakesEvicted.Load(),
+		RejectedHandshakeIP: c.rejectedHandshakeIP.Load(),
+		RejectedHeaderBytes: c.rejectedHeaderBytes.Load(),
 	}
 }
