@@ -194,9 +194,9 @@ type Config struct {
 	// WriteTimeout bounds one write to a connection; a peer that stops
 	// reading is closed when it passes. Zero means DefaultWriteTimeout (10 s).
 	WriteTimeout time.Duration
-	// ReadTimeout bounds reading the rest of a frame once its header has
-	// arrived; a client that stalls mid-frame is closed with 1008. Zero
-	// means DefaultReadTimeout (30 s).
+	// ReadTimeout bounds reading the rest of a frame once its first byte
+	// has arrived; a client that stalls mid-frame (header or payload) is
+	// closed with 1008. Zero means DefaultReadTimeout (30 s).
 	ReadTimeout time.Duration
 	// PingInterval is how often the server pings a connection. Zero means
 	// DefaultPingInterval (30 s); negative disables pings.

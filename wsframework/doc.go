@@ -39,8 +39,21 @@
 // Mounted as an http.Handler elsewhere, a Server upgrades through
 // net/http's Hijack.
 //
+// Both readers only move bytes: every framing rule lives in one
+// incremental parser (internal/wsproto) that they feed — headers, masking,
+// fragmentation, control frames, the message size and fragment budgets,
+// UTF-8 checked as each byte arrives (1007 at the first invalid byte), close
+// bodies. A frame's declared length reserves at most 4 KiB; its buffer grows
+// as the payload arrives. When the peer's close frame or a violation ends
+// reading, the messages read before it are still handled, and what their
+// handlers send goes out before the server's close frame (within
+// CloseTimeout). A panic while reading or writing one connection closes that
+// connection with 1011 and nothing else (Stats.Panics). Every deadline reads
+// a monotonic clock, so a step of the wall clock moves none.
+//
 // Why a connection closed is one CloseReason, which maps to the close code
-// sent and to the counters in Stats.
+// sent and to the counters in Stats. docs/security.md lists every limit, its
+// default and what a client that reaches it sees.
 //
 // # Rooms
 //

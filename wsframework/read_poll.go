@@ -19,9 +19,9 @@ import (
 // goroutine and no read buffer: its descriptor is armed in one of the
 // Server's epoll loops (internal/netpoll) with EPOLLONESHOT, and when it is
 // readable the loop runs conn.Ready, which reads what is available without
-// waiting, parses it incrementally with the same frame rules as readLoop
-// (checkFrame, control, completeMessage), submits each complete message with
-// Runtime.TryMessage, and arms the descriptor again. Nothing in a turn
+// waiting, feeds it to the connection's wsproto.Parser (pollFeed: the same
+// parser, and the same handling of its events, as readLoop), submits each
+// complete message with Runtime.TryMessage, and arms the descriptor again. Nothing in a turn
 // blocks: where the goroutine reader would wait, the poll reader pauses and
 // is resumed by a Trigger on its loop:
 //
@@ -32,10 +32,14 @@ import (
 //   - the connection's pending bytes exceed MaxPendingBytes: its timer
 //     retries (from 0.5 ms, doubling to 10 ms), as the runtime offers no
 //     wake-up for that bound;
-//   - deadlines (a partial frame past ReadTimeout, IdleTimeout, the close
-//     deadline) and the keepalive ping are one timer in the loop's timer
-//     heap (netpoll.Handle.SetTimer: no runtime timer, no goroutine), set
-//     for the earliest; it runs a turn, which checks them.
+//   - the connection is over Config.MessageRate: its timer resumes it when
+//     the next message is within the rate;
+//   - deadlines (a partial frame past ReadTimeout, a fragmented message
+//     past MessageTimeout, IdleTimeout, the close deadline) and the
+//     keepalive ping are one timer in the loop's timer heap
+//     (netpoll.Handle.SetTimer: no runtime timer, no goroutine), set for
+//     the earliest, on the Server's monotonic clock; it runs a turn, which
+//     checks them.
 //
 // The connection's descriptor is taken over from its *net.TCPConn when the
 // poll reader starts (netpoll.Poller.Detach): an idle connection then keeps
@@ -44,9 +48,13 @@ import (
 // waiting for writability on the loop when the socket is full).
 //
 // A frame's bytes are held in pooled buffers only while it is partial: the
-// read buffer is released as soon as its bytes are parsed (a partial header
-// is kept in pollState.hdr), a data frame's payload is read straight into
-// its message buffer, and a control frame's into a small pooled buffer.
+// read buffer is released as soon as its bytes are parsed and handled (a
+// partial header is kept in the parser), the rest of a large data frame is
+// read straight into its message buffer, which grows as payload arrives,
+// and a partial control frame's payload is kept in a small pooled buffer.
+//
+// A panic in a turn is recovered in Ready: that connection ends with 1011,
+// its loop and every other connection go on.
 //
 // Everything in pollState below "loop-owned" is touched only by Ready (on
 // the loop), by startPoll before the first Trigger, and by pollEnd.
