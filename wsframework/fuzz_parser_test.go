@@ -173,7 +173,10 @@ func validUTF8Prefix(b []byte) bool {
 }
 
 // record adds a parser event to v; it reports whether the stream ended.
-func record(v *verdict, ev wsproto.Event) bool {
+func record(v *verdict, ev *wsproto.Event) bool {
+	if ev == nil {
+		return false
+	}
 	switch ev.Kind {
 	case wsproto.None:
 		return false

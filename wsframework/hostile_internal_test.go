@@ -113,7 +113,7 @@ func TestPanicClosesOnlyItsConnection(t *testing.T) {
 	for _, mode := range []ReaderMode{ReaderGoroutine, ReaderPoll} {
 		t.Run(mode.String(), func(t *testing.T) {
 			s, url := hookedEcho(t, Config{Reader: mode}, func(s *Server) {
-				s.hooks.event = func(_ *conn, ev wsproto.Event) {
+				s.hooks.event = func(_ *conn, ev *wsproto.Event) {
 					if ev.Kind == wsproto.Message && string(ev.Msg.B) == "boom-read" {
 						panic("test: boom while reading")
 					}

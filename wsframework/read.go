@@ -45,7 +45,7 @@ type readHook interface {
 
 // readEvent reads from br until the parser yields an event (the goroutine
 // reader's way of feeding it). hook runs before every read that may block.
-func readEvent(br *bufio.Reader, ps *wsproto.Parser, hook readHook) (wsproto.Event, error) {
+func readEvent(br *bufio.Reader, ps *wsproto.Parser, hook readHook) (*wsproto.Event, error) {
 	for {
 		if br.Buffered() == 0 {
 			hook.beforeRead(ps)
@@ -57,12 +57,12 @@ func readEvent(br *bufio.Reader, ps *wsproto.Parser, hook readHook) (wsproto.Eve
 					}
 				}
 				if err != nil {
-					return wsproto.Event{}, err
+					return nil, err
 				}
 				continue
 			}
 			if _, err := br.Peek(1); err != nil {
-				return wsproto.Event{}, err
+				return nil, err
 			}
 		}
 		b, _ := br.Peek(br.Buffered())
@@ -167,7 +167,7 @@ func (c *conn) trackMessage(ps *wsproto.Parser, now int64) {
 
 // onEvent handles a parser event other than a message: done reports that
 // the reader ends with res.
-func (c *conn) onEvent(ev wsproto.Event) (res readResult, done bool) {
+func (c *conn) onEvent(ev *wsproto.Event) (res readResult, done bool) {
 	switch ev.Kind {
 	case wsproto.Ping:
 		c.pong(ev.Payload)
@@ -223,7 +223,7 @@ func (c *conn) pong(p []byte) {
 // owns ev.Msg). deliver reports that it is to be handed to the runtime (it
 // was counted); otherwise it was released: discarded after the server's
 // close frame, or refused (done, with res).
-func (c *conn) acceptMessage(ev wsproto.Event) (res readResult, deliver, done bool) {
+func (c *conn) acceptMessage(ev *wsproto.Event) (res readResult, deliver, done bool) {
 	if c.isClosing() {
 		// Data after the server sent its close frame is discarded.
 		ev.Msg.Release()

@@ -257,9 +257,9 @@ type pollFeed struct {
 }
 
 // step feeds the parser the bytes it holds, or reads more with read. It
-// returns the parser's next event; none with more false means that read
-// would block, or returned an error (err).
-func (f *pollFeed) step(ps *wsproto.Parser, bufs *bufpool.Pool, read func([]byte) (int, error)) (ev wsproto.Event, more bool, err error) {
+// returns the parser's next event (nil when it only read); with more false
+// read would block, or returned an error (err).
+func (f *pollFeed) step(ps *wsproto.Parser, bufs *bufpool.Pool, read func([]byte) (int, error)) (ev *wsproto.Event, more bool, err error) {
 	f.dropConsumed()
 	if f.rb != nil {
 		n, ev := ps.Feed(f.rb.B[f.off:])
@@ -272,18 +272,18 @@ func (f *pollFeed) step(ps *wsproto.Parser, bufs *bufpool.Pool, read func([]byte
 		if n > 0 {
 			return ps.Wrote(n), true, nil
 		}
-		return wsproto.Event{}, false, err
+		return nil, false, err
 	}
 	b := bufs.Get(readBufSize)
 	n, err := read(b.B)
 	f.read += n
 	if n == 0 {
 		b.Release()
-		return wsproto.Event{}, false, err
+		return nil, false, err
 	}
 	b.B = b.B[:n]
 	f.rb, f.off = b, 0
-	return wsproto.Event{}, true, nil
+	return nil, true, nil
 }
 
 // dropConsumed releases the read buffer once all its bytes are parsed.
@@ -333,7 +333,7 @@ func (c *conn) pollTurn(now int64) (res readResult, done bool) {
 			return c.pollReadError(), true
 		}
 		p.lastRead = now
-		if ev.Kind == wsproto.None {
+		if ev == nil || ev.Kind == wsproto.None {
 			continue
 		}
 		if h := c.srv.hooks.event; h != nil {

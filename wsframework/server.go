@@ -86,8 +86,8 @@ type Server struct {
 // testHooks let tests see or disturb a connection's reading; all nil
 // outside tests.
 type testHooks struct {
-	event func(c *conn, ev wsproto.Event) // a parser event, before the reader handles it
-	write func(c *conn, v net.Buffers)    // a writer run's frames, before they are written
+	event func(c *conn, ev *wsproto.Event) // a parser event, before the reader handles it
+	write func(c *conn, v net.Buffers)     // a writer run's frames, before they are written
 }
 
 type serverCounters struct {

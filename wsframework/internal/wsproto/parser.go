@@ -86,8 +86,8 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
-// Event is what a Parser found. Payload is valid until the next call on
-// the Parser (it may point into the input given to Feed).
+// Event is what a Parser found. It belongs to the Parser and is valid until
+// the next call on it; Payload may point into the input given to Feed.
 type Event struct {
 	Kind    Kind
 	Op      byte
@@ -133,7 +133,9 @@ type Parser struct {
 
 	ctl     *bufpool.Buffer // a control payload that arrived in pieces
 	ctlUsed bool            // ctl was handed out in an event: release it next call
-	dead    *Event          // the violation, once found
+	dead    bool            // a violation was found: ev holds it for good
+
+	ev Event // the last event
 }
 
 // Init prepares p for a new connection with lim.
@@ -178,20 +180,21 @@ func (p *Parser) MessageID() uint32 { return p.msgFrame }
 // the first event so that the caller handles it before feeding in[n:]; with
 // Kind None all of in was consumed. Feed unmasks payload in place: in's
 // bytes are changed.
-func (p *Parser) Feed(in []byte) (n int, ev Event) {
+func (p *Parser) Feed(in []byte) (n int, ev *Event) {
 	p.dropUsedCtl()
-	if p.dead != nil {
-		return 0, *p.dead
+	if p.dead {
+		return 0, &p.ev
 	}
+	p.ev.Kind, p.ev.Msg = None, nil
 	for n < len(in) {
 		if !p.inBody {
 			k, ok := p.takeHeader(in[n:])
 			n += k
 			if !ok {
-				return n, Event{}
+				return n, &p.ev
 			}
-			if ev = p.startFrame(); ev.Kind != None {
-				return n, ev
+			if p.startFrame() != None {
+				return n, &p.ev
 			}
 			if !p.inBody {
 				continue
@@ -202,7 +205,8 @@ func (p *Parser) Feed(in []byte) (n int, ev Event) {
 				n += len(pl)
 				ws.Cipher(pl, p.mask, 0)
 				p.inBody = false
-				return n, p.control(pl)
+				p.control(pl)
+				return n, &p.ev
 			}
 		}
 		if isControl(p.op) {
@@ -218,16 +222,17 @@ func (p *Parser) Feed(in []byte) (n int, ev Event) {
 			p.inBody = false
 			ws.Cipher(p.ctl.B, p.mask, 0)
 			p.ctlUsed = true // released at the next call, after the caller used it
-			return n, p.control(p.ctl.B)
+			p.control(p.ctl.B)
+			return n, &p.ev
 		}
 		dst := p.room()
 		k := copy(dst, in[n:])
 		n += k
-		if ev = p.wrote(dst[:k]); ev.Kind != None {
-			return n, ev
+		if p.wrote(dst[:k]) != None {
+			return n, &p.ev
 		}
 	}
-	return n, Event{}
+	return n, &p.ev
 }
 
 // dropUsedCtl releases a control payload handed out by the last call.
@@ -245,25 +250,28 @@ func (p *Parser) dropUsedCtl() {
 // it must grow. After reading k bytes into it, call Wrote(k).
 func (p *Parser) Direct() []byte {
 	p.dropUsedCtl()
-	if p.dead != nil || !p.inBody || isControl(p.op) {
+	if p.dead || !p.inBody || isControl(p.op) {
 		return nil
 	}
 	return p.room()
 }
 
 // Wrote handles k payload bytes read into the slice Direct returned.
-func (p *Parser) Wrote(k int) Event {
-	if k == 0 {
-		return Event{}
+func (p *Parser) Wrote(k int) *Event {
+	if p.dead {
+		return &p.ev
 	}
-	dst := p.msg.B[len(p.msg.B) : len(p.msg.B)+k]
-	return p.wrote(dst)
+	p.ev.Kind, p.ev.Msg = None, nil
+	if k > 0 {
+		p.wrote(p.msg.B[len(p.msg.B) : len(p.msg.B)+k])
+	}
+	return &p.ev
 }
 
 // DirectRemaining reports how many payload bytes the current data frame
 // still expects (0 outside one).
 func (p *Parser) DirectRemaining() int64 {
-	if p.dead != nil || !p.inBody || isControl(p.op) {
+	if p.dead || !p.inBody || isControl(p.op) {
 		return 0
 	}
 	return p.length - p.got
@@ -319,7 +327,7 @@ func isControl(op byte) bool { return op&0x8 != 0 }
 // startFrame checks the whole header in hdr[:hn] and prepares for its
 // payload. A frame with no payload is finished at once (an event, or
 // inBody false).
-func (p *Parser) startFrame() Event {
+func (p *Parser) startFrame() Kind {
 	h := p.hdr[:p.hn]
 	p.hn = 0
 	b0, b1 := h[0], h[1]
@@ -360,7 +368,7 @@ func (p *Parser) startFrame() Event {
 			return p.control(nil)
 		}
 		p.inBody = true
-		return Event{}
+		return None
 	case OpText, OpBinary:
 		if p.msgOp != 0 {
 			return p.violate(sdk.CloseProtocolError, "new data frame inside a fragmented message")
@@ -392,7 +400,7 @@ func (p *Parser) startFrame() Event {
 		return p.frameDone()
 	}
 	p.inBody = true
-	return Event{}
+	return None
 }
 
 // room returns where the current data frame's next payload bytes go: the
@@ -419,7 +427,7 @@ func (p *Parser) room() []byte {
 
 // wrote takes payload bytes just placed at the end of msg.B's length (dst
 // is msg.B[len:len+k]): it unmasks and checks them.
-func (p *Parser) wrote(dst []byte) Event {
+func (p *Parser) wrote(dst []byte) Kind {
 	ws.Cipher(dst, p.mask, int(p.got&3))
 	p.got += int64(len(dst))
 	p.msg.B = p.msg.B[:len(p.msg.B)+len(dst)]
@@ -427,16 +435,16 @@ func (p *Parser) wrote(dst []byte) Event {
 		return p.violate(sdk.CloseInvalidPayload, "invalid UTF-8 in text message")
 	}
 	if p.got < p.length {
-		return Event{}
+		return None
 	}
 	return p.frameDone()
 }
 
 // frameDone ends a data frame whose payload is complete.
-func (p *Parser) frameDone() Event {
+func (p *Parser) frameDone() Kind {
 	p.inBody = false
 	if !p.fin {
-		return Event{}
+		return None
 	}
 	if p.msgOp == OpText && p.text.need != 0 {
 		return p.violate(sdk.CloseInvalidPayload, "invalid UTF-8 in text message")
@@ -445,22 +453,23 @@ func (p *Parser) frameDone() Event {
 	if msg == nil {
 		msg = p.lim.Buffers.Get(0)
 	}
-	ev := Event{Kind: Message, Op: p.msgOp, Msg: msg}
+	p.ev.Kind, p.ev.Op, p.ev.Msg = Message, p.msgOp, msg
 	p.msg, p.msgOp = nil, 0
-	return ev
+	return Message
 }
 
 // control makes the event of a complete, unmasked control frame.
-func (p *Parser) control(pl []byte) Event {
+func (p *Parser) control(pl []byte) Kind {
 	switch p.op {
 	case OpPing:
-		return Event{Kind: Ping, Op: OpPing, Payload: pl}
+		return p.setControl(Ping, pl)
 	case OpPong:
-		return Event{Kind: Pong, Op: OpPong, Payload: pl}
+		return p.setControl(Pong, pl)
 	}
 	switch {
 	case len(pl) == 0:
-		return Event{Kind: Close, Op: OpClose, Code: sdk.CloseNoStatus}
+		p.ev = Event{Kind: Close, Op: OpClose, Code: sdk.CloseNoStatus}
+		return Close
 	case len(pl) == 1:
 		return p.violate(sdk.CloseProtocolError, "close frame with a 1-byte payload")
 	}
@@ -471,14 +480,20 @@ func (p *Parser) control(pl []byte) Event {
 	if !utf8.Valid(pl[2:]) {
 		return p.violate(sdk.CloseInvalidPayload, "invalid UTF-8 in close reason")
 	}
-	return Event{Kind: Close, Op: OpClose, Code: code, Payload: pl, Reason: string(pl[2:])}
+	p.ev = Event{Kind: Close, Op: OpClose, Code: code, Payload: pl, Reason: string(pl[2:])}
+	return Close
+}
+
+func (p *Parser) setControl(k Kind, pl []byte) Kind {
+	p.ev.Kind, p.ev.Op, p.ev.Payload = k, p.op, pl
+	return k
 }
 
 // violate ends the Parser with a violation.
-func (p *Parser) violate(code sdk.CloseCode, reason string) Event {
-	ev := Event{Kind: Violation, Code: code, Reason: reason}
-	p.dead = &ev
+func (p *Parser) violate(code sdk.CloseCode, reason string) Kind {
+	p.ev = Event{Kind: Violation, Code: code, Reason: reason}
+	p.dead = true
 	p.inHdr, p.inBody = false, false
 	p.Release()
-	return ev
+	return Violation
 }

@@ -57,7 +57,7 @@ func run(t *testing.T, lim *Limits, stream []byte, step int, direct bool) outcom
 	defer p.Release()
 	var out outcome
 	in := append([]byte(nil), stream...)
-	record := func(ev Event) bool {
+	record := func(ev *Event) bool {
 		switch ev.Kind {
 		case None:
 			return false
@@ -69,7 +69,7 @@ func run(t *testing.T, lim *Limits, stream []byte, step int, direct bool) outcom
 			out.events = append(out.events, ev.Kind.String()+":"+string(ev.Payload))
 			return false
 		}
-		out.final = ev
+		out.final = *ev
 		return true
 	}
 	for len(in) > 0 {
@@ -191,4 +191,28 @@ func FuzzUTF8State(f *testing.F) {
 			require.False(t, utf8.Valid(b[:cut]))
 		}
 	})
+}
+
+// BenchmarkParserFeed: one 64-byte binary frame from bytes in memory to a
+// message buffer (header, unmask, copy), the buffer released.
+func BenchmarkParserFeed(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		op   byte
+	}{{"binary", OpBinary}, {"text", OpText}} {
+		b.Run(tc.name, func(b *testing.B) {
+			lim := &Limits{MaxMessage: 1 << 20, Buffers: bufpool.New(bufpool.Config{})}
+			var p Parser
+			p.Init(lim)
+			f := whole(true, tc.op, bytes.Repeat([]byte("a"), 64))
+			in := make([]byte, len(f))
+			b.ReportAllocs()
+			b.SetBytes(64)
+			for b.Loop() {
+				copy(in, f)
+				_, ev := p.Feed(in)
+				ev.Msg.Release()
+			}
+		})
+	}
 }
