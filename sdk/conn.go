@@ -2,191 +2,120 @@ package sdk
 
 import (
 	"context"
-	"sync/atomic"
 
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk/bufpool"
 )
 
-// MessageType is a WebSocket data message type. Its values are the
-// WebSocket opcodes.
-type MessageType uint8
-
-// Message types.
-const (
-	Text   MessageType = 1
-	Binary MessageType = 2
-)
-
-func (t MessageType) String() string {
-	switch t {
-	case Text:
-		return "text"
-	case Binary:
-		return "binary"
-	}
-	return "invalid"
-}
-
-// valid reports whether t is a data message type: Text or Binary.
-func (t MessageType) valid() bool { return t == Text || t == Binary }
-
-// Message is one WebSocket message handed to OnMessage. Data is valid only
-// until the handler returns; copy it to keep it.
-type Message struct {
-	Type MessageType
-	Data []byte
-}
-
-// ConnHost is the host end of one connection as the runtime sees it: the
-// in-process host (package wsframework), a transport to a host in another
-// process, or the in-memory test kit implement it.
-type ConnHost interface {
-	// Write queues one message for the peer in call order and takes
-	// ownership of b: the host releases it once written, or at once on
-	// error. It never blocks. It returns ErrMessageType for a type other
-	// than Text and Binary, ErrTooBig for a message larger than the host's
-	// write queue holds on its own (the connection stays open), ErrClosed
-	// once the connection is closing, and ErrSlowConsumer when the message
-	// does not fit behind what is queued (the host then applies its
-	// slow-consumer policy).
-	Write(typ MessageType, b *bufpool.Buffer) error
-	// Close starts the close handshake with code and reason, because the
-	// plugin asked to (Conn.Close): a host reports it as the plugin's own
-	// close, whatever the code, 1011 included. Idempotent: only the first
-	// call's code (of Close or ClosePanic) is sent.
-	Close(code CloseCode, reason string) error
-	// ClosePanic starts the close handshake with CloseInternalError and
-	// reason because a handler panicked. Only the runtime calls it (a
-	// plugin's Conn has no such method), so a host can tell a panic from a
-	// plugin's own Close(CloseInternalError, ...) when it counts closes.
-	// Idempotent, with Close.
-	ClosePanic(reason string) error
-}
-
-// ConnInfo describes a connection the host opens on a Runtime.
-type ConnInfo struct {
-	ID          uint64             // unique, never reused by the host
-	Request     *Request           // the upgrade request's snapshot (copied: the host may reuse it)
-	Values      map[string]any     // values set by request filters (read-only from now on)
-	Subprotocol string             // the negotiated subprotocol, or ""
-	Handlers    *WebSocketHandlers // the handlers of the entry that upgraded
-}
-
 // Conn is a WebSocket connection as a plugin sees it. All methods are safe
 // for concurrent use from any goroutine and never block on the network.
-type Conn struct {
-	id          uint64
-	rt          *Runtime
-	host        ConnHost
-	h           *WebSocketHandlers
-	req         Request // a copy of ConnInfo.Request: one allocation less per connection
-	values      map[string]any
-	subprotocol string
+type Conn core.Conn
 
-	pending atomic.Int64 // inbound bytes accepted but not yet handled
-	drain   chan struct{}
-	ctx     atomic.Pointer[connContext] // made on first use
-	waiting atomic.Bool                 // the host waits for pending to drop
-	closing atomic.Bool                 // Close event submitted
-	ctxDone atomic.Bool                 // OnClose ran (or never will): the context is cancelled
-}
-
-// connContext is a Conn's context, made by the first Context call, so that
-// a connection whose handlers never ask for one holds none.
-type connContext struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-}
+func (c *Conn) core() *core.Conn { return (*core.Conn)(c) }
 
 // ID returns the connection's ID, unique for the host's lifetime.
-func (c *Conn) ID() uint64 { return c.id }
+func (c *Conn) ID() uint64 { return c.core().ID() }
 
 // Request returns the upgrade request's snapshot. The host keeps it for the
 // connection's lifetime without the handshake's own headers (Connection,
 // Upgrade, Sec-WebSocket-Key, -Version and -Extensions): Header holds the
 // rest, or is nil. The negotiated subprotocol is Subprotocol.
-func (c *Conn) Request() *Request { return &c.req }
+func (c *Conn) Request() *Request { return (*Request)(c.core().Request()) }
 
-// Value returns a value set by a request filter before the upgrade, or nil.
-func (c *Conn) Value(key string) any { return c.values[key] }
+// Value returns a value set by a request filter before the upgrade
+// (RequestContext.Set), or nil.
+func (c *Conn) Value(key string) any { return c.core().Value(key) }
 
 // Subprotocol returns the negotiated subprotocol, or "".
-func (c *Conn) Subprotocol() string { return c.subprotocol }
+func (c *Conn) Subprotocol() string { return c.core().Subprotocol() }
 
 // Context returns a context cancelled when the connection has closed (after
-// OnClose) or the runtime shuts down. It is created on first use.
-func (c *Conn) Context() context.Context {
-	if cc := c.ctx.Load(); cc != nil {
-		return cc.ctx
-	}
-	cc := &connContext{}
-	cc.ctx, cc.cancel = context.WithCancel(c.rt.ctx)
-	if !c.ctx.CompareAndSwap(nil, cc) {
-		cc.cancel() // another call made it first
-		return c.ctx.Load().ctx
-	}
-	// cancelContext sets ctxDone before it looks at ctx: one of the two
-	// sees the other and cancels.
-	if c.ctxDone.Load() {
-		cc.cancel()
-	}
-	return cc.ctx
-}
-
-func (c *Conn) cancelContext() {
-	c.ctxDone.Store(true)
-	if cc := c.ctx.Load(); cc != nil {
-		cc.cancel()
-	}
-}
+// OnClose) or the host shuts down. It is created on first use.
+func (c *Conn) Context() context.Context { return c.core().Context() }
 
 // Send queues a copy of data as one message of type typ. It never blocks;
 // messages sent from one goroutine are written in call order. It returns
-// ErrMessageType for a type other than Text and Binary and ErrTooBig for a
+// ErrMessageType for a type other than Text and Binary, ErrTooBig for a
 // message larger than the host's write queue holds on its own (nothing is
 // sent; the connection stays open), ErrClosed after the connection began
 // closing, and ErrSlowConsumer when the write queue is too full to take the
 // message: the peer is not reading, and the connection is then closed with
 // ClosePolicyViolation.
 func (c *Conn) Send(typ MessageType, data []byte) error {
-	if !typ.valid() {
-		return ErrMessageType
-	}
-	b := c.rt.bufs.Get(len(data))
-	copy(b.B, data)
-	return c.host.Write(typ, b)
+	return c.core().Send(core.MessageType(typ), data)
 }
 
 // SendText queues a copy of text as a text message. See Send.
-func (c *Conn) SendText(text string) error {
-	b := c.rt.bufs.Get(len(text))
-	copy(b.B, text)
-	return c.host.Write(Text, b)
-}
+func (c *Conn) SendText(text string) error { return c.core().SendText(text) }
 
 // SendBinary queues a copy of data as a binary message. See Send.
-func (c *Conn) SendBinary(data []byte) error { return c.Send(Binary, data) }
+func (c *Conn) SendBinary(data []byte) error { return c.core().Send(core.Binary, data) }
 
 // SendBuffer queues b as one message without copying and takes ownership of
 // b, which must come from Buffers and hold exactly one reference: it is
 // released once written or on error. Do not touch b afterwards.
 func (c *Conn) SendBuffer(typ MessageType, b *bufpool.Buffer) error {
-	if !typ.valid() {
-		b.Release()
-		return ErrMessageType
-	}
-	return c.host.Write(typ, b)
+	return c.core().SendBuffer(core.MessageType(typ), b)
 }
 
-// Buffers returns the buffer pool to take SendBuffer buffers from.
-func (c *Conn) Buffers() *bufpool.Pool { return c.rt.bufs }
+// Buffers returns the buffer pool to take SendBuffer and BroadcastBuffer
+// buffers from.
+func (c *Conn) Buffers() *bufpool.Pool { return c.core().Buffers() }
 
-// Close starts the close handshake with code and reason. OnClose still runs
-// (with this code) once the connection has closed. Idempotent.
+// Close starts the close handshake with code and reason (a code that may
+// not be sent, see CloseCode.ValidOnWire, is sent as CloseNormal; the
+// reason is cut to 123 bytes). OnClose still runs, with this code, once the
+// connection has closed. Idempotent: only the first call's code is sent.
 func (c *Conn) Close(code CloseCode, reason string) error {
-	return c.host.Close(code, reason)
+	return c.core().Close(core.CloseCode(code), reason)
 }
 
-// PendingBytes returns the inbound bytes delivered to the runtime but not yet
-// handled. Hosts use it to pause reading.
-func (c *Conn) PendingBytes() int64 { return c.pending.Load() }
+// BroadcastOptions are optional settings of a broadcast. The zero value
+// delivers to every member, the sender included.
+type BroadcastOptions struct {
+	// ExcludeSelf leaves out the sending connection, if it is a member.
+	ExcludeSelf bool
+}
+
+// Join makes c a member of room, so that broadcasts to room reach it, until
+// Leave or until c closes. Idempotent: joining a room c is in is not an
+// error and does not count twice. It returns ErrRoomsUnsupported when the
+// host has no rooms, ErrInvalidRoom for a bad name, ErrTooManyRooms when c
+// is already in as many rooms as the host allows (DefaultMaxRoomsPerConn
+// unless configured; Leave one first) and ErrClosed once c is closing.
+func (c *Conn) Join(room string) error { return c.core().Join(room) }
+
+// Leave ends c's membership of room. Leaving a room c is not in, or after c
+// closed, is not an error.
+func (c *Conn) Leave(room string) error { return c.core().Leave(room) }
+
+// Broadcast queues a copy of data as one message of type typ to every member
+// of room, c included unless an option says ExcludeSelf. It never blocks on
+// a member: a member whose write queue is full is closed by its own
+// slow-consumer policy. Messages c broadcasts one after another reach each
+// member in that order, and every member sees a room's messages in one
+// order. c need not be a member, and may broadcast from OnClose. The bytes
+// are encoded once and shared by every receiver. It returns ErrMessageType
+// for a type other than Text and Binary, ErrInvalidRoom for a bad name and
+// ErrTooBig for a message larger than a write queue holds (see Send):
+// nothing is then delivered.
+func (c *Conn) Broadcast(room string, typ MessageType, data []byte, opts ...BroadcastOptions) error {
+	return c.core().Broadcast(room, core.MessageType(typ), data, broadcastOptions(opts))
+}
+
+// BroadcastBuffer is Broadcast without the copy: it takes ownership of b,
+// which must come from Buffers and hold exactly one reference. b is released
+// once every member's copy was written, or on error. Do not touch b
+// afterwards.
+func (c *Conn) BroadcastBuffer(room string, typ MessageType, b *bufpool.Buffer, opts ...BroadcastOptions) error {
+	return c.core().BroadcastBuffer(room, core.MessageType(typ), b, broadcastOptions(opts))
+}
+
+// broadcastOptions merges optional options: any that excludes self does.
+func broadcastOptions(opts []BroadcastOptions) core.BroadcastOptions {
+	var o core.BroadcastOptions
+	for _, x := range opts {
+		o.ExcludeSelf = o.ExcludeSelf || x.ExcludeSelf
+	}
+	return o
+}

@@ -1,30 +1,81 @@
-// Package sdk is what a Strand plugin author imports: the plugin and its
-// entries, the handlers they register, the contexts and connections handed
-// to those handlers, close codes and errors, and the plugin runtime that runs
-// handlers in order.
+// Package sdk is what a Strand plugin author imports, and all of it: the
+// plugin and its entries, the handlers they register, the contexts and
+// connections handed to those handlers, messages, close codes and errors.
+// Test a plugin without a server with sdk/strandtest. How a host runs the
+// handlers is not part of this package.
 //
-// # Model
+// # A plugin
 //
-// A [Plugin] is a value with a name and named entries ([Plugin.Entry]); there
-// is no package-level registry. An [Entry] registers a request filter (which
-// may accept a request, answer it, or upgrade it to a WebSocket) and a
-// default set of [WebSocketHandlers].
+// A [Plugin] is a value with a name and named entries ([Plugin.Entry]);
+// there is no package-level registry. An [Entry] registers HTTP phase
+// handlers — a request filter that may let the request go on, answer it, or
+// upgrade it to a WebSocket; a response filter; a response body filter; a
+// logging handler — and a default set of [WebSocketHandlers]. A host
+// mounts entries on routes (wsframework.Server.Route) and refuses, when it
+// starts, with an error that names the mistake: an entry that registered no
+// handler (a misspelled name), WebSocket handlers that set OnMessage and
+// also OnText or OnBinary, and two plugins with one name.
 //
-// The [Runtime] owns the executors that run one plugin's handlers: a
-// connection's events go through an ordered executor keyed by connection ID
-// (dispatcher.Sharded), so OnOpen runs first, messages run one at a time in
-// arrival order, and OnClose runs last, exactly once. The host
-// (package wsframework, or the in-memory kit in sdk/strandtest) owns the
-// sockets and delivers events to the Runtime; the Runtime answers nothing by
-// itself. Plugin code does not know how it is attached.
+// # Where handlers run, and in what order
 //
-// # Concurrency and validity
+// Each plugin has its own executors on the host.
 //
-// Handlers of one connection never run concurrently with each other; handlers
-// of different connections do. [Conn] methods are safe for concurrent use from
-// any goroutine. The Data of a [Message] is valid only until the handler it
-// was passed to returns: the runtime then releases it to the buffer pool
-// (with poisoning on, see sdk/bufpool, a kept slice shows 0xDB bytes). Copy
-// what you keep. [Conn.Send] copies its argument, so Send(msg.Data) inside a
-// handler is safe.
+// WebSocket handlers run on an ordered executor keyed by connection ID: the
+// plugin's connections are spread over 1024 serial queues (shards), run by
+// a fixed set of worker goroutines (2×GOMAXPROCS by default). For one
+// connection, OnOpen runs first, then one handler call per message in
+// arrival order, then OnClose, exactly once, last. Handlers of one
+// connection never run concurrently with each other; handlers of different
+// connections do. Connections that share a shard share its order too: a
+// handler runs only after the handlers queued before it on its shard.
+//
+// HTTP phase handlers run on a separate worker pool (max(4, 2×NumCPU) workers
+// by default, with a bounded queue; a full pool answers 503). A request's
+// phases run one after the other, entry by entry along the route.
+//
+// # Blocking in a handler
+//
+// A handler may block — on a database, another service, a lock — but know
+// what it costs today: a WebSocket handler that blocks holds its worker and
+// its shard, so every connection of that shard waits behind it, and as many
+// blocked handlers as there are workers stall every connection of the
+// plugin. While a connection's events wait, the host stops reading it (TCP
+// pushes back on the client); nothing is dropped. Keep WebSocket handlers
+// short: hand slow work to a goroutine of your own and Send the result when
+// it is done (Send is safe from any goroutine). A phase handler that blocks
+// holds a worker of the phase pool; it must decide within the host's phase
+// timeout (5 s by default) or the request fails (504, or the plugin is
+// skipped when the host runs it fail-open).
+//
+// # Deciding in a phase handler
+//
+// A phase handler decides with its context's Next (and, for a request
+// filter, End, Reject or Upgrade). Returning without deciding means Next.
+// A handler that wants to decide later, from another goroutine, calls
+// Defer before it returns and then decides within the phase timeout.
+//
+// # How long data is valid
+//
+// The Data of a [Message] (and the slice given to OnText and OnBinary) is
+// valid only until the handler returns: the host then reuses the buffer
+// (with a poisoning pool, as strandtest uses by default, a kept slice reads
+// 0xDB bytes). Copy what you keep. [Conn.Send] copies its argument, so
+// Send(msg.Data) inside a handler is safe. A [LogEntry] is valid until the
+// logging handler returns. The [Request] snapshot is read-only and valid
+// for as long as you hold it.
+//
+// # Calls from other goroutines
+//
+// Every [Conn] method is safe from any goroutine, and none blocks on the
+// network: Send, Broadcast, Join, Leave and Close queue and return. Phase
+// contexts belong to their handler until it decides (after Defer, the
+// goroutine that decides may use them); do not touch a context after
+// deciding.
+//
+// # Off Linux
+//
+// Plugins behave the same everywhere. The host's poll reader (connections
+// with nothing to read hold no goroutine) needs Linux's epoll; elsewhere
+// the host reads each connection with a goroutine of its own, with the same
+// limits, order and close codes.
 package sdk

@@ -2,375 +2,188 @@ package sdk
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/strandws/strand/sdk/frame"
+	"github.com/strandws/strand/internal/core"
 )
 
-// Phase is an HTTP phase a plugin entry may handle.
-type Phase uint8
+// RequestContext is handed to a RequestFilter. It carries the request
+// snapshot and collects the filter's decision and edits, which travel back
+// to the host together when the filter decides with Next, End, Reject or
+// Upgrade. Returning without deciding means Next. A filter that decides
+// later, from another goroutine, calls Defer before it returns and then
+// decides within the host's phase timeout. Do not touch the context after
+// deciding.
+type RequestContext core.RequestContext
 
-// Phases, in the order they run for a request.
-const (
-	PhaseRequestFilter      Phase = iota + 1 // before the terminal: answer, upgrade or Next
-	PhaseResponseFilter                      // status and headers of the answer
-	PhaseResponseBodyFilter                  // the whole answer body
-	PhaseLogging                             // after the answer
-)
+func (c *RequestContext) core() *core.RequestContext { return (*core.RequestContext)(c) }
 
-func (p Phase) String() string {
-	switch p {
-	case PhaseRequestFilter:
-		return "request_filter"
-	case PhaseResponseFilter:
-		return "response_filter"
-	case PhaseResponseBodyFilter:
-		return "response_body_filter"
-	case PhaseLogging:
-		return "logging"
-	}
-	return "unknown"
-}
+// Context returns the request's context: cancelled when the client goes
+// away or the phase ends.
+func (c *RequestContext) Context() context.Context { return c.core().Context() }
 
-// MethodID numbers a host call or event. It is the wire schema's method
-// type (sdk/frame), so the numbering has one source: the schema, where IDs
-// are only appended, never renumbered.
-type MethodID = frame.Method
+// Request returns the request snapshot.
+func (c *RequestContext) Request() *Request { return (*Request)(c.core().Request()) }
 
-// Host call methods used by the channel context.
-const (
-	MethodNext               = frame.MethodNext
-	MethodEnd                = frame.MethodEnd
-	MethodResponseStreamData = frame.MethodResponseStreamData
-	MethodResponseStreamEnd  = frame.MethodResponseStreamEnd
-	MethodResponseStreamHead = frame.MethodResponseStreamHeader
-	MethodReadRequestBody    = frame.MethodReadRequestFullBody
-)
+// Value returns a per-request value set by an earlier entry, or nil.
+func (c *RequestContext) Value(key string) any { return c.core().Value(key) }
 
-// Errors of the channel context.
-var (
-	// ErrCallTimeout is returned by a host call that got no reply in time.
-	ErrCallTimeout = errors.New("sdk: host call timed out")
-	// ErrBodyTooLarge is returned by ReadBody when the request body is over
-	// the host's cap; the host answers the request with 413.
-	ErrBodyTooLarge = errors.New("sdk: request body too large")
-	// ErrPhaseOver is returned by a host call made after the phase ended
-	// (decided, timed out, or the request is gone).
-	ErrPhaseOver = errors.New("sdk: phase is over")
-)
+// Set stores a per-request value (for example auth claims). Values set here
+// are readable by later entries and phases and, after an upgrade, by every
+// WebSocket handler through Conn.Value.
+func (c *RequestContext) Set(key string, v any) { c.core().Set(key, v) }
 
-// DefaultCallTimeout bounds a host call made through the channel context.
-const DefaultCallTimeout = 5 * time.Second
+// SetStatus sets the status End answers with (200 if unset).
+func (c *RequestContext) SetStatus(code int) { c.core().SetStatus(code) }
 
-// HostCall is one call from a phase handler to the host, sent over the
-// phase's channel with a call ID. The host answers it exactly once with
-// Reply. Data is valid until the call is answered.
-type HostCall struct {
-	ID     uint64
-	Method MethodID
-	Int    int    // status for MethodResponseStreamHead
-	Data   []byte // chunk for MethodResponseStreamData
+// SetHeader sets a response header: on End's answer, on the terminal
+// handler's answer after Next, or on the handshake response after Upgrade.
+func (c *RequestContext) SetHeader(name, value string) { c.core().SetHeader(name, value) }
 
-	reply chan HostReply
-}
+// AddHeader adds a response header value. See SetHeader.
+func (c *RequestContext) AddHeader(name, value string) { c.core().AddHeader(name, value) }
 
-// HostReply answers a HostCall.
-type HostReply struct {
-	Data []byte // for MethodReadRequestBody: the body, owned by the plugin
-	Err  error
-}
+// RemoveHeader removes a response header. See SetHeader.
+func (c *RequestContext) RemoveHeader(name string) { c.core().RemoveHeader(name) }
 
-// Reply answers the call. It never blocks.
-func (c *HostCall) Reply(r HostReply) { c.reply <- r }
+// SetBody sets the response body used by End. The slice is kept: do not
+// modify it afterwards.
+func (c *RequestContext) SetBody(b []byte) { c.core().SetBody(b) }
 
-// phase is the part every phase context shares: the request snapshot, the
-// per-request values, the decision signal and the channel for host calls.
-type phase struct {
-	ctx     context.Context
-	req     *Request
-	values  *map[string]any
-	ch      chan *HostCall // nil message: decided
-	decided atomic.Bool
-	running atomic.Bool
-	panic   any
-	callID  atomic.Uint64
-	timeout time.Duration
-	entry   *Entry
-	rt      *Runtime
+// SetJSON sets the response body used by End to v as JSON, and Content-Type.
+func (c *RequestContext) SetJSON(v any) error { return c.core().SetJSON(v) }
 
-	// refs counts the owners of a recycled context (the host and the
-	// worker running the handler); zero for a context that is not pooled.
-	refs    atomic.Int32
-	recycle func()
-}
+// Next lets the request continue to the next entry or the terminal.
+func (c *RequestContext) Next() { c.core().Next() }
 
-func (p *phase) init(ctx context.Context, req *Request, values *map[string]any) {
-	p.ctx, p.req, p.values = ctx, req, values
-	if p.ch == nil {
-		p.ch = make(chan *HostCall, 1)
-	}
-	p.timeout = DefaultCallTimeout
-}
+// End answers the request with the collected status (200 if unset),
+// headers and body; later entries and the terminal do not run.
+func (c *RequestContext) End() { c.core().End() }
 
-// pooledPhase is a phase context type that can be recycled.
-type pooledPhase[T any] interface {
-	*T
-	base() *phase
-}
+// Reject answers the request with status and a text body.
+func (c *RequestContext) Reject(status int, body string) { c.core().Reject(status, body) }
 
-func (c *ResponseContext) base() *phase { return &c.phase }
-func (c *BodyContext) base() *phase     { return &c.phase }
-
-// acquirePooled takes a context from pool, or makes one whose recycle
-// resets it (keeping its channel) and puts it back.
-func acquirePooled[T any, P pooledPhase[T]](pool *sync.Pool) P {
-	if c, ok := pool.Get().(P); ok {
-		return c
-	}
-	c := P(new(T))
-	c.base().recycle = func() {
-		p := c.base()
-		ch, rec := p.ch, p.recycle
-		select { // a decision never read by a host that gave up
-		case <-ch:
-		default:
+// Upgrade accepts a WebSocket handshake with h, or with the entry's own
+// WebSocket handlers when h is nil. Collected header edits are sent with the
+// handshake response. It panics (the host answers 500) when h sets both
+// OnMessage and OnText or OnBinary.
+func (c *RequestContext) Upgrade(h *WebSocketHandlers) {
+	var ch *core.WebSocketHandlers
+	if h != nil {
+		ch = h.core()
+		if err := ch.Validate(); err != nil {
+			panic("sdk: Upgrade: " + err.Error())
 		}
-		var zero T
-		*(*T)(c) = zero
-		p.ch, p.recycle = ch, rec
-		pool.Put(c)
 	}
-	return c
+	c.core().Upgrade(ch)
 }
 
-// release drops one owner's reference of a pooled context; the last one
-// recycles it.
-func (p *phase) release() {
-	if p.recycle != nil && p.refs.Add(-1) == 0 {
-		p.recycle()
-	}
-}
+// Defer says that the filter decides after it returns, from another
+// goroutine; the host's phase timeout then applies. Call it before
+// returning.
+func (c *RequestContext) Defer() { c.core().Defer() }
 
-// Context returns the request's context, cancelled when the client goes
-// away or the request is over.
-func (p *phase) Context() context.Context { return p.ctx }
+// ReadBody asks the host for the whole request body (a call with its own
+// call ID, answered within the phase timeout). A body over the host's cap
+// returns an error and the host answers 413. The returned slice belongs to
+// the caller.
+func (c *RequestContext) ReadBody() ([]byte, error) { return c.core().ReadBody() }
 
-// Request returns the request snapshot (read-only).
-func (p *phase) Request() *Request { return p.req }
+// StreamHeader starts a streamed answer with status and the collected
+// header edits. Follow with StreamWrite calls and StreamEnd, which ends the
+// phase like End.
+func (c *RequestContext) StreamHeader(status int) error { return c.core().StreamHeader(status) }
 
-// Value returns a per-request value set by a request filter, or nil.
-func (p *phase) Value(key string) any {
-	if p.values == nil {
-		return nil
-	}
-	return (*p.values)[key]
-}
+// StreamWrite sends one chunk of a streamed answer and flushes it. The host
+// is done with p when StreamWrite returns.
+func (c *RequestContext) StreamWrite(p []byte) error { return c.core().StreamWrite(p) }
 
-// claim reserves the one decision of the phase; the caller then records it
-// and calls send.
-func (p *phase) claim() bool { return p.decided.CompareAndSwap(false, true) }
+// StreamEnd ends a streamed answer and the phase.
+func (c *RequestContext) StreamEnd() error { return c.core().StreamEnd() }
 
-// send reports the recorded decision to the host, unless the request is
-// already over (the host gave up waiting).
-func (p *phase) send() {
-	select {
-	case p.ch <- nil:
-	case <-p.ctx.Done():
-	}
-}
+// ResponseContext is handed to a ResponseFilter: the request, and the
+// answer's status and headers, which it may edit before deciding with Next.
+// Returning without deciding means Next; see Defer.
+type ResponseContext core.ResponseContext
 
-// signal claims and sends a decision that carries no extra state.
-func (p *phase) signal() {
-	if p.claim() {
-		p.send()
-	}
-}
+func (c *ResponseContext) core() *core.ResponseContext { return (*core.ResponseContext)(c) }
 
-// Signal returns the channel the host waits on: a nil *HostCall means the
-// handler decided (or panicked: see Panicked); a non-nil one is a host call
-// to answer. Hosts and test kits use it.
-func (p *phase) Signal() <-chan *HostCall { return p.ch }
+// Context returns the request's context.
+func (c *ResponseContext) Context() context.Context { return c.core().Context() }
 
-// Panicked returns the value the handler panicked with, or nil. Valid once
-// the host received the decision signal.
-func (p *phase) Panicked() any { return p.panic }
+// Request returns the request snapshot.
+func (c *ResponseContext) Request() *Request { return (*Request)(c.core().Request()) }
 
-// Running reports whether the handler has not returned yet.
-func (p *phase) Running() bool { return p.running.Load() }
+// Value returns a per-request value, or nil.
+func (c *ResponseContext) Value(key string) any { return c.core().Value(key) }
 
-// call sends a host call and waits for its reply, the phase's end, or the
-// call timeout.
-func (p *phase) call(m MethodID, n int, data []byte) ([]byte, error) {
-	if p.decided.Load() {
-		return nil, ErrPhaseOver
-	}
-	hc := &HostCall{ID: p.callID.Add(1), Method: m, Int: n, Data: data, reply: make(chan HostReply, 1)}
-	t := time.NewTimer(p.timeout)
-	defer t.Stop()
-	select {
-	case p.ch <- hc:
-	case <-p.ctx.Done():
-		return nil, ErrPhaseOver
-	case <-t.C:
-		return nil, ErrCallTimeout
-	}
-	select {
-	case r := <-hc.reply:
-		return r.Data, r.Err
-	case <-p.ctx.Done():
-		return nil, ErrPhaseOver
-	case <-t.C:
-		return nil, ErrCallTimeout
-	}
-}
+// ResponseStatus returns the answer's status.
+func (c *ResponseContext) ResponseStatus() int { return c.core().ResponseStatus() }
 
-// editor collects status and header edits.
-type editor struct {
-	status int
-	edits  []HeaderEdit
-}
+// ResponseHeader returns the answer's headers as the terminal set them. Do
+// not modify the map: edit with SetHeader, AddHeader and RemoveHeader.
+func (c *ResponseContext) ResponseHeader() http.Header { return c.core().ResponseHeader() }
 
-// SetStatus sets the response status.
-func (e *editor) SetStatus(code int) { e.status = code }
+// SetStatus replaces the answer's status.
+func (c *ResponseContext) SetStatus(code int) { c.core().SetStatus(code) }
 
-// SetHeader sets a response header.
-func (e *editor) SetHeader(name, value string) {
-	e.edits = append(e.edits, HeaderEdit{Op: HeaderSet, Name: name, Value: value})
-}
+// SetHeader sets an answer header.
+func (c *ResponseContext) SetHeader(name, value string) { c.core().SetHeader(name, value) }
 
-// AddHeader adds a response header value.
-func (e *editor) AddHeader(name, value string) {
-	e.edits = append(e.edits, HeaderEdit{Op: HeaderAdd, Name: name, Value: value})
-}
+// AddHeader adds an answer header value.
+func (c *ResponseContext) AddHeader(name, value string) { c.core().AddHeader(name, value) }
 
-// RemoveHeader removes a response header.
-func (e *editor) RemoveHeader(name string) {
-	e.edits = append(e.edits, HeaderEdit{Op: HeaderRemove, Name: name})
-}
+// RemoveHeader removes an answer header.
+func (c *ResponseContext) RemoveHeader(name string) { c.core().RemoveHeader(name) }
 
-// Status returns the collected status (0: unchanged).
-func (e *editor) Status() int { return e.status }
+// Next lets the (edited) answer go on.
+func (c *ResponseContext) Next() { c.core().Next() }
 
-// HeaderEdits returns the collected header edits in call order.
-func (e *editor) HeaderEdits() []HeaderEdit { return e.edits }
+// Defer says that the filter decides after it returns, from another
+// goroutine; the host's phase timeout then applies.
+func (c *ResponseContext) Defer() { c.core().Defer() }
 
-// ResponseFilterFunc handles the ResponseFilter phase.
-type ResponseFilterFunc func(ctx *ResponseContext)
+// BodyContext is handed to a ResponseBodyFilter: the request, the answer's
+// status and its whole body, which it may replace before deciding with
+// Next. Returning without deciding means Next; see Defer.
+type BodyContext core.BodyContext
 
-// ResponseContext is handed to a ResponseFilter: the answer's status and
-// headers (read-only) and the edits the filter collects. The handler
-// decides with Next (returning without deciding means Next). Do not touch
-// the context after deciding.
-type ResponseContext struct {
-	phase
-	editor
-	respStatus int
-	header     http.Header
-}
+func (c *BodyContext) core() *core.BodyContext { return (*core.BodyContext)(c) }
 
-// AcquireResponseContext is NewResponseContext from the runtime's pool of
-// contexts. The host must call Release once it has read the result (or
-// given up on it); the context is reused when both the host and the
-// handler are done with it.
-func (rt *Runtime) AcquireResponseContext(ctx context.Context, req *Request, values *map[string]any, status int, header http.Header) *ResponseContext {
-	c := acquirePooled[ResponseContext](&rt.respCtxs)
-	c.respStatus, c.header = status, header
-	c.init(ctx, req, values)
-	c.refs.Store(2)
-	return c
-}
+// Context returns the request's context.
+func (c *BodyContext) Context() context.Context { return c.core().Context() }
 
-// Release hands a context from AcquireResponseContext back; see there.
-func (c *ResponseContext) Release() { c.release() }
+// Request returns the request snapshot.
+func (c *BodyContext) Request() *Request { return (*Request)(c.core().Request()) }
 
-// NewResponseContext returns a context for a response with status and
-// header (read-only). Hosts call it.
-func NewResponseContext(ctx context.Context, req *Request, values *map[string]any, status int, header http.Header) *ResponseContext {
-	c := &ResponseContext{respStatus: status, header: header}
-	c.init(ctx, req, values)
-	return c
-}
+// Value returns a per-request value, or nil.
+func (c *BodyContext) Value(key string) any { return c.core().Value(key) }
 
-// ResponseStatus returns the answer's status as the filter received it.
-func (c *ResponseContext) ResponseStatus() int { return c.respStatus }
+// Body returns the answer body, valid until the filter decides.
+func (c *BodyContext) Body() []byte { return c.core().Body() }
 
-// ResponseHeader returns the answer's headers: read-only (edit with
-// SetHeader and friends) and valid only until the handler decides or the
-// phase times out; copy what you keep.
-func (c *ResponseContext) ResponseHeader() http.Header { return c.header }
+// SetBody replaces the answer body (Content-Length follows). The slice is
+// kept: do not modify it afterwards.
+func (c *BodyContext) SetBody(b []byte) { c.core().SetBody(b) }
 
-// Next hands the edits back to the host.
-func (c *ResponseContext) Next() { c.signal() }
+// SetJSON replaces the answer body with v as JSON, and Content-Type.
+func (c *BodyContext) SetJSON(v any) error { return c.core().SetJSON(v) }
 
-// BodyFilterFunc handles the ResponseBodyFilter phase.
-type BodyFilterFunc func(ctx *BodyContext)
+// SetStatus replaces the answer's status.
+func (c *BodyContext) SetStatus(code int) { c.core().SetStatus(code) }
 
-// BodyContext is handed to a ResponseBodyFilter: the whole answer body,
-// which the filter may replace. The host keeps Content-Length right.
-type BodyContext struct {
-	phase
-	editor
-	body     []byte
-	replaced bool
-}
+// SetHeader sets an answer header.
+func (c *BodyContext) SetHeader(name, value string) { c.core().SetHeader(name, value) }
 
-// AcquireBodyContext is NewBodyContext from the runtime's pool of contexts;
-// see AcquireResponseContext.
-func (rt *Runtime) AcquireBodyContext(ctx context.Context, req *Request, values *map[string]any, status int, body []byte) *BodyContext {
-	c := acquirePooled[BodyContext](&rt.bodyCtxs)
-	c.body, c.status = body, status
-	c.init(ctx, req, values)
-	c.refs.Store(2)
-	return c
-}
+// Next lets the (replaced) body go on.
+func (c *BodyContext) Next() { c.core().Next() }
 
-// Release hands a context from AcquireBodyContext back; see
-// AcquireResponseContext.
-func (c *BodyContext) Release() { c.release() }
+// Defer says that the filter decides after it returns, from another
+// goroutine; the host's phase timeout then applies.
+func (c *BodyContext) Defer() { c.core().Defer() }
 
-// NewBodyContext returns a context for body. Hosts call it.
-func NewBodyContext(ctx context.Context, req *Request, values *map[string]any, status int, body []byte) *BodyContext {
-	c := &BodyContext{body: body}
-	c.status = status
-	c.init(ctx, req, values)
-	return c
-}
-
-// Body returns the body as it stands (read-only; valid until the phase ends).
-func (c *BodyContext) Body() []byte { return c.body }
-
-// SetBody replaces the body. The slice is kept: do not modify it afterwards.
-func (c *BodyContext) SetBody(b []byte) { c.body, c.replaced = b, true }
-
-// SetJSON replaces the body with v encoded as JSON and sets Content-Type.
-func (c *BodyContext) SetJSON(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("sdk: SetJSON: %w", err)
-	}
-	c.SetBody(b)
-	c.SetHeader("Content-Type", "application/json")
-	return nil
-}
-
-// Replaced reports whether SetBody was called.
-func (c *BodyContext) Replaced() bool { return c.replaced }
-
-// Next hands the body and edits back to the host.
-func (c *BodyContext) Next() { c.signal() }
-
-// LoggingFunc handles the Logging phase. It runs after the answer was sent
-// and cannot change it. The *LogEntry is valid until it returns (it is
-// recycled): keep a copy, not the pointer.
-type LoggingFunc func(entry *LogEntry)
-
-// LogEntry describes a finished request for the Logging phase.
+// LogEntry is what a Logging handler sees of a finished request.
 type LogEntry struct {
 	Request  *Request
 	Status   int           // 101 for an upgrade

@@ -1,127 +1,130 @@
 package sdk
 
 import (
-	"fmt"
-	"sync"
+	"github.com/strandws/strand/internal/core"
 )
 
 // Plugin is a named set of entries. Create one with NewPlugin and register
-// entries before handing it to a host; a Plugin is safe for concurrent use,
-// but entries should be complete before the host serves traffic.
-type Plugin struct {
-	name string
+// its entries before handing them to a host; there is no package-level
+// registry. A Plugin is safe for concurrent use, but entries must be
+// complete before the host serves traffic.
+type Plugin core.Plugin
 
-	mu      sync.RWMutex
-	entries map[string]*Entry
-	order   []*Entry
-}
+// NewPlugin returns a plugin with the given name. A host refuses two
+// plugins with one name.
+func NewPlugin(name string) *Plugin { return (*Plugin)(core.NewPlugin(name)) }
 
-// NewPlugin returns a plugin with the given name.
-func NewPlugin(name string) *Plugin {
-	return &Plugin{name: name, entries: make(map[string]*Entry)}
-}
+func (p *Plugin) core() *core.Plugin { return (*core.Plugin)(p) }
 
 // Name returns the plugin's name.
-func (p *Plugin) Name() string { return p.name }
+func (p *Plugin) Name() string { return p.core().Name() }
 
-// Entry returns the entry with the given name, creating it on first use.
-func (p *Plugin) Entry(name string) *Entry {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if e, ok := p.entries[name]; ok {
-		return e
-	}
-	e := &Entry{plugin: p, name: name}
-	p.entries[name] = e
-	p.order = append(p.order, e)
-	return e
-}
+// Entry returns the entry with the given name, creating it on first use:
+// register its handlers on the result. A host refuses, at start-up, an
+// entry that registered no handler (a misspelled name ends up there).
+func (p *Plugin) Entry(name string) *Entry { return (*Entry)(p.core().Entry(name)) }
 
-// Lookup returns the named entry, if registered.
+// Lookup returns the named entry, if it exists.
 func (p *Plugin) Lookup(name string) (*Entry, bool) {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	e, ok := p.entries[name]
-	return e, ok
+	e, ok := p.core().Lookup(name)
+	return (*Entry)(e), ok
 }
 
-// Entries returns the entries in registration order.
+// Entries returns the entries in the order they were first named.
 func (p *Plugin) Entries() []*Entry {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return append([]*Entry(nil), p.order...)
+	es := p.core().Entries()
+	out := make([]*Entry, len(es))
+	for i, e := range es {
+		out[i] = (*Entry)(e)
+	}
+	return out
 }
 
-// RequestFilterFunc is the RequestFilter phase handler. It decides with
-// ctx.Next, ctx.End (or ctx.Reject) or ctx.Upgrade, before or after it
-// returns; a handler that never decides is failed by the host's phase
-// timeout.
-type RequestFilterFunc func(ctx *RequestContext)
+// Entry is a named handler set of a plugin: its HTTP phase handlers and the
+// WebSocket handlers used when it upgrades a request. Register handlers
+// before the entry is mounted on a host; it is then read-only. Mounted with
+// no handler at all, or with WebSocket handlers that set both OnMessage and
+// OnText or OnBinary, it is refused with an error that names it.
+type Entry core.Entry
 
-// Entry is a named handler set of a plugin: its phase handlers and the
-// WebSocket handlers used when its request filter upgrades. Register handlers
-// before the entry is mounted; an Entry is then read-only.
-type Entry struct {
-	plugin *Plugin
-	name   string
-
-	requestFilter  RequestFilterFunc
-	responseFilter ResponseFilterFunc
-	bodyFilter     BodyFilterFunc
-	logging        LoggingFunc
-	ws             *WebSocketHandlers
-}
+func (e *Entry) core() *core.Entry { return (*core.Entry)(e) }
 
 // Plugin returns the plugin the entry belongs to.
-func (e *Entry) Plugin() *Plugin { return e.plugin }
+func (e *Entry) Plugin() *Plugin { return (*Plugin)(e.core().Plugin()) }
 
 // Name returns the entry's name.
-func (e *Entry) Name() string { return e.name }
+func (e *Entry) Name() string { return e.core().Name() }
 
 // String returns "plugin/entry".
-func (e *Entry) String() string { return fmt.Sprintf("%s/%s", e.plugin.name, e.name) }
+func (e *Entry) String() string { return e.core().String() }
+
+// RequestFilterFunc is the RequestFilter phase handler: it sees the request
+// before the terminal handler (or the upgrade) and decides with ctx.Next,
+// ctx.End, ctx.Reject or ctx.Upgrade. Returning without deciding means
+// Next; to decide later, from another goroutine, call ctx.Defer before
+// returning (the host's phase timeout then applies).
+type RequestFilterFunc func(ctx *RequestContext)
+
+// ResponseFilterFunc is the ResponseFilter phase handler: it sees the
+// answer's status and headers, may edit them, and decides with ctx.Next.
+// Returning without deciding means Next; see ctx.Defer to decide later.
+type ResponseFilterFunc func(ctx *ResponseContext)
+
+// BodyFilterFunc is the ResponseBodyFilter phase handler: it sees the whole
+// answer body (the host buffers it, up to its cap), may replace it, and
+// decides with ctx.Next. Returning without deciding means Next; see
+// ctx.Defer to decide later.
+type BodyFilterFunc func(ctx *BodyContext)
+
+// LoggingFunc is the Logging phase handler: it runs once the answer is
+// complete, off the request's path. entry is valid until it returns.
+type LoggingFunc func(entry *LogEntry)
 
 // RequestFilter registers the RequestFilter phase handler and returns e.
 func (e *Entry) RequestFilter(fn RequestFilterFunc) *Entry {
-	e.requestFilter = fn
+	var cf core.RequestFilterFunc
+	if fn != nil {
+		cf = func(c *core.RequestContext) { fn((*RequestContext)(c)) }
+	}
+	e.core().RequestFilter(cf)
 	return e
 }
 
 // ResponseFilter registers the ResponseFilter phase handler and returns e.
-// It sees the answer's status and headers and decides with ctx.Next.
 func (e *Entry) ResponseFilter(fn ResponseFilterFunc) *Entry {
-	e.responseFilter = fn
+	var cf core.ResponseFilterFunc
+	if fn != nil {
+		cf = func(c *core.ResponseContext) { fn((*ResponseContext)(c)) }
+	}
+	e.core().ResponseFilter(cf)
 	return e
 }
 
 // ResponseBodyFilter registers the ResponseBodyFilter phase handler and
-// returns e. It sees the whole answer body (the host buffers it, up to its
-// cap) and decides with ctx.Next.
+// returns e.
 func (e *Entry) ResponseBodyFilter(fn BodyFilterFunc) *Entry {
-	e.bodyFilter = fn
+	var cf core.BodyFilterFunc
+	if fn != nil {
+		cf = func(c *core.BodyContext) { fn((*BodyContext)(c)) }
+	}
+	e.core().ResponseBodyFilter(cf)
 	return e
 }
 
 // Logging registers the Logging phase handler and returns e.
 func (e *Entry) Logging(fn LoggingFunc) *Entry {
-	e.logging = fn
-	return e
-}
-
-// Has reports whether the entry registered a handler for phase p. A phase
-// with no handler costs nothing: the host skips it without a hand-off.
-func (e *Entry) Has(p Phase) bool {
-	switch p {
-	case PhaseRequestFilter:
-		return e.requestFilter != nil
-	case PhaseResponseFilter:
-		return e.responseFilter != nil
-	case PhaseResponseBodyFilter:
-		return e.bodyFilter != nil
-	case PhaseLogging:
-		return e.logging != nil
+	var cf core.LoggingFunc
+	if fn != nil {
+		cf = func(l *core.LogEntry) {
+			le := LogEntry{
+				Request: (*Request)(l.Request), Status: l.Status, BytesIn: l.BytesIn, BytesOut: l.BytesOut,
+				Duration: l.Duration, Err: l.Err, Values: l.Values,
+			}
+			fn(&le)
+		}
 	}
-	return false
+	e.core().Logging(cf)
+	return e
 }
 
 // WebSocket registers the entry's WebSocket handlers and returns e. An entry
@@ -129,29 +132,24 @@ func (e *Entry) Has(p Phase) bool {
 // handshake it sees; a request filter may upgrade with these handlers
 // (ctx.Upgrade(nil)) or with another set.
 func (e *Entry) WebSocket(h WebSocketHandlers) *Entry {
-	e.ws = &h
+	e.core().WebSocket(*h.core())
 	return e
 }
 
-// RequestFilterHandler returns the registered request filter, or nil.
-func (e *Entry) RequestFilterHandler() RequestFilterFunc { return e.requestFilter }
-
-// WebSocketHandlers returns the registered WebSocket handlers, or nil.
-func (e *Entry) WebSocketHandlers() *WebSocketHandlers { return e.ws }
-
 // WebSocketHandlers are a WebSocket's event handlers. Every field may be nil.
 // Handlers of one connection run one at a time in event order: OnOpen first,
-// then one call per message in arrival order, then OnClose exactly once.
+// then one call per message in arrival order, then OnClose exactly once. Set
+// OnMessage, or OnText and/or OnBinary, not both: a host refuses such a set.
 type WebSocketHandlers struct {
 	// OnOpen runs first, after the handshake completed.
 	OnOpen func(c *Conn)
 	// OnMessage runs for every message. msg.Data is valid until it returns.
 	OnMessage func(c *Conn, msg Message)
-	// OnText runs for text messages when OnMessage is nil (Nylon style).
-	// The slice is valid until it returns.
+	// OnText runs for text messages (when OnMessage is nil). The slice is
+	// valid until it returns.
 	OnText func(c *Conn, text []byte)
-	// OnBinary runs for binary messages when OnMessage is nil (Nylon style).
-	// The slice is valid until it returns.
+	// OnBinary runs for binary messages (when OnMessage is nil). The slice
+	// is valid until it returns.
 	OnBinary func(c *Conn, data []byte)
 	// OnClose runs last, exactly once, with the peer's close code and
 	// reason, CloseAbnormal (1006) when TCP ended without a close frame, or
@@ -161,4 +159,28 @@ type WebSocketHandlers struct {
 	// handler as an event, such as a handler panic (the connection is then
 	// closed with CloseInternalError).
 	OnError func(c *Conn, err error)
+}
+
+// core returns the runtime's form of h: each handler wrapped once.
+func (h *WebSocketHandlers) core() *core.WebSocketHandlers {
+	ch := &core.WebSocketHandlers{}
+	if f := h.OnOpen; f != nil {
+		ch.OnOpen = func(c *core.Conn) { f((*Conn)(c)) }
+	}
+	if f := h.OnMessage; f != nil {
+		ch.OnMessage = func(c *core.Conn, m core.Message) { f((*Conn)(c), Message{Type: MessageType(m.Type), Data: m.Data}) }
+	}
+	if f := h.OnText; f != nil {
+		ch.OnText = func(c *core.Conn, b []byte) { f((*Conn)(c), b) }
+	}
+	if f := h.OnBinary; f != nil {
+		ch.OnBinary = func(c *core.Conn, b []byte) { f((*Conn)(c), b) }
+	}
+	if f := h.OnClose; f != nil {
+		ch.OnClose = func(c *core.Conn, code core.CloseCode, reason string) { f((*Conn)(c), CloseCode(code), reason) }
+	}
+	if f := h.OnError; f != nil {
+		ch.OnError = func(c *core.Conn, err error) { f((*Conn)(c), err) }
+	}
+	return ch
 }

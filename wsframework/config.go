@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/strandws/strand/dispatcher"
-	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk/bufpool"
 )
 
@@ -24,6 +24,7 @@ const (
 	DefaultPingInterval        = 30 * time.Second
 	DefaultCloseTimeout        = 5 * time.Second
 	DefaultPhaseTimeout        = 5 * time.Second
+	DefaultMaxPendingBytes     = core.DefaultMaxPendingBytes
 	DefaultMaxRequestBodyBytes = 1 << 20
 	DefaultMaxBodyFilterBytes  = 4 << 20
 	DefaultMaxFragments        = 4096
@@ -150,7 +151,7 @@ type Config struct {
 	WriteQueueBytes    int64
 	// MaxPendingBytes bounds a connection's inbound bytes handed to the
 	// plugin but not yet handled; above it the reader pauses. Zero means
-	// sdk.DefaultMaxPendingBytes (4 MiB).
+	// DefaultMaxPendingBytes (4 MiB).
 	MaxPendingBytes int64
 	// HandshakeTimeout bounds reading the upgrade request (when the Server
 	// runs its own http.Server) and writing the handshake response. Zero
@@ -315,7 +316,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.WriteQueueBytes = DefaultWriteQueueBytes
 	}
 	if c.MaxRoomsPerConn == 0 {
-		c.MaxRoomsPerConn = sdk.DefaultMaxRoomsPerConn
+		c.MaxRoomsPerConn = core.DefaultMaxRoomsPerConn
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout

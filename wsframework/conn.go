@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk/bufpool"
 	"github.com/strandws/strand/wsframework/internal/wsproto"
 )
@@ -32,11 +32,11 @@ type conn struct {
 	// published; use closeSocket and writeSocket.
 	nc net.Conn
 	br *bufio.Reader // the upgrade's reader; nil once a poll reader took its bytes
-	rt *sdk.Runtime
+	rt *core.Runtime
 	// poll is the poll reader's state, set before the connection is
 	// published (nil: a reader goroutine).
 	poll *pollState
-	sc   *sdk.Conn
+	sc   *core.Conn
 
 	writeFn       func()                    // c.writeLoop, bound once: `go c.writeFn()` allocates nothing
 	closeDeadline atomic.Int64              // clock reading; reads must end by then (0: none)
@@ -49,7 +49,7 @@ type conn struct {
 	idle      chan struct{} // closed by the writer when it stops, if teardown waits
 	outWait   chan struct{} // wakes a reader waiting in waitOutbound; made on first wait
 	localText string
-	localCode sdk.CloseCode
+	localCode core.CloseCode
 	reason    CloseReason // why the server closed, when it did (localSet)
 	localSet  bool
 	writing   bool // a writer goroutine is draining q
@@ -118,16 +118,16 @@ func (c *conn) queuedLocked() int {
 	return len(c.wq.q)
 }
 
-func newConn(s *Server, id uint64, nc net.Conn, br *bufio.Reader, rt *sdk.Runtime) *conn {
+func newConn(s *Server, id uint64, nc net.Conn, br *bufio.Reader, rt *core.Runtime) *conn {
 	c := &conn{srv: s, id: id, nc: nc, br: br, rt: rt}
 	c.writeFn = c.writeLoop
 	c.parser.Init(&s.limits)
 	return c
 }
 
-var _ sdk.ConnHost = (*conn)(nil)
+var _ core.ConnHost = (*conn)(nil)
 
-// Write implements sdk.ConnHost: queue one data message, never blocking.
+// Write implements the runtime's ConnHost: queue one data message, never blocking.
 //
 // A message larger than WriteQueueBytes on its own is refused with
 // sdk.ErrTooBig and the connection stays open: no queue could ever hold
@@ -135,28 +135,28 @@ var _ sdk.ConnHost = (*conn)(nil)
 // that fits on its own but not behind what is queued (or one more than
 // WriteQueueMessages) means the peer is not taking what it is sent: the
 // connection is closed with 1008 (slow consumer) and the queue dropped.
-func (c *conn) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
-	if typ != sdk.Text && typ != sdk.Binary {
+func (c *conn) Write(typ core.MessageType, b *bufpool.Buffer) error {
+	if typ != core.Text && typ != core.Binary {
 		b.Release()
-		return sdk.ErrMessageType
+		return core.ErrMessageType
 	}
 	n := int64(len(b.B))
 	if n > c.srv.cfg.WriteQueueBytes {
 		b.Release()
 		c.srv.stats.sendsTooBig.Add(1)
-		return sdk.ErrTooBig
+		return core.ErrTooBig
 	}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		b.Release()
-		return sdk.ErrClosed
+		return core.ErrClosed
 	}
 	if c.queuedLocked() >= c.srv.cfg.WriteQueueMessages || c.qBytes+n > c.srv.cfg.WriteQueueBytes {
 		c.mu.Unlock()
 		b.Release()
-		c.closeWith(ReasonSlowConsumer, sdk.ClosePolicyViolation, "slow consumer")
-		return sdk.ErrSlowConsumer
+		c.closeWith(ReasonSlowConsumer, core.ClosePolicyViolation, "slow consumer")
+		return core.ErrSlowConsumer
 	}
 	wq := c.queueLocked()
 	wq.q = append(wq.q, outItem{op: byte(typ), buf: b})
@@ -169,20 +169,20 @@ func (c *conn) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
 	return nil
 }
 
-// Close implements sdk.ConnHost: the plugin's own close, ReasonLocal
+// Close implements the runtime's ConnHost: the plugin's own close, ReasonLocal
 // whatever its code (a panic comes through ClosePanic).
-func (c *conn) Close(code sdk.CloseCode, reason string) error {
+func (c *conn) Close(code core.CloseCode, reason string) error {
 	if !code.ValidOnWire() {
-		code = sdk.CloseNormal
+		code = core.CloseNormal
 	}
 	c.closeWith(ReasonLocal, code, truncateReason(reason)) // a second close is a no-op
 	return nil
 }
 
-// ClosePanic implements sdk.ConnHost: the runtime closes a panicking
+// ClosePanic implements the runtime's ConnHost: the runtime closes a panicking
 // handler's connection with 1011, counted as ReasonPanic.
 func (c *conn) ClosePanic(reason string) error {
-	c.closeWith(ReasonPanic, sdk.CloseInternalError, truncateReason(reason)) // a second close is a no-op
+	c.closeWith(ReasonPanic, core.CloseInternalError, truncateReason(reason)) // a second close is a no-op
 	return nil
 }
 
@@ -213,7 +213,7 @@ func (c *conn) controlLocked(op byte, payload []byte) bool {
 // slow consumer, whose queue is dropped), a close frame is queued, and the
 // reader is given CloseTimeout to see the peer's reply. It reports whether
 // this call started the close.
-func (c *conn) closeWith(reason CloseReason, code sdk.CloseCode, text string) bool {
+func (c *conn) closeWith(reason CloseReason, code core.CloseCode, text string) bool {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -237,7 +237,7 @@ func (c *conn) closeWith(reason CloseReason, code sdk.CloseCode, text string) bo
 func (c *conn) abort() {
 	c.mu.Lock()
 	if !c.localSet {
-		c.reason, c.localSet, c.localCode, c.localText = ReasonShutdown, true, sdk.CloseGoingAway, "server shutting down"
+		c.reason, c.localSet, c.localCode, c.localText = ReasonShutdown, true, core.CloseGoingAway, "server shutting down"
 	}
 	c.closing = true
 	c.mu.Unlock()
@@ -394,7 +394,7 @@ func (c *conn) sendPing() bool {
 // OnClose. With a reader goroutine it returns when the connection is fully
 // closed; with a poll reader it returns once the connection is handed to
 // its poll loop.
-func (c *conn) serve(ctx context.Context, info sdk.ConnInfo) {
+func (c *conn) serve(ctx context.Context, info core.ConnInfo) {
 	s := c.srv
 	if s.usePoll(c.nc) {
 		c.poll = c.newPollState() // nil if the poller is unavailable
@@ -407,13 +407,13 @@ func (c *conn) serve(ctx context.Context, info sdk.ConnInfo) {
 
 	sc, err := c.rt.Open(ctx, c, info)
 	if err != nil {
-		c.abortHandshake(sdk.CloseGoingAway, "server shutting down")
+		c.abortHandshake(core.CloseGoingAway, "server shutting down")
 		c.forget(info.Request.ClientIP)
 		return
 	}
 	c.sc = sc
 	if draining {
-		c.closeWith(ReasonShutdown, sdk.CloseGoingAway, "server shutting down")
+		c.closeWith(ReasonShutdown, core.CloseGoingAway, "server shutting down")
 	}
 	c.armPing()
 	if c.poll != nil {
@@ -433,7 +433,7 @@ func (c *conn) forget(clientIP string) {
 }
 
 // abortHandshake closes a connection that never reached the plugin.
-func (c *conn) abortHandshake(code sdk.CloseCode, text string) {
+func (c *conn) abortHandshake(code core.CloseCode, text string) {
 	v := net.Buffers{appendFrame(nil, opClose, closePayload(code, text))}
 	_ = c.writeSocket(&v, c.srv.clock.Time(c.srv.clock.Now()+int64(c.srv.cfg.CloseTimeout)))
 	c.closeSocket()
@@ -442,7 +442,7 @@ func (c *conn) abortHandshake(code sdk.CloseCode, text string) {
 // readResult is how the read loop ended.
 type readResult struct {
 	reason     CloseReason
-	code       sdk.CloseCode
+	code       core.CloseCode
 	text       string
 	peerClosed bool // the peer's close frame was read: the handshake is complete
 	// violation: the reader found a violation (or a deadline passed); the
@@ -468,13 +468,13 @@ func (c *conn) drainHandlers() {
 
 // replyClose answers the peer's close frame with its code, unless the
 // server closed first.
-func (c *conn) replyClose(code sdk.CloseCode) {
+func (c *conn) replyClose(code core.CloseCode) {
 	c.mu.Lock()
 	start := false
 	if !c.closing {
 		c.closing = true
 		var reply []byte
-		if code != sdk.CloseNoStatus {
+		if code != core.CloseNoStatus {
 			reply = closePayload(code, "")
 		}
 		start = c.controlLocked(opClose, reply)

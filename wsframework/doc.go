@@ -1,7 +1,7 @@
 // Package wsframework is Strand's host: it serves HTTP and WebSocket
 // (github.com/gobwas/ws), runs the plugin entries mounted on a route, and
 // delivers every connection's events, in wire order, to the plugin's
-// sdk.Runtime.
+// handlers.
 //
 // # Connections
 //

@@ -12,7 +12,7 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/wsframework/internal/wsproto"
 )
 
@@ -79,9 +79,9 @@ func clientFrame(payload []byte) []byte {
 // copy, the write queue and the vectored write.
 func BenchmarkEventPath(b *testing.B) {
 	const size = 64
-	echo := &sdk.WebSocketHandlers{OnMessage: func(c *sdk.Conn, m sdk.Message) { _ = c.Send(m.Type, m.Data) }}
+	echo := &core.WebSocketHandlers{OnMessage: func(c *core.Conn, m core.Message) { _ = c.Send(m.Type, m.Data) }}
 	benchPath(b, size, func(s *Server, m *replayConn) {
-		p := sdk.NewPlugin("bench")
+		p := core.NewPlugin("bench")
 		rt, err := s.runtimeFor(p)
 		if err != nil {
 			b.Fatal(err)
@@ -89,7 +89,7 @@ func BenchmarkEventPath(b *testing.B) {
 		c := newConn(s, 1, m, bufio.NewReaderSize(m, 4096), rt)
 		s.connWG.Add(1)
 		s.open.Add(1)
-		c.serve(context.Background(), sdk.ConnInfo{ID: 1, Handlers: echo})
+		c.serve(context.Background(), core.ConnInfo{ID: 1, Handlers: echo})
 	})
 }
 
@@ -99,7 +99,7 @@ func BenchmarkEventPath(b *testing.B) {
 func BenchmarkBaselineGoroutinePerEvent(b *testing.B) {
 	const size = 64
 	benchPath(b, size, func(s *Server, m *replayConn) {
-		p := sdk.NewPlugin("bench")
+		p := core.NewPlugin("bench")
 		rt, err := s.runtimeFor(p)
 		if err != nil {
 			b.Fatal(err)
@@ -117,7 +117,7 @@ func BenchmarkBaselineGoroutinePerEvent(b *testing.B) {
 				out := bufs.Get(len(buf.B))
 				copy(out.B, buf.B)
 				buf.Release()
-				_ = c.Write(sdk.Binary, out)
+				_ = c.Write(core.Binary, out)
 			}()
 		}
 	})

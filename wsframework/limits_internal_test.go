@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/sdk/bufpool"
 )
@@ -26,7 +27,7 @@ func closeState(c *conn) (closing bool, reason CloseReason) {
 }
 
 // TestWriteTooBigKeepsConnOpen: a message larger than WriteQueueBytes on
-// its own is refused with sdk.ErrTooBig and the connection stays open and
+// its own is refused with core.ErrTooBig and the connection stays open and
 // usable; one as large as the bound goes out on an empty queue.
 func TestWriteTooBigKeepsConnOpen(t *testing.T) {
 	const bound = 1 << 10
@@ -36,13 +37,13 @@ func TestWriteTooBigKeepsConnOpen(t *testing.T) {
 	nc.record = true
 	c := memberConn(t, s, nc)
 
-	require.ErrorIs(t, c.Write(sdk.Binary, payload(pool, bound+1, 'x')), sdk.ErrTooBig)
-	require.ErrorIs(t, s.SendTo(c.id, sdk.Text, bytes.Repeat([]byte("y"), 4*bound)), sdk.ErrTooBig)
+	require.ErrorIs(t, c.Write(core.Binary, payload(pool, bound+1, 'x')), core.ErrTooBig)
+	require.ErrorIs(t, s.SendTo(c.id, sdk.Text, bytes.Repeat([]byte("y"), 4*bound)), core.ErrTooBig)
 	closing, _ := closeState(c)
 	require.False(t, closing, "a message too big on its own closes nothing")
 	require.Equal(t, uint64(2), s.Stats().SendsTooBig)
 
-	require.NoError(t, c.Write(sdk.Binary, payload(pool, bound, 'z')), "exactly the bound fits an empty queue")
+	require.NoError(t, c.Write(core.Binary, payload(pool, bound, 'z')), "exactly the bound fits an empty queue")
 	waitWritten(t, c) // (until the writer takes it, nothing more fits)
 	require.NoError(t, s.SendTo(c.id, sdk.Text, []byte("after")))
 	waitWritten(t, c)
@@ -65,14 +66,14 @@ func TestWriteOverQueuedBytesIsSlowConsumer(t *testing.T) {
 	c := memberConn(t, s, g)
 	defer close(g.gate) // before the cleanup's closeMemberConn waits for the writer
 
-	require.NoError(t, c.Write(sdk.Binary, payload(pool, 8, 'a')))
+	require.NoError(t, c.Write(core.Binary, payload(pool, 8, 'a')))
 	<-g.started // the writer holds the first frame; the rest queue up
-	require.NoError(t, c.Write(sdk.Binary, payload(pool, bound/2+1, 'b')))
-	require.ErrorIs(t, c.Write(sdk.Binary, payload(pool, bound/2+1, 'c')), sdk.ErrSlowConsumer)
+	require.NoError(t, c.Write(core.Binary, payload(pool, bound/2+1, 'b')))
+	require.ErrorIs(t, c.Write(core.Binary, payload(pool, bound/2+1, 'c')), core.ErrSlowConsumer)
 	closing, reason := closeState(c)
 	require.True(t, closing)
 	require.Equal(t, ReasonSlowConsumer, reason)
-	require.ErrorIs(t, c.Write(sdk.Binary, payload(pool, 1, 'd')), sdk.ErrClosed)
+	require.ErrorIs(t, c.Write(core.Binary, payload(pool, 1, 'd')), core.ErrClosed)
 	require.Zero(t, s.Stats().SendsTooBig)
 }
 
@@ -97,8 +98,8 @@ func TestBroadcastTooBig(t *testing.T) {
 	s2, s2nc := rec(small)
 
 	// Too big for the sender's own node: refused, nothing published.
-	require.ErrorIs(t, small.Broadcast("r", sdk.Text, bytes.Repeat([]byte("x"), 2<<10)), sdk.ErrTooBig)
-	require.ErrorIs(t, s1.Broadcast("r", sdk.Text, payload(pool, 2<<10, 'x'), sdk.BroadcastOptions{}), sdk.ErrTooBig)
+	require.ErrorIs(t, small.Broadcast("r", sdk.Text, bytes.Repeat([]byte("x"), 2<<10)), core.ErrTooBig)
+	require.ErrorIs(t, s1.Broadcast("r", core.Text, payload(pool, 2<<10, 'x'), core.BroadcastOptions{}), core.ErrTooBig)
 	require.Zero(t, small.RoomStats().Published)
 	require.Equal(t, uint64(2), small.Stats().SendsTooBig)
 
@@ -131,11 +132,11 @@ func TestBroadcastTooBig(t *testing.T) {
 func TestCloseReasonOfPluginCloseAndPanic(t *testing.T) {
 	s := newRoomServer(t, Config{})
 	own := memberConn(t, s, newMemConn())
-	require.NoError(t, own.Close(sdk.CloseInternalError, "plugin's choice"))
+	require.NoError(t, own.Close(core.CloseInternalError, "plugin's choice"))
 	require.NoError(t, own.ClosePanic("internal error"), "a second close is a no-op")
 	panicked := memberConn(t, s, newMemConn())
 	require.NoError(t, panicked.ClosePanic("internal error"))
-	require.NoError(t, panicked.Close(sdk.CloseNormal, ""), "a second close is a no-op")
+	require.NoError(t, panicked.Close(core.CloseNormal, ""), "a second close is a no-op")
 	for _, tc := range []struct {
 		c      *conn
 		reason CloseReason
@@ -145,13 +146,13 @@ func TestCloseReasonOfPluginCloseAndPanic(t *testing.T) {
 		reason, code, text := tc.c.reason, tc.c.localCode, tc.c.localText
 		tc.c.mu.Unlock()
 		require.Equal(t, tc.reason, reason)
-		require.Equal(t, sdk.CloseInternalError, code)
+		require.Equal(t, core.CloseInternalError, code)
 		require.Equal(t, tc.text, text)
 	}
 }
 
 // TestMaxRoomsPerConn: a connection joins up to MaxRoomsPerConn rooms;
-// beyond, Join and Server.JoinRoom return sdk.ErrTooManyRooms and the
+// beyond, Join and Server.JoinRoom return core.ErrTooManyRooms and the
 // connection keeps its rooms. Re-joining does not count; leaving makes
 // room. Zero means the default; negative is refused by New.
 func TestMaxRoomsPerConn(t *testing.T) {
@@ -161,8 +162,8 @@ func TestMaxRoomsPerConn(t *testing.T) {
 	for _, r := range []string{"a", "b", "c", "a", "c"} {
 		require.NoError(t, c.Join(r), "join %s", r)
 	}
-	require.ErrorIs(t, c.Join("d"), sdk.ErrTooManyRooms)
-	require.ErrorIs(t, s.JoinRoom(c.id, "d"), sdk.ErrTooManyRooms)
+	require.ErrorIs(t, c.Join("d"), core.ErrTooManyRooms)
+	require.ErrorIs(t, s.JoinRoom(c.id, "d"), core.ErrTooManyRooms)
 	require.NoError(t, other.Join("d"), "the cap is per connection")
 	require.Equal(t, []uint64{other.id}, s.RoomMembers("d"))
 	require.NoError(t, c.Join("b"), "a room it is in is not refused")
@@ -170,20 +171,20 @@ func TestMaxRoomsPerConn(t *testing.T) {
 	require.False(t, closing)
 	require.NoError(t, c.Leave("b"))
 	require.NoError(t, c.Join("d"))
-	require.ErrorIs(t, c.Join("b"), sdk.ErrTooManyRooms)
+	require.ErrorIs(t, c.Join("b"), core.ErrTooManyRooms)
 	require.Equal(t, []string{"a", "c", "d"}, s.Rooms())
 	st := s.RoomStats()
 	require.Equal(t, uint64(3), st.TooManyRooms)
 	require.Equal(t, int64(4), st.Members)
 
 	def := newRoomServer(t, Config{})
-	require.Equal(t, sdk.DefaultMaxRoomsPerConn, def.cfg.MaxRoomsPerConn)
+	require.Equal(t, core.DefaultMaxRoomsPerConn, def.cfg.MaxRoomsPerConn)
 	dc := memberConn(t, def, newMemConn())
-	for i := range sdk.DefaultMaxRoomsPerConn {
+	for i := range core.DefaultMaxRoomsPerConn {
 		require.NoError(t, dc.Join(fmt.Sprint("room-", i)))
 	}
 	require.NoError(t, dc.Join("room-0"))
-	require.ErrorIs(t, dc.Join("one-too-many"), sdk.ErrTooManyRooms)
+	require.ErrorIs(t, dc.Join("one-too-many"), core.ErrTooManyRooms)
 
 	_, err := New(Config{MaxRoomsPerConn: -1, Logger: slog.New(slog.DiscardHandler)})
 	require.Error(t, err)

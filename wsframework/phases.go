@@ -8,12 +8,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/internal/core"
 )
 
 // phaseSignal is what the host waits on for every phase context.
 type phaseSignal interface {
-	Signal() <-chan *sdk.HostCall
+	Signal() <-chan *core.HostCall
 	Panicked() any
 	Running() bool
 }
@@ -40,11 +40,11 @@ type exchange struct {
 	rw    *respWriter         // wraps w when a response phase is registered (points at rwMem)
 	rwMem respWriter
 	r     *http.Request
-	req   *sdk.Request
+	req   *core.Request
 	start time.Time
 	ran   int // entries whose request filter ran (or was skipped over)
 
-	last   *sdk.RequestContext // the last context that decided Next
+	last   *core.RequestContext // the last context that decided Next
 	values map[string]any
 
 	body     []byte
@@ -86,7 +86,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for i, re := range rt.chain {
 		x.ran = i + 1
 		e := re.entry
-		if !e.Has(sdk.PhaseRequestFilter) {
+		if !e.Has(core.PhaseRequestFilter) {
 			if h := e.WebSocketHandlers(); h != nil && isWebSocketHandshake(r) {
 				x.upgrade(re, x.nextContext(), h)
 				return
@@ -107,11 +107,11 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		x.values = rc.Values()
 		switch rc.Decision() {
-		case sdk.DecisionEnd:
+		case core.DecisionEnd:
 			x.answer(rc)
 			x.finish()
 			return
-		case sdk.DecisionUpgrade:
+		case core.DecisionUpgrade:
 			h := rc.UpgradeHandlers()
 			if h == nil {
 				h = e.WebSocketHandlers()
@@ -130,7 +130,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	out := x.out()
 	if x.last != nil {
-		sdk.ApplyHeaderEdits(out.Header(), x.last.HeaderEdits())
+		core.ApplyHeaderEdits(out.Header(), x.last.HeaderEdits())
 	}
 	if rt.terminal == nil {
 		http.NotFound(out, r)
@@ -143,21 +143,21 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // nextContext returns the context for the next request filter: it carries
 // the values and edits of the last entry that decided Next, never anything
 // from an entry that failed (its handler may still be running).
-func (x *exchange) nextContext() *sdk.RequestContext {
+func (x *exchange) nextContext() *core.RequestContext {
 	if x.last != nil {
 		return x.last.Continue()
 	}
-	return sdk.NewRequestContext(x.r.Context(), x.req, nil)
+	return core.NewRequestContext(x.r.Context(), x.req, nil)
 }
 
 // answer writes a request filter's End answer (unless it streamed one).
-func (x *exchange) answer(rc *sdk.RequestContext) {
+func (x *exchange) answer(rc *core.RequestContext) {
 	if x.streamed {
 		return
 	}
 	out := x.out()
 	h := out.Header()
-	sdk.ApplyHeaderEdits(h, rc.HeaderEdits())
+	core.ApplyHeaderEdits(h, rc.HeaderEdits())
 	body := rc.Body()
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	status := rc.Status()
@@ -170,7 +170,7 @@ func (x *exchange) answer(rc *sdk.RequestContext) {
 
 // upgrade completes the handshake, runs Logging (status 101) and serves the
 // connection on this goroutine.
-func (x *exchange) upgrade(re routeEntry, rc *sdk.RequestContext, h *sdk.WebSocketHandlers) {
+func (x *exchange) upgrade(re routeEntry, rc *core.RequestContext, h *core.WebSocketHandlers) {
 	c, info, status := x.srv.upgrade(x.w, x.r, re.rt, rc, h)
 	x.status = status
 	x.values = rc.Values()
@@ -191,7 +191,7 @@ func (x *exchange) fail(re routeEntry, out outcome) bool {
 		return true
 	case outTooLarge:
 		st.bodyTooLarge.Add(1)
-		x.err = sdk.ErrBodyTooLarge
+		x.err = core.ErrBodyTooLarge
 		x.answerError(http.StatusRequestEntityTooLarge)
 		return true
 	case outTimeout:
@@ -229,7 +229,7 @@ func (x *exchange) answerError(status int) {
 // wait waits for a phase's decision, serving its host calls meanwhile.
 // rc is the request context when the phase is a request filter (for
 // streaming), else nil.
-func (x *exchange) wait(p phaseSignal, rc *sdk.RequestContext) outcome {
+func (x *exchange) wait(p phaseSignal, rc *core.RequestContext) outcome {
 	dl := x.srv.phaseDeadlines
 	if !dl.arm(&x.dl) {
 		return outRejected // shut down
@@ -262,41 +262,41 @@ func (x *exchange) wait(p phaseSignal, rc *sdk.RequestContext) outcome {
 }
 
 // serveCall answers one host call of the channel context.
-func (x *exchange) serveCall(hc *sdk.HostCall, rc *sdk.RequestContext) outcome {
+func (x *exchange) serveCall(hc *core.HostCall, rc *core.RequestContext) outcome {
 	switch hc.Method {
-	case sdk.MethodReadRequestBody:
+	case core.MethodReadRequestBody:
 		x.readBody()
 		if x.tooLarge {
-			hc.Reply(sdk.HostReply{Err: sdk.ErrBodyTooLarge})
+			hc.Reply(core.HostReply{Err: core.ErrBodyTooLarge})
 			return outTooLarge
 		}
-		hc.Reply(sdk.HostReply{Data: x.body})
-	case sdk.MethodResponseStreamHead, sdk.MethodResponseStreamData, sdk.MethodResponseStreamEnd:
+		hc.Reply(core.HostReply{Data: x.body})
+	case core.MethodResponseStreamHead, core.MethodResponseStreamData, core.MethodResponseStreamEnd:
 		if rc == nil {
-			hc.Reply(sdk.HostReply{Err: errors.New("wsframework: streaming is only for request filters")})
+			hc.Reply(core.HostReply{Err: errors.New("wsframework: streaming is only for request filters")})
 			return outDecided
 		}
 		out := x.out()
 		if !x.streamed {
 			x.streamed = true
 			status := http.StatusOK
-			if hc.Method == sdk.MethodResponseStreamHead && hc.Int != 0 {
+			if hc.Method == core.MethodResponseStreamHead && hc.Int != 0 {
 				status = hc.Int
 			}
 			// The plugin waits for this reply, so its edits are stable.
-			sdk.ApplyHeaderEdits(out.Header(), rc.HeaderEdits())
+			core.ApplyHeaderEdits(out.Header(), rc.HeaderEdits())
 			out.WriteHeader(status)
 		}
 		var err error
-		if hc.Method == sdk.MethodResponseStreamData {
+		if hc.Method == core.MethodResponseStreamData {
 			_, err = out.Write(hc.Data)
 		}
-		if hc.Method != sdk.MethodResponseStreamEnd {
+		if hc.Method != core.MethodResponseStreamEnd {
 			_ = http.NewResponseController(out).Flush()
 		}
-		hc.Reply(sdk.HostReply{Err: err})
+		hc.Reply(core.HostReply{Err: err})
 	default:
-		hc.Reply(sdk.HostReply{Err: errors.New("wsframework: unsupported host call " + strconv.Itoa(int(hc.Method)))})
+		hc.Reply(core.HostReply{Err: errors.New("wsframework: unsupported host call " + strconv.Itoa(int(hc.Method)))})
 	}
 	return outDecided
 }
@@ -342,12 +342,12 @@ func (x *exchange) log() {
 		}
 		out = x.rw.bytesOut
 	}
-	le := sdk.LogEntry{
+	le := core.LogEntry{
 		Request: x.req, Status: status, BytesIn: x.bytesIn,
 		BytesOut: out, Duration: time.Since(x.start), Err: x.err, Values: x.values,
 	}
 	for _, re := range x.rt.chain {
-		if re.entry.Has(sdk.PhaseLogging) {
+		if re.entry.Has(core.PhaseLogging) {
 			if err := re.rt.StartLogging(re.entry, le); err != nil {
 				x.srv.stats.phaseRejected.Add(1)
 			}

@@ -10,7 +10,7 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk/bufpool"
 	"github.com/strandws/strand/wsframework/internal/wsproto"
 )
@@ -111,7 +111,7 @@ func (c *conn) readLoop(ctx context.Context) (res readResult) {
 		if !deliver {
 			continue
 		}
-		if err := c.rt.Message(ctx, c.sc, sdk.MessageType(ev.Op), ev.Msg); err != nil {
+		if err := c.rt.Message(ctx, c.sc, core.MessageType(ev.Op), ev.Msg); err != nil {
 			return shutdownResult
 		}
 	}
@@ -185,13 +185,13 @@ func (c *conn) onEvent(ev *wsproto.Event) (res readResult, done bool) {
 }
 
 // violationReason maps a parser violation's close code to its reason.
-func violationReason(code sdk.CloseCode) CloseReason {
+func violationReason(code core.CloseCode) CloseReason {
 	switch code {
-	case sdk.CloseMessageTooBig:
+	case core.CloseMessageTooBig:
 		return ReasonTooBig
-	case sdk.CloseInvalidPayload:
+	case core.CloseInvalidPayload:
 		return ReasonBadUTF8
-	case sdk.ClosePolicyViolation:
+	case core.ClosePolicyViolation:
 		return ReasonMessageLimit
 	}
 	return ReasonProtocol
@@ -212,7 +212,7 @@ func (c *conn) pong(p []byte) {
 	}
 	c.mu.Unlock()
 	if full {
-		c.closeWith(ReasonSlowConsumer, sdk.ClosePolicyViolation, "slow consumer")
+		c.closeWith(ReasonSlowConsumer, core.ClosePolicyViolation, "slow consumer")
 	}
 	if start {
 		go c.writeFn()
@@ -293,7 +293,7 @@ func (c *conn) rateWait(ctx context.Context) (readResult, bool) {
 
 // shutdownResult ends a read loop whose runtime refused a message: the
 // server is being torn down under it.
-var shutdownResult = readResult{reason: ReasonShutdown, code: sdk.CloseGoingAway, text: "server shutting down"}
+var shutdownResult = readResult{reason: ReasonShutdown, code: core.CloseGoingAway, text: "server shutting down"}
 
 func (c *conn) isClosing() bool {
 	c.mu.Lock()
@@ -305,7 +305,7 @@ func (c *conn) isClosing() bool {
 // is sent by teardown, after the handlers of the messages read before the
 // violation ran (what they send goes out first).
 func (c *conn) fail(reason CloseReason, text string) readResult {
-	return readResult{reason: reason, code: reason.Code(), text: text, violation: true}
+	return readResult{reason: reason, code: reason.code(), text: text, violation: true}
 }
 
 // readerPanic turns a panic in a reader (parsing, or handing a message
@@ -315,7 +315,7 @@ func (c *conn) readerPanic(r any) readResult {
 	c.srv.stats.panics.Add(1)
 	c.srv.cfg.Logger.Error("strand: panic while reading a connection; closing it with 1011",
 		"conn", c.id, "panic", r, "stack", string(debug.Stack()))
-	return readResult{reason: ReasonInternal, code: sdk.CloseInternalError, text: "internal error", violation: true}
+	return readResult{reason: ReasonInternal, code: core.CloseInternalError, text: "internal error", violation: true}
 }
 
 // readError maps a read error to a result (the goroutine reader).
@@ -325,7 +325,7 @@ func (c *conn) readError(err error) readResult {
 		switch {
 		case c.isClosing():
 			// The peer did not answer our close in time.
-			return readResult{reason: ReasonAbnormal, code: sdk.CloseAbnormal}
+			return readResult{reason: ReasonAbnormal, code: core.CloseAbnormal}
 		case c.msgStart != 0 && now >= c.msgStart+int64(c.srv.cfg.MessageTimeout):
 			return c.fail(ReasonMessageLimit, "message assembly timeout")
 		case !c.deadlineIdle:
@@ -333,7 +333,7 @@ func (c *conn) readError(err error) readResult {
 		}
 		return c.fail(ReasonIdle, "idle timeout")
 	}
-	return readResult{reason: ReasonAbnormal, code: sdk.CloseAbnormal}
+	return readResult{reason: ReasonAbnormal, code: core.CloseAbnormal}
 }
 
 func isTimeout(err error) bool {

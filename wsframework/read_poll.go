@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/strandws/strand/dispatcher"
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/internal/netpoll"
-	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/sdk/bufpool"
 	"github.com/strandws/strand/wsframework/internal/wsproto"
 )
@@ -237,7 +237,7 @@ func (c *conn) pollEnd(res readResult) {
 	}
 	go func() {
 		if held != nil {
-			if err := c.rt.Message(c.srv.hardCtx, c.sc, sdk.MessageType(heldType), held); err != nil && !res.violation {
+			if err := c.rt.Message(c.srv.hardCtx, c.sc, core.MessageType(heldType), held); err != nil && !res.violation {
 				res = shutdownResult
 			}
 		}
@@ -381,7 +381,7 @@ func (c *conn) pollPaused(now int64) bool {
 
 // pollReadError maps a socket read error to a result.
 func (c *conn) pollReadError() readResult {
-	return readResult{reason: ReasonAbnormal, code: sdk.CloseAbnormal}
+	return readResult{reason: ReasonAbnormal, code: core.CloseAbnormal}
 }
 
 func (p *pollState) read(b []byte) (int, error) {
@@ -413,7 +413,7 @@ func (c *conn) pollDeadline(now int64) (readResult, bool) {
 	if cd := c.closeDeadline.Load(); cd != 0 {
 		if now >= cd {
 			// The peer did not answer our close in time.
-			return readResult{reason: ReasonAbnormal, code: sdk.CloseAbnormal}, true
+			return readResult{reason: ReasonAbnormal, code: core.CloseAbnormal}, true
 		}
 		return readResult{}, false
 	}
@@ -479,7 +479,7 @@ func (c *conn) pollDue() int64 {
 // the reader pauses (the dispatcher wakes it) or ends (done).
 func (c *conn) pollDeliver() (res readResult, done, ok bool) {
 	p := c.poll
-	err := c.rt.TryMessage(c.sc, sdk.MessageType(p.heldType), p.held, p.wake)
+	err := c.rt.TryMessage(c.sc, core.MessageType(p.heldType), p.held, p.wake)
 	if err == nil {
 		p.held = nil
 		return readResult{}, false, true
@@ -498,7 +498,7 @@ func (c *conn) pollPendingOver(now int64) bool {
 	p := c.poll
 	bound := c.srv.cfg.MaxPendingBytes
 	if bound == 0 {
-		bound = sdk.DefaultMaxPendingBytes
+		bound = core.DefaultMaxPendingBytes
 	}
 	if bound < 0 || c.sc.PendingBytes() <= bound {
 		p.retry = 0

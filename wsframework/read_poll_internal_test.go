@@ -11,8 +11,8 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/stretchr/testify/require"
 
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/internal/netpoll"
-	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/sdk/bufpool"
 )
 
@@ -44,7 +44,7 @@ func maskedFrame(fin bool, op byte, payload []byte) []byte {
 }
 
 type gotMessage struct {
-	typ  sdk.MessageType
+	typ  core.MessageType
 	data string
 }
 
@@ -60,19 +60,19 @@ func newPollHarness(t *testing.T, bufs *bufpool.Pool) *pollHarness {
 	t.Helper()
 	s := newRoomServer(t, Config{Buffers: bufs, IdleTimeout: -1, PingInterval: -1})
 	h := &pollHarness{got: make(chan gotMessage, 64)}
-	rt, err := s.runtimeFor(sdk.NewPlugin("split"))
+	rt, err := s.runtimeFor(core.NewPlugin("split"))
 	require.NoError(t, err)
 	h.nc = newMemConn()
 	h.nc.record = true
 	h.c = newConn(s, s.nextID.Add(1), h.nc, nil, rt)
 	h.c.poll = &pollState{src: h.read}
-	h.c.sc, err = rt.Open(context.Background(), h.c, sdk.ConnInfo{ID: h.c.id, Handlers: &sdk.WebSocketHandlers{
-		OnMessage: func(_ *sdk.Conn, m sdk.Message) { h.got <- gotMessage{m.Type, string(m.Data)} },
+	h.c.sc, err = rt.Open(context.Background(), h.c, core.ConnInfo{ID: h.c.id, Handlers: &core.WebSocketHandlers{
+		OnMessage: func(_ *core.Conn, m core.Message) { h.got <- gotMessage{m.Type, string(m.Data)} },
 	}})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		closeMemberConn(h.c)
-		rt.Closed(h.c.sc, sdk.CloseNormal, "")
+		rt.Closed(h.c.sc, core.CloseNormal, "")
 	})
 	return h
 }
@@ -105,7 +105,7 @@ func TestPollReaderSplitFrames(t *testing.T) {
 	stream = append(stream, maskedFrame(true, opContinuation, []byte("ment"))...)
 	stream = append(stream, maskedFrame(true, opBinary, big)...)
 	stream = append(stream, maskedFrame(true, opText, nil)...)
-	want := []gotMessage{{sdk.Text, "hello"}, {sdk.Text, "fragment"}, {sdk.Binary, string(big)}, {sdk.Text, ""}}
+	want := []gotMessage{{core.Text, "hello"}, {core.Text, "fragment"}, {core.Binary, string(big)}, {core.Text, ""}}
 
 	var cases []struct {
 		name   string
@@ -169,7 +169,7 @@ func TestPollReaderPartialFrame(t *testing.T) {
 	require.True(t, h.c.parser.AtBoundary())
 	select {
 	case g := <-h.got:
-		require.Equal(t, gotMessage{sdk.Binary, "abcdefgh"}, g)
+		require.Equal(t, gotMessage{core.Binary, "abcdefgh"}, g)
 	case <-time.After(roomTestTimeout):
 		t.Fatal("message not delivered")
 	}
@@ -199,7 +199,7 @@ func TestPollReaderProtocolErrors(t *testing.T) {
 			res, done := h.c.pollTurn(h.c.srv.clock.Now())
 			require.True(t, done)
 			require.Equal(t, tc.reason, res.reason)
-			require.Equal(t, tc.reason.Code(), res.code)
+			require.Equal(t, tc.reason.code(), res.code)
 			require.True(t, res.violation)
 			h.c.poll.done = true
 			releaseAll(&h.c.poll.feed.rb, &h.c.poll.held)

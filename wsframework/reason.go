@@ -3,6 +3,7 @@ package wsframework
 import (
 	"sync/atomic"
 
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk"
 )
 
@@ -18,7 +19,7 @@ const (
 	ReasonTooBig                          // message over MaxMessageBytes: 1009
 	ReasonBadUTF8                         // invalid UTF-8 in a text message or close reason: 1007
 	ReasonProtocol                        // protocol violation: 1002
-	ReasonPanic                           // a handler panicked (sdk.ConnHost.ClosePanic): 1011
+	ReasonPanic                           // a handler panicked (core.ConnHost.ClosePanic): 1011
 	ReasonSlowConsumer                    // write queue full, or a write blocked past WriteTimeout: 1008
 	ReasonShutdown                        // server shutdown: 1001
 	ReasonIdle                            // nothing received within IdleTimeout: 1001
@@ -44,22 +45,24 @@ func (r CloseReason) String() string {
 
 // Code returns the close code sent for r; ReasonPeer and ReasonLocal carry
 // their own code and return 0.
-func (r CloseReason) Code() sdk.CloseCode {
+func (r CloseReason) Code() sdk.CloseCode { return sdk.CloseCode(r.code()) }
+
+func (r CloseReason) code() core.CloseCode {
 	switch r {
 	case ReasonAbnormal, ReasonWriteFailed:
-		return sdk.CloseAbnormal
+		return core.CloseAbnormal
 	case ReasonTooBig:
-		return sdk.CloseMessageTooBig
+		return core.CloseMessageTooBig
 	case ReasonBadUTF8:
-		return sdk.CloseInvalidPayload
+		return core.CloseInvalidPayload
 	case ReasonProtocol:
-		return sdk.CloseProtocolError
+		return core.CloseProtocolError
 	case ReasonPanic, ReasonInternal:
-		return sdk.CloseInternalError
+		return core.CloseInternalError
 	case ReasonSlowConsumer, ReasonReadTimeout, ReasonMessageLimit:
-		return sdk.ClosePolicyViolation
+		return core.ClosePolicyViolation
 	case ReasonShutdown, ReasonIdle:
-		return sdk.CloseGoingAway
+		return core.CloseGoingAway
 	}
 	return 0
 }

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/internal/core"
 )
 
 var errBodyOverCap = errors.New("wsframework: answer body over MaxBodyFilterBytes")
@@ -164,7 +164,7 @@ func (x *exchange) responseFilters() bool {
 	rw := x.rw
 	for i := x.ran - 1; i >= 0; i-- {
 		re := x.rt.chain[i]
-		if !re.entry.Has(sdk.PhaseResponseFilter) {
+		if !re.entry.Has(core.PhaseResponseFilter) {
 			continue
 		}
 		// The handler borrows the live headers, read-only, until the phase
@@ -184,7 +184,7 @@ func (x *exchange) responseFilters() bool {
 		if st := c.Status(); st != 0 {
 			rw.status = st
 		}
-		sdk.ApplyHeaderEdits(rw.w.Header(), c.HeaderEdits())
+		core.ApplyHeaderEdits(rw.w.Header(), c.HeaderEdits())
 		c.Release()
 	}
 	return true
@@ -196,7 +196,7 @@ func (x *exchange) bodyFilters(body []byte) ([]byte, bool) {
 	rw := x.rw
 	for i := x.ran - 1; i >= 0; i-- {
 		re := x.rt.chain[i]
-		if !re.entry.Has(sdk.PhaseResponseBodyFilter) {
+		if !re.entry.Has(core.PhaseResponseBodyFilter) {
 			continue
 		}
 		c := re.rt.AcquireBodyContext(x.r.Context(), x.req, &x.values, rw.status, body)
@@ -217,7 +217,7 @@ func (x *exchange) bodyFilters(body []byte) ([]byte, bool) {
 		if st := c.Status(); st != 0 {
 			rw.status = st
 		}
-		sdk.ApplyHeaderEdits(rw.w.Header(), c.HeaderEdits())
+		core.ApplyHeaderEdits(rw.w.Header(), c.HeaderEdits())
 		c.Release()
 	}
 	return body, true
@@ -228,7 +228,7 @@ func (x *exchange) bodyFilters(body []byte) ([]byte, bool) {
 func (x *exchange) bodyFiltersFailClosed() bool {
 	for i := 0; i < x.ran; i++ {
 		re := x.rt.chain[i]
-		if re.entry.Has(sdk.PhaseResponseBodyFilter) && !re.failOpen {
+		if re.entry.Has(core.PhaseResponseBodyFilter) && !re.failOpen {
 			return true
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/puzpuzpuz/xsync/v3"
 
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/sdk/bufpool"
 )
@@ -21,7 +22,7 @@ var (
 	// ErrMessageType is returned for a message type other than sdk.Text
 	// and sdk.Binary. It is sdk.ErrMessageType, which every send path
 	// (Conn.Send, Broadcast, SendTo) returns: test for either.
-	ErrMessageType = sdk.ErrMessageType
+	ErrMessageType = core.ErrMessageType
 )
 
 // RoomStats are the room counters of one Server (one node).
@@ -113,21 +114,21 @@ func (c *conn) roomSet() *connRooms {
 // join makes c a member of name, unless c is in MaxRoomsPerConn rooms
 // already.
 func (h *hub) join(c *conn, name string) error {
-	if !sdk.ValidRoomName(name) {
-		return sdk.ErrInvalidRoom
+	if !core.ValidRoomName(name) {
+		return core.ErrInvalidRoom
 	}
 	cr := c.roomSet()
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
 	if cr.closed || c.isClosing() {
-		return sdk.ErrClosed
+		return core.ErrClosed
 	}
 	if _, ok := cr.names[name]; ok {
 		return nil
 	}
 	if len(cr.names) >= h.srv.cfg.MaxRoomsPerConn {
 		h.tooManyRooms.Add(1)
-		return sdk.ErrTooManyRooms
+		return core.ErrTooManyRooms
 	}
 	if err := h.add(c, name); err != nil {
 		return err
@@ -141,8 +142,8 @@ func (h *hub) join(c *conn, name string) error {
 
 // leave ends c's membership of name, if any.
 func (h *hub) leave(c *conn, name string) error {
-	if !sdk.ValidRoomName(name) {
-		return sdk.ErrInvalidRoom
+	if !core.ValidRoomName(name) {
+		return core.ErrInvalidRoom
 	}
 	cr := c.rooms.Load()
 	if cr == nil {
@@ -238,11 +239,11 @@ func (h *hub) remove(c *conn, name string) {
 func (h *hub) publish(msg RoomMessage) error {
 	if msg.Type != sdk.Text && msg.Type != sdk.Binary {
 		msg.Data.Release()
-		return sdk.ErrMessageType
+		return core.ErrMessageType
 	}
-	if !sdk.ValidRoomName(msg.Room) {
+	if !core.ValidRoomName(msg.Room) {
 		msg.Data.Release()
-		return sdk.ErrInvalidRoom
+		return core.ErrInvalidRoom
 	}
 	if int64(len(msg.Data.B)) > h.srv.cfg.WriteQueueBytes {
 		// No member on this node could take it (conn.Write): refuse it
@@ -250,7 +251,7 @@ func (h *hub) publish(msg RoomMessage) error {
 		// member.
 		msg.Data.Release()
 		h.srv.stats.sendsTooBig.Add(1)
-		return sdk.ErrTooBig
+		return core.ErrTooBig
 	}
 	h.published.Add(1)
 	return h.adapter.Publish(msg)
@@ -278,7 +279,7 @@ func (h *hub) Deliver(msg RoomMessage) {
 			continue
 		}
 		msg.Data.Retain()
-		if m.Write(msg.Type, msg.Data) != nil {
+		if m.Write(core.MessageType(msg.Type), msg.Data) != nil {
 			failed++
 		} else {
 			sent++
@@ -300,18 +301,18 @@ func (h *hub) close() error {
 	return h.closeErr
 }
 
-// conn implements sdk.RoomHost.
-var _ sdk.RoomHost = (*conn)(nil)
+// conn implements the runtime's RoomHost.
+var _ core.RoomHost = (*conn)(nil)
 
-// Join implements sdk.RoomHost.
+// Join implements the runtime's RoomHost.
 func (c *conn) Join(room string) error { return c.srv.rooms.join(c, room) }
 
-// Leave implements sdk.RoomHost.
+// Leave implements the runtime's RoomHost.
 func (c *conn) Leave(room string) error { return c.srv.rooms.leave(c, room) }
 
-// Broadcast implements sdk.RoomHost.
-func (c *conn) Broadcast(room string, typ sdk.MessageType, b *bufpool.Buffer, opts sdk.BroadcastOptions) error {
-	return c.srv.rooms.publish(RoomMessage{Room: room, Type: typ, Data: b, From: c.id, ExcludeFrom: opts.ExcludeSelf})
+// Broadcast implements the runtime's RoomHost.
+func (c *conn) Broadcast(room string, typ core.MessageType, b *bufpool.Buffer, opts core.BroadcastOptions) error {
+	return c.srv.rooms.publish(RoomMessage{Room: room, Type: sdk.MessageType(typ), Data: b, From: c.id, ExcludeFrom: opts.ExcludeSelf})
 }
 
 // Broadcast queues a copy of data as one message of type typ to every member
@@ -348,11 +349,11 @@ func (s *Server) SendTo(id uint64, typ sdk.MessageType, data []byte) error {
 		return ErrNoConn
 	}
 	if typ != sdk.Text && typ != sdk.Binary {
-		return sdk.ErrMessageType
+		return core.ErrMessageType
 	}
 	b := s.cfg.Buffers.Get(len(data))
 	copy(b.B, data)
-	return c.Write(typ, b)
+	return c.Write(core.MessageType(typ), b)
 }
 
 // JoinRoom makes the connection with ID id (on this Server) a member of

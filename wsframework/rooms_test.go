@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/sdk/bufpool"
 )
@@ -241,12 +242,12 @@ func TestRoomMembership(t *testing.T) {
 	require.Zero(t, s.RoomSize("lobby"))
 	require.Nil(t, s.RoomMembers("other"))
 	require.Equal(t, RoomStats{}, s.RoomStats())
-	require.ErrorIs(t, b.Join("lobby"), sdk.ErrClosed, "join after close")
+	require.ErrorIs(t, b.Join("lobby"), core.ErrClosed, "join after close")
 
-	for _, name := range []string{"", string(make([]byte, sdk.MaxRoomNameBytes+1))} {
-		require.ErrorIs(t, a.Join(name), sdk.ErrInvalidRoom)
-		require.ErrorIs(t, a.Leave(name), sdk.ErrInvalidRoom)
-		require.ErrorIs(t, s.Broadcast(name, sdk.Text, nil), sdk.ErrInvalidRoom)
+	for _, name := range []string{"", string(make([]byte, core.MaxRoomNameBytes+1))} {
+		require.ErrorIs(t, a.Join(name), core.ErrInvalidRoom)
+		require.ErrorIs(t, a.Leave(name), core.ErrInvalidRoom)
+		require.ErrorIs(t, s.Broadcast(name, sdk.Text, nil), core.ErrInvalidRoom)
 	}
 }
 
@@ -262,12 +263,12 @@ func TestServerRoomAPI(t *testing.T) {
 	require.ErrorIs(t, s.LeaveRoom(9999, "r"), ErrNoConn)
 	// An invalid type is refused on every send path, and the connection
 	// stays open (the sends below reach it).
-	require.ErrorIs(t, s.SendTo(c.id, sdk.MessageType(9), []byte("x")), sdk.ErrMessageType)
-	require.ErrorIs(t, s.Broadcast("r", sdk.MessageType(9), []byte("x")), sdk.ErrMessageType)
-	require.ErrorIs(t, s.BroadcastBuffer("r", sdk.MessageType(0), pool.Get(1)), sdk.ErrMessageType)
-	require.ErrorIs(t, c.Write(sdk.MessageType(8), pool.Get(1)), sdk.ErrMessageType)
-	require.ErrorIs(t, c.Broadcast("r", sdk.MessageType(3), pool.Get(1), sdk.BroadcastOptions{}), sdk.ErrMessageType)
-	require.ErrorIs(t, ErrMessageType, sdk.ErrMessageType, "the old name is the same error")
+	require.ErrorIs(t, s.SendTo(c.id, sdk.MessageType(9), []byte("x")), core.ErrMessageType)
+	require.ErrorIs(t, s.Broadcast("r", sdk.MessageType(9), []byte("x")), core.ErrMessageType)
+	require.ErrorIs(t, s.BroadcastBuffer("r", sdk.MessageType(0), pool.Get(1)), core.ErrMessageType)
+	require.ErrorIs(t, c.Write(core.MessageType(8), pool.Get(1)), core.ErrMessageType)
+	require.ErrorIs(t, c.Broadcast("r", core.MessageType(3), pool.Get(1), core.BroadcastOptions{}), core.ErrMessageType)
+	require.ErrorIs(t, ErrMessageType, core.ErrMessageType, "the old name is the same error")
 
 	require.NoError(t, s.JoinRoom(c.id, "r"))
 	require.NoError(t, s.SendTo(c.id, sdk.Text, []byte("direct")))
@@ -314,7 +315,7 @@ func TestBroadcastDeliversSharedBufferToEveryMember(t *testing.T) {
 			for i := range msgs {
 				b := pool.Get(len("msg-00"))
 				copy(b.B, fmt.Sprintf("msg-%02d", i))
-				require.NoError(t, sender.Broadcast("room", sdk.Text, b, sdk.BroadcastOptions{ExcludeSelf: tc.excludeSelf}))
+				require.NoError(t, sender.Broadcast("room", core.Text, b, core.BroadcastOptions{ExcludeSelf: tc.excludeSelf}))
 			}
 			waitWritten(t, cs...)
 			after := pool.Stats()
@@ -363,7 +364,7 @@ func TestBroadcastOneOrderForAllMembers(t *testing.T) {
 					// Half from members' connections, half from the server API.
 					b := s.cfg.Buffers.Get(len(msg))
 					copy(b.B, msg)
-					if err := cs[sdr].Broadcast("room", sdk.Text, b, sdk.BroadcastOptions{}); err != nil {
+					if err := cs[sdr].Broadcast("room", core.Text, b, core.BroadcastOptions{}); err != nil {
 						t.Errorf("broadcast: %v", err)
 						return
 					}
@@ -433,7 +434,7 @@ func TestSlowMemberClosedWithoutBlockingTheRoom(t *testing.T) {
 	slow.mu.Unlock()
 	require.True(t, closing)
 	require.Equal(t, ReasonSlowConsumer, reason)
-	require.Equal(t, sdk.ClosePolicyViolation, code)
+	require.Equal(t, core.ClosePolicyViolation, code)
 	require.NotZero(t, s.RoomStats().Dropped, "deliveries refused after the close are counted")
 
 	closeMemberConn(slow)
@@ -464,16 +465,16 @@ func TestMemoryBusNodes(t *testing.T) {
 	require.Equal(t, 2, adA.Subscriptions())
 	require.Equal(t, 1, adB.Subscriptions(), "B has no member in only-a")
 
-	send := func(c *conn, room, text string, o sdk.BroadcastOptions) {
+	send := func(c *conn, room, text string, o core.BroadcastOptions) {
 		t.Helper()
 		b := c.srv.cfg.Buffers.Get(len(text))
 		copy(b.B, text)
-		require.NoError(t, c.Broadcast(room, sdk.Text, b, o))
+		require.NoError(t, c.Broadcast(room, core.Text, b, o))
 	}
-	send(a1, "shared", "1", sdk.BroadcastOptions{})
-	send(a1, "shared", "2", sdk.BroadcastOptions{ExcludeSelf: true})
-	send(a1, "only-a", "3", sdk.BroadcastOptions{})
-	send(b1, "only-a", "4", sdk.BroadcastOptions{}) // B publishes to a room it is not in
+	send(a1, "shared", "1", core.BroadcastOptions{})
+	send(a1, "shared", "2", core.BroadcastOptions{ExcludeSelf: true})
+	send(a1, "only-a", "3", core.BroadcastOptions{})
+	send(b1, "only-a", "4", core.BroadcastOptions{}) // B publishes to a room it is not in
 	require.NoError(t, sB.Broadcast("shared", sdk.Text, []byte("5")))
 	waitWritten(t, a1, b1)
 	require.Equal(t, []string{"1", "3", "4", "5"}, dataPayloads(a1nc.frames(t)))

@@ -11,12 +11,12 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/internal/core"
 )
 
 type routeEntry struct {
-	entry    *sdk.Entry
-	rt       *sdk.Runtime
+	entry    *core.Entry
+	rt       *core.Runtime
 	failOpen bool
 }
 
@@ -39,14 +39,14 @@ func (rt *route) init() {
 	for i := range rt.chain {
 		e := rt.chain[i].entry
 		rt.chain[i].failOpen = rt.srv.cfg.Plugins[e.Plugin().Name()].FailOpen
-		rt.anyResponseFilter = rt.anyResponseFilter || e.Has(sdk.PhaseResponseFilter)
-		rt.anyBodyFilter = rt.anyBodyFilter || e.Has(sdk.PhaseResponseBodyFilter)
-		rt.anyLogging = rt.anyLogging || e.Has(sdk.PhaseLogging)
+		rt.anyResponseFilter = rt.anyResponseFilter || e.Has(core.PhaseResponseFilter)
+		rt.anyBodyFilter = rt.anyBodyFilter || e.Has(core.PhaseResponseBodyFilter)
+		rt.anyLogging = rt.anyLogging || e.Has(core.PhaseLogging)
 	}
 }
 
-func (rt *route) snapshot(r *http.Request, now time.Time) *sdk.Request {
-	req := &sdk.Request{
+func (rt *route) snapshot(r *http.Request, now time.Time) *core.Request {
+	req := &core.Request{
 		Method:     r.Method,
 		Path:       r.URL.Path,
 		RawQuery:   r.URL.RawQuery,
@@ -74,7 +74,7 @@ var handshakeOnly = [...]string{"Connection", "Upgrade", "Sec-Websocket-Key", "S
 // one map and one value array, so that nothing of the parsed request stays
 // reachable but the strings it keeps. An upgrade that sent only handshake
 // headers keeps a nil Header.
-func connSnapshot(req *sdk.Request) *sdk.Request {
+func connSnapshot(req *core.Request) *core.Request {
 	keep, values := 0, 0
 	for k, v := range req.Header {
 		if !isHandshakeOnly(k) {
@@ -231,20 +231,20 @@ func (s *Server) release(ip string) {
 // success it returns the connection, which the caller then serves on its
 // goroutine (net/http no longer tracks a hijacked connection; the Server
 // does, through connWG). On failure the refusal has been written.
-func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *sdk.Runtime, rc *sdk.RequestContext, h *sdk.WebSocketHandlers) (*conn, sdk.ConnInfo, int) {
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *core.Runtime, rc *core.RequestContext, h *core.WebSocketHandlers) (*conn, core.ConnInfo, int) {
 	if !isWebSocketHandshake(r) {
 		w.Header().Set("Upgrade", "websocket")
 		http.Error(w, "a WebSocket handshake is required here", http.StatusUpgradeRequired)
-		return nil, sdk.ConnInfo{}, http.StatusUpgradeRequired
+		return nil, core.ConnInfo{}, http.StatusUpgradeRequired
 	}
 	if !s.checkOrigin(r) {
 		s.stats.rejectedOrigin.Add(1)
 		http.Error(w, "origin not allowed", http.StatusForbidden)
-		return nil, sdk.ConnInfo{}, http.StatusForbidden
+		return nil, core.ConnInfo{}, http.StatusForbidden
 	}
 	req := rc.Request()
 	if status := s.admit(w, req.ClientIP); status != 0 {
-		return nil, sdk.ConnInfo{}, status
+		return nil, core.ConnInfo{}, status
 	}
 	u := ws.HTTPUpgrader{Timeout: s.cfg.HandshakeTimeout}
 	if len(s.cfg.Subprotocols) > 0 {
@@ -252,7 +252,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *sdk.Runtime
 	}
 	if edits := rc.HeaderEdits(); len(edits) > 0 {
 		u.Header = make(http.Header)
-		sdk.ApplyHeaderEdits(u.Header, edits)
+		core.ApplyHeaderEdits(u.Header, edits)
 	}
 	nc, rw, hs, err := u.Upgrade(r, w)
 	if uw, ok := w.(*upgradeWriter); ok {
@@ -264,7 +264,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *sdk.Runtime
 			_ = nc.Close()
 		}
 		s.release(req.ClientIP)
-		return nil, sdk.ConnInfo{}, http.StatusBadRequest
+		return nil, core.ConnInfo{}, http.StatusBadRequest
 	}
 	s.stats.accepted.Add(1)
 	if pc, ok := nc.(*prefixConn); ok && len(pc.prefix) == 0 {
@@ -274,7 +274,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *sdk.Runtime
 		nc = pc.Conn
 	}
 	c := newConn(s, s.nextID.Add(1), nc, rw.Reader, rt)
-	info := sdk.ConnInfo{
+	info := core.ConnInfo{
 		ID: c.id, Request: connSnapshot(req), Values: rc.Values(), Subprotocol: hs.Protocol, Handlers: h,
 	}
 	return c, info, http.StatusSwitchingProtocols

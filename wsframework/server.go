@@ -13,6 +13,7 @@ import (
 	"github.com/puzpuzpuz/xsync/v3"
 
 	"github.com/strandws/strand/internal/clock"
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/internal/netpoll"
 	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/wsframework/internal/wsproto"
@@ -33,7 +34,7 @@ type Server struct {
 	mux *http.ServeMux
 
 	mu        sync.Mutex // guards runtimes, acceptors, draining, connWG.Add and acceptWG.Add
-	runtimes  map[*sdk.Plugin]*sdk.Runtime
+	runtimes  map[*core.Plugin]*core.Runtime
 	acceptors []*acceptor // one per Serve (accept.go)
 	draining  bool
 	connWG    sync.WaitGroup // one per WebSocket connection
@@ -99,7 +100,7 @@ type serverCounters struct {
 	messagesIn     atomic.Uint64
 	messagesOut    atomic.Uint64
 	dropped        atomic.Uint64 // queued outgoing messages dropped on close
-	sendsTooBig    atomic.Uint64 // outgoing messages refused with sdk.ErrTooBig
+	sendsTooBig    atomic.Uint64 // outgoing messages refused with core.ErrTooBig
 	phaseTimeouts  atomic.Uint64
 	phasePanics    atomic.Uint64
 	phaseRejected  atomic.Uint64
@@ -128,7 +129,7 @@ type Stats struct {
 	MessagesIn     uint64            // messages read from clients
 	MessagesOut    uint64            // data messages written to clients
 	Dropped        uint64            // queued outgoing messages released unsent because their connection closed
-	SendsTooBig    uint64            // outgoing messages refused with sdk.ErrTooBig, over WriteQueueBytes alone (see Config)
+	SendsTooBig    uint64            // outgoing messages refused with core.ErrTooBig, over WriteQueueBytes alone (see Config)
 	Closes         map[string]uint64 // connections closed, by CloseReason name
 	Panics         uint64            // panics while reading or writing a connection (each closed it with 1011)
 
@@ -161,7 +162,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:      c,
 		mux:      http.NewServeMux(),
-		runtimes: make(map[*sdk.Plugin]*sdk.Runtime),
+		runtimes: make(map[*core.Plugin]*core.Runtime),
 		conns:    xsync.NewMapOf[uint64, *conn](),
 		perIP:    xsync.NewMapOf[string, int](),
 		proxies:  proxies,
@@ -185,14 +186,23 @@ func New(cfg Config) (*Server, error) {
 // filters run in order; the entry that upgrades owns the WebSocket. A
 // request that every entry lets through goes to terminal, or gets 404 when
 // terminal is nil.
+//
+// Mistakes fail here, with an error that names them: an entry with no
+// handler (a misspelled or never registered name), WebSocket handlers that
+// set both OnMessage and OnText or OnBinary, and a second plugin with the
+// name of one already routed.
 func (s *Server) Route(pattern string, terminal http.Handler, entries ...*sdk.Entry) (err error) {
 	if len(entries) == 0 && terminal == nil {
 		return fmt.Errorf("wsframework: Route %q: no entries and no terminal", pattern)
 	}
 	rt := &route{srv: s, pattern: pattern, terminal: terminal}
-	for _, e := range entries {
-		if e == nil {
+	for _, se := range entries {
+		if se == nil {
 			return fmt.Errorf("wsframework: Route %q: nil entry", pattern)
+		}
+		e := (*core.Entry)(se)
+		if err := e.Validate(); err != nil {
+			return fmt.Errorf("wsframework: Route %q: %w", pattern, err)
 		}
 		r, err := s.runtimeFor(e.Plugin())
 		if err != nil {
@@ -215,7 +225,7 @@ func (s *Server) Handle(pattern string, h http.Handler) error {
 	return s.Route(pattern, h)
 }
 
-func (s *Server) runtimeFor(p *sdk.Plugin) (*sdk.Runtime, error) {
+func (s *Server) runtimeFor(p *core.Plugin) (*core.Runtime, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining {
@@ -224,7 +234,12 @@ func (s *Server) runtimeFor(p *sdk.Plugin) (*sdk.Runtime, error) {
 	if r, ok := s.runtimes[p]; ok {
 		return r, nil
 	}
-	r, err := sdk.NewRuntime(p, sdk.RuntimeConfig{
+	for other := range s.runtimes {
+		if other.Name() == p.Name() {
+			return nil, fmt.Errorf("wsframework: two plugins named %q: plugin names must be unique on a server", p.Name())
+		}
+	}
+	r, err := core.NewRuntime(p, core.RuntimeConfig{
 		Dispatcher:      s.cfg.Dispatcher,
 		Phases:          s.cfg.Phases,
 		Buffers:         s.cfg.Buffers,
@@ -236,14 +251,6 @@ func (s *Server) runtimeFor(p *sdk.Plugin) (*sdk.Runtime, error) {
 	}
 	s.runtimes[p] = r
 	return r, nil
-}
-
-// Runtime returns the runtime running p's handlers, if p is routed here.
-func (s *Server) Runtime(p *sdk.Plugin) (*sdk.Runtime, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.runtimes[p]
-	return r, ok
 }
 
 // ServeHTTP serves a request through the routes.
@@ -303,7 +310,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.httpWG.Go(func() { _ = a.hs.Shutdown(s.hardCtx) })
 		}
 		s.conns.Range(func(_ uint64, c *conn) bool {
-			c.closeWith(ReasonShutdown, sdk.CloseGoingAway, "server shutting down")
+			c.closeWith(ReasonShutdown, core.CloseGoingAway, "server shutting down")
 			return true
 		})
 	})
@@ -359,10 +366,10 @@ func (s *Server) abort() {
 	})
 }
 
-func (s *Server) runtimesSnapshot() []*sdk.Runtime {
+func (s *Server) runtimesSnapshot() []*core.Runtime {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*sdk.Runtime, 0, len(s.runtimes))
+	out := make([]*core.Runtime, 0, len(s.runtimes))
 	for _, r := range s.runtimes {
 		out = append(out, r)
 	}

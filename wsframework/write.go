@@ -8,7 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/internal/core"
 )
 
 // maxHeader is the largest server frame header (unmasked, 64-bit length).
@@ -49,7 +49,7 @@ func appendFrame(dst []byte, op byte, payload []byte) []byte {
 }
 
 // closePayload encodes a close frame body.
-func closePayload(code sdk.CloseCode, reason string) []byte {
+func closePayload(code core.CloseCode, reason string) []byte {
 	reason = truncateReason(reason)
 	p := make([]byte, 2+len(reason))
 	binary.BigEndian.PutUint16(p, uint16(code))
@@ -145,9 +145,9 @@ func (c *conn) writeLoop() {
 				if isTimeout(err) {
 					// The peer stopped reading for WriteTimeout: a slow
 					// consumer, though no close frame can reach it.
-					c.reason, c.localSet, c.localCode, c.localText = ReasonSlowConsumer, true, sdk.ClosePolicyViolation, "slow consumer"
+					c.reason, c.localSet, c.localCode, c.localText = ReasonSlowConsumer, true, core.ClosePolicyViolation, "slow consumer"
 				} else {
-					c.reason, c.localSet, c.localCode = ReasonWriteFailed, true, sdk.CloseAbnormal
+					c.reason, c.localSet, c.localCode = ReasonWriteFailed, true, core.CloseAbnormal
 				}
 			}
 			c.dropQueueLocked()
@@ -181,7 +181,7 @@ func (c *conn) writerPanic(r any) {
 	c.writeErr = true
 	c.closing = true
 	if !c.localSet {
-		c.reason, c.localSet, c.localCode, c.localText = ReasonInternal, true, sdk.CloseInternalError, "internal error"
+		c.reason, c.localSet, c.localCode, c.localText = ReasonInternal, true, core.CloseInternalError, "internal error"
 	}
 	c.dropQueueLocked()
 	c.mu.Unlock()

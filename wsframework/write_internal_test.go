@@ -5,7 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/internal/core"
 )
 
 // gatedConn blocks its first write until the gate opens.
@@ -33,7 +33,7 @@ func TestWriteQueueShrinksWhenIdle(t *testing.T) {
 	c := memberConn(t, s, g)
 	send := func() {
 		b := s.cfg.Buffers.Get(8)
-		require.NoError(t, c.Write(sdk.Binary, b))
+		require.NoError(t, c.Write(core.Binary, b))
 	}
 	send()
 	<-g.started // the writer holds the first frame; the rest queue up

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/sdk/bufpool"
 	"github.com/strandws/strand/sdk/strandtest"
@@ -31,20 +32,20 @@ func BenchmarkKitEcho(b *testing.B) {
 // channel. It is the baseline for BenchmarkKitEcho.
 type chanHost chan *bufpool.Buffer
 
-func (h chanHost) Write(_ sdk.MessageType, b *bufpool.Buffer) error { h <- b; return nil }
-func (chanHost) Close(sdk.CloseCode, string) error                  { return nil }
-func (chanHost) ClosePanic(string) error                            { return nil }
+func (h chanHost) Write(_ core.MessageType, b *bufpool.Buffer) error { h <- b; return nil }
+func (chanHost) Close(core.CloseCode, string) error                  { return nil }
+func (chanHost) ClosePanic(string) error                             { return nil }
 
 // BenchmarkBaselineRuntimeEcho is the same round trip on the bare runtime.
 func BenchmarkBaselineRuntimeEcho(b *testing.B) {
-	entry := echoEntry()
-	rt, err := sdk.NewRuntime(entry.Plugin(), sdk.RuntimeConfig{})
+	entry := (*core.Entry)(echoEntry())
+	rt, err := core.NewRuntime(entry.Plugin(), core.RuntimeConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	host := make(chanHost, 1)
 	ctx := context.Background()
-	c, err := rt.Open(ctx, host, sdk.ConnInfo{ID: 1, Handlers: entry.WebSocketHandlers()})
+	c, err := rt.Open(ctx, host, core.ConnInfo{ID: 1, Handlers: entry.WebSocketHandlers()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -53,13 +54,13 @@ func BenchmarkBaselineRuntimeEcho(b *testing.B) {
 	for b.Loop() {
 		buf := rt.Buffers().Get(len(msg))
 		copy(buf.B, msg)
-		if err := rt.Message(ctx, c, sdk.Binary, buf); err != nil {
+		if err := rt.Message(ctx, c, core.Binary, buf); err != nil {
 			b.Fatal(err)
 		}
 		(<-host).Release()
 	}
 	b.StopTimer()
-	rt.Closed(c, sdk.CloseNormal, "")
+	rt.Closed(c, core.CloseNormal, "")
 	if err := rt.Close(ctx); err != nil {
 		b.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/strandws/strand/dispatcher"
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/sdk/bufpool"
 )
@@ -34,7 +35,7 @@ type Conn struct {
 	// mu guards the fields below. It is never held while a handler runs or
 	// while waiting: event submissions under it do not block.
 	mu           sync.Mutex
-	sc           *sdk.Conn
+	sc           *core.Conn
 	closing      bool // either side began closing: no more data either way
 	clientClosed bool // the test called Close or Drop
 	endCode      sdk.CloseCode
@@ -59,7 +60,7 @@ func newConn(k *Kit, id uint64) *Conn {
 
 // opened records the plugin-side connection once Runtime.Open returned, and
 // submits the close a handler started meanwhile.
-func (c *Conn) opened(sc *sdk.Conn) {
+func (c *Conn) opened(sc *core.Conn) {
 	c.mu.Lock()
 	c.sc = sc
 	if c.closing {
@@ -76,7 +77,7 @@ func (c *Conn) ID() uint64 { return c.id }
 func (c *Conn) PluginConn() *sdk.Conn {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.sc
+	return (*sdk.Conn)(c.sc)
 }
 
 func (c *Conn) isClosing() bool {
@@ -108,7 +109,7 @@ func (c *Conn) beginCloseLocked(code sdk.CloseCode, reason string) bool {
 // submitCloseLocked submits OnClose and, behind it, the Sync barrier that closes
 // done.
 func (c *Conn) submitCloseLocked() {
-	c.kit.rt.Closed(c.sc, c.endCode, c.endReason)
+	c.kit.rt.Closed(c.sc, core.CloseCode(c.endCode), c.endReason)
 	c.submitted++
 	_ = c.kit.rt.Sync(c.sc, c.markDone) // refused only once the kit stopped, which marks done itself
 }
@@ -178,13 +179,13 @@ func (c *Conn) trySend(typ sdk.MessageType, data []byte) (err error, full bool) 
 	copy(b.B, data)
 	// TryMessage never blocks, so c.mu orders this message against a close
 	// a handler starts concurrently: OnClose stays last.
-	if err := c.kit.rt.TryMessage(c.sc, typ, b, c.signalWake); err != nil {
+	if err := c.kit.rt.TryMessage(c.sc, core.MessageType(typ), b, c.signalWake); err != nil {
 		b.Release()
 		if errors.Is(err, dispatcher.ErrFull) {
 			return nil, true
 		}
 		if errors.Is(err, dispatcher.ErrClosed) {
-			err = sdk.ErrRuntimeClosed
+			err = core.ErrRuntimeClosed
 		}
 		return fmt.Errorf("strandtest: conn %d: %w", c.id, err), false
 	}
@@ -447,26 +448,27 @@ func (c *Conn) ExpectClosed(t TB, code sdk.CloseCode) {
 	}
 }
 
-// host is the kit's end of one connection: sdk.ConnHost and sdk.RoomHost.
+// host is the kit's end of one connection, as the runtime sees a server's:
+// its ConnHost and RoomHost.
 type host struct{ c *Conn }
 
 var (
-	_ sdk.ConnHost = (*host)(nil)
-	_ sdk.RoomHost = (*host)(nil)
+	_ core.ConnHost = (*host)(nil)
+	_ core.RoomHost = (*host)(nil)
 )
 
 // Write records one message, as a server queues it for the client, and
 // releases b. Like the server it returns sdk.ErrMessageType for a type other
 // than sdk.Text and sdk.Binary.
-func (h *host) Write(typ sdk.MessageType, b *bufpool.Buffer) error {
+func (h *host) Write(typ core.MessageType, b *bufpool.Buffer) error {
 	defer b.Release()
-	if typ != sdk.Text && typ != sdk.Binary {
+	if typ != core.Text && typ != core.Binary {
 		return sdk.ErrMessageType
 	}
 	c := h.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.deliverLocked(typ, b.B)
+	return c.deliverLocked(sdk.MessageType(typ), b.B)
 }
 
 // deliverLocked appends one outgoing message, applying the closing state and
@@ -497,21 +499,21 @@ func (c *Conn) deliverLocked(typ sdk.MessageType, data []byte) error {
 
 // Close starts the server's close, as the real host does: an invalid code
 // becomes 1000 and the reason is cut to 123 bytes. Idempotent.
-func (h *host) Close(code sdk.CloseCode, reason string) error {
+func (h *host) Close(code core.CloseCode, reason string) error {
 	if !code.ValidOnWire() {
-		code = sdk.CloseNormal
+		code = core.CloseNormal
 	}
 	if len(reason) > maxCloseReason {
 		reason = reason[:maxCloseReason]
 	}
-	h.c.serverClose(code, reason)
+	h.c.serverClose(sdk.CloseCode(code), reason)
 	return nil
 }
 
 // ClosePanic starts the server's close after a handler panic: 1011, as
 // the real host does.
 func (h *host) ClosePanic(reason string) error {
-	return h.Close(sdk.CloseInternalError, reason)
+	return h.Close(core.CloseInternalError, reason)
 }
 
 // Join adds the connection to room, unless it is in Options.MaxRoomsPerConn
@@ -563,9 +565,9 @@ func (h *host) Leave(room string) error {
 // order; a member over its write-queue limit is closed with 1008. A message
 // over Options.WriteQueueBytes is refused with sdk.ErrTooBig, as the server
 // refuses it before publishing. It releases b.
-func (h *host) Broadcast(room string, typ sdk.MessageType, b *bufpool.Buffer, opts sdk.BroadcastOptions) error {
+func (h *host) Broadcast(room string, typ core.MessageType, b *bufpool.Buffer, opts core.BroadcastOptions) error {
 	defer b.Release()
-	if typ != sdk.Text && typ != sdk.Binary {
+	if typ != core.Text && typ != core.Binary {
 		return sdk.ErrMessageType
 	}
 	if lim := h.c.kit.opts.WriteQueueBytes; lim > 0 && int64(len(b.B)) > lim {
@@ -583,7 +585,7 @@ func (h *host) Broadcast(room string, typ sdk.MessageType, b *bufpool.Buffer, op
 			delete(k.rooms[room], m) // membership ends with the connection
 			m.nrooms--
 		} else {
-			_ = m.deliverLocked(typ, b.B) // a slow member is closed by its own policy
+			_ = m.deliverLocked(sdk.MessageType(typ), b.B) // a slow member is closed by its own policy
 		}
 		m.mu.Unlock()
 	}

@@ -96,7 +96,7 @@ func ExampleKit_RequestFilter() {
 	res := kit.RequestFilter(strandtest.NewRequest("/ws?token=wrong"))
 	fmt.Println(res.Status, string(res.Body))
 	res = kit.RequestFilter(strandtest.NewRequest("/ws?token=secret"))
-	fmt.Println(res.Decision == sdk.DecisionUpgrade)
+	fmt.Println(res.Decision == strandtest.Upgrade)
 	// Output:
 	// 401 unauthorized
 	// true

@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk"
 )
 
@@ -15,9 +16,9 @@ func TestHostRefusesInvalidMessageType(t *testing.T) {
 	kit := New(t, sdk.NewPlugin("p").Entry("e").WebSocket(sdk.WebSocketHandlers{}), Options{})
 	c := kit.Open()
 	h := &host{c: c}
-	bufs := kit.Runtime().Buffers()
-	require.ErrorIs(t, h.Write(sdk.MessageType(9), bufs.Get(1)), sdk.ErrMessageType)
-	require.ErrorIs(t, h.Broadcast("r", sdk.MessageType(0), bufs.Get(1), sdk.BroadcastOptions{}), sdk.ErrMessageType)
+	bufs := kit.Buffers()
+	require.ErrorIs(t, h.Write(core.MessageType(9), bufs.Get(1)), sdk.ErrMessageType)
+	require.ErrorIs(t, h.Broadcast("r", core.MessageType(0), bufs.Get(1), core.BroadcastOptions{}), sdk.ErrMessageType)
 	require.Empty(t, c.Sent())
 	_, _, closed := c.Closed()
 	require.False(t, closed)

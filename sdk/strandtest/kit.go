@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/strandws/strand/dispatcher"
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/sdk/bufpool"
 )
@@ -40,10 +42,16 @@ type Options struct {
 	Values map[string]any
 	// Subprotocol is the negotiated subprotocol of every connection, or "".
 	Subprotocol string
-	// RuntimeConfig configures the runtime. A nil Buffers means a pool of
-	// the kit's own (poisoned unless NoPoison; only then does Close check
-	// that every buffer was released); a nil Logger means the test log.
-	RuntimeConfig sdk.RuntimeConfig
+	// Buffers is the buffer pool of messages. Nil means a pool of the kit's
+	// own (poisoned unless NoPoison; only then does Close check that every
+	// buffer was released).
+	Buffers *bufpool.Pool
+	// Logger receives handler panics and slow handlers. Nil means the test
+	// log.
+	Logger *slog.Logger
+	// Dispatcher configures the ordered executor that runs the handlers,
+	// as the server's Config.Dispatcher does. Zero means its defaults.
+	Dispatcher dispatcher.ShardedConfig
 	// NoPoison turns off poisoning of the kit's own buffer pool. By default
 	// released buffers are overwritten with 0xDB and a double release
 	// panics, so a handler that keeps msg.Data is caught. (Under
@@ -79,14 +87,14 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Kit runs one plugin entry on an sdk.Runtime and hosts in-memory
+// Kit runs one plugin entry on the runtime a server uses and hosts in-memory
 // connections to it. Create one with New; it is closed when the test ends.
 // All methods are safe for concurrent use.
 type Kit struct {
 	t       TB
-	entry   *sdk.Entry
+	entry   *core.Entry
 	opts    Options
-	rt      *sdk.Runtime
+	rt      *core.Runtime
 	ownPool bool
 	timeout time.Duration
 	ctx     context.Context // cancelled by Close
@@ -105,12 +113,19 @@ type Kit struct {
 }
 
 // New returns a kit for entry, whose plugin's handlers run on a new
-// sdk.Runtime. It fails the test if the runtime cannot be created. The kit
-// is closed by t.Cleanup; call Close to close it earlier.
-func New(t TB, entry *sdk.Entry, opts Options) *Kit {
+// runtime, as on a server. It fails the test, as a server's Route fails,
+// for an entry a server refuses (no handler, OnMessage with OnText or
+// OnBinary), and if the runtime cannot be created. The kit is closed by
+// t.Cleanup; call Close to close it earlier.
+func New(t TB, sentry *sdk.Entry, opts Options) *Kit {
 	t.Helper()
-	if entry == nil {
+	if sentry == nil {
 		t.Fatalf("strandtest: New: nil entry")
+		return nil
+	}
+	entry := (*core.Entry)(sentry)
+	if err := entry.Validate(); err != nil {
+		t.Fatalf("strandtest: New: %v", err)
 		return nil
 	}
 	k := &Kit{t: t, entry: entry, opts: opts, timeout: opts.Timeout, stopped: make(chan struct{})}
@@ -124,7 +139,7 @@ func New(t TB, entry *sdk.Entry, opts Options) *Kit {
 	case opts.MaxRoomsPerConn == 0:
 		k.opts.MaxRoomsPerConn = sdk.DefaultMaxRoomsPerConn
 	}
-	cfg := opts.RuntimeConfig
+	cfg := core.RuntimeConfig{Buffers: opts.Buffers, Logger: opts.Logger, Dispatcher: opts.Dispatcher}
 	if cfg.Buffers == nil {
 		cfg.Buffers = bufpool.New(bufpool.Config{Poison: !opts.NoPoison})
 		k.ownPool = true
@@ -132,7 +147,7 @@ func New(t TB, entry *sdk.Entry, opts Options) *Kit {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(logWriter{t}, nil))
 	}
-	rt, err := sdk.NewRuntime(entry.Plugin(), cfg)
+	rt, err := core.NewRuntime(entry.Plugin(), cfg)
 	if err != nil {
 		t.Fatalf("strandtest: New: %v", err)
 		return nil
@@ -151,8 +166,44 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Runtime returns the kit's runtime (for its Stats and Buffers).
-func (k *Kit) Runtime() *sdk.Runtime { return k.rt }
+// Buffers returns the buffer pool of the kit's runtime.
+func (k *Kit) Buffers() *bufpool.Pool { return k.rt.Buffers() }
+
+// Stats are counters of a kit's runtime.
+type Stats struct {
+	Open     int64  // connections opened whose OnClose has not run
+	Panics   uint64 // handler panics recovered
+	Rejected uint64 // messages refused for a full queue (and retried)
+}
+
+// Stats returns the counters of the kit's runtime.
+func (k *Kit) Stats() Stats {
+	st := k.rt.Stats()
+	return Stats{Open: st.Open, Panics: st.Panics, Rejected: st.Dispatcher.Rejected}
+}
+
+// Decision is what a request filter decided.
+type Decision uint8
+
+// Decisions.
+const (
+	Undecided Decision = iota // the filter did not decide (see FilterResult.Err)
+	Next                      // the request goes on to the next entry or the terminal
+	End                       // the filter answered (Status, Header, Body)
+	Upgrade                   // the filter upgraded to a WebSocket
+)
+
+func (d Decision) String() string {
+	switch d {
+	case Next:
+		return "next"
+	case End:
+		return "end"
+	case Upgrade:
+		return "upgrade"
+	}
+	return "undecided"
+}
 
 // NewRequest returns the snapshot of a WebSocket handshake for target, a
 // path with an optional query ("/chat?room=a"): GET, Host
@@ -184,15 +235,14 @@ func NewRequest(target string) *sdk.Request {
 
 // FilterResult is what an entry's request filter decided.
 type FilterResult struct {
-	Decision sdk.Decision
-	Status   int         // the answer's status for DecisionEnd (200 if the filter set none)
+	Decision Decision
+	Status   int         // the answer's status for End (200 if the filter set none)
 	Header   http.Header // the filter's header edits applied to an empty header
-	Body     []byte      // the answer's body for DecisionEnd
+	Body     []byte      // the answer's body for End
 	Values   map[string]any
-	// Handlers are the WebSocket handlers of an upgrade: those passed to
-	// Upgrade, or the entry's own.
-	Handlers *sdk.WebSocketHandlers
 	Err      error // the filter panicked or did not decide within the timeout
+
+	handlers *core.WebSocketHandlers // an upgrade's: those passed to Upgrade, or the entry's own
 }
 
 // RequestFilter runs the entry's request filter for req (nil means the
@@ -206,23 +256,27 @@ func (k *Kit) RequestFilter(req *sdk.Request) FilterResult {
 	if req == nil {
 		req = NewRequest("/")
 	}
-	rc := sdk.NewRequestContext(k.ctx, req, maps.Clone(k.opts.Values))
+	rc := core.NewRequestContext(k.ctx, (*core.Request)(req), maps.Clone(k.opts.Values))
 	d, err := k.rt.RequestFilter(k.entry, rc, k.timeout)
-	res := FilterResult{Decision: d, Err: err, Values: rc.Values(), Header: http.Header{}}
+	res := FilterResult{Err: err, Values: rc.Values(), Header: http.Header{}}
 	if err != nil {
 		return res
 	}
-	sdk.ApplyHeaderEdits(res.Header, rc.HeaderEdits())
+	core.ApplyHeaderEdits(res.Header, rc.HeaderEdits())
 	switch d {
-	case sdk.DecisionEnd:
+	case core.DecisionNext:
+		res.Decision = Next
+	case core.DecisionEnd:
+		res.Decision = End
 		res.Status, res.Body = rc.Status(), rc.Body()
 		if res.Status == 0 {
 			res.Status = http.StatusOK
 		}
-	case sdk.DecisionUpgrade:
-		res.Handlers = rc.UpgradeHandlers()
-		if res.Handlers == nil {
-			res.Handlers = k.entry.WebSocketHandlers()
+	case core.DecisionUpgrade:
+		res.Decision = Upgrade
+		res.handlers = rc.UpgradeHandlers()
+		if res.handlers == nil {
+			res.handlers = k.entry.WebSocketHandlers()
 		}
 	}
 	return res
@@ -246,10 +300,10 @@ func (k *Kit) OpenRequest(req *sdk.Request) *Conn {
 	case res.Err != nil:
 		k.t.Fatalf("strandtest: request filter of %s: %v", k.entry, res.Err)
 		return nil
-	case res.Decision != sdk.DecisionUpgrade:
+	case res.Decision != Upgrade:
 		k.t.Fatalf("strandtest: request filter of %s did not upgrade: %s", k.entry, res.describe())
 		return nil
-	case res.Handlers == nil:
+	case res.handlers == nil:
 		k.t.Fatalf("strandtest: %s upgraded without WebSocket handlers", k.entry)
 		return nil
 	}
@@ -269,9 +323,9 @@ func (k *Kit) OpenRequest(req *sdk.Request) *Conn {
 	k.conns = append(k.conns, c)
 	k.mu.Unlock()
 
-	info := sdk.ConnInfo{
-		ID: c.id, Request: req, Values: res.Values, Subprotocol: k.opts.Subprotocol,
-		Handlers: res.Handlers,
+	info := core.ConnInfo{
+		ID: c.id, Request: (*core.Request)(req), Values: res.Values, Subprotocol: k.opts.Subprotocol,
+		Handlers: res.handlers,
 	}
 	ctx, cancel := context.WithTimeout(k.ctx, k.timeout)
 	defer cancel()
@@ -286,9 +340,9 @@ func (k *Kit) OpenRequest(req *sdk.Request) *Conn {
 
 func (r FilterResult) describe() string {
 	switch r.Decision {
-	case sdk.DecisionNext:
+	case Next:
 		return "it let the request through (Next)"
-	case sdk.DecisionEnd:
+	case End:
 		return fmt.Sprintf("it answered %d %q", r.Status, r.Body)
 	}
 	return fmt.Sprintf("decision %d", r.Decision)

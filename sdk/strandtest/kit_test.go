@@ -140,7 +140,7 @@ func TestEventOrder(t *testing.T) {
 			code, _, ok := c.Closed()
 			assert.Equal(t, tc.serverCode != 0, ok, "server close recorded")
 			assert.Equal(t, tc.serverCode, code)
-			assert.Equal(t, int64(0), kit.Runtime().Stats().Open, "the runtime counts the connection closed")
+			assert.Equal(t, int64(0), kit.Stats().Open, "the runtime counts the connection closed")
 		})
 	}
 }
@@ -252,7 +252,7 @@ func TestHandlerPanic(t *testing.T) {
 				_, reason, _ := c.Closed()
 				assert.Equal(t, "internal error", reason)
 			}
-			assert.EqualValues(t, 1, kit.Runtime().Stats().Panics)
+			assert.EqualValues(t, 1, kit.Stats().Panics)
 		})
 	}
 }
@@ -322,7 +322,7 @@ func TestConcurrentConns(t *testing.T) {
 			require.Equal(t, strandtest.Binary(fmt.Append(nil, c.ID(), "-", j)), f)
 		}
 	}
-	assert.EqualValues(t, 0, kit.Runtime().Stats().Open)
+	assert.EqualValues(t, 0, kit.Stats().Open)
 }
 
 // echoEntry echoes every message with its type.
@@ -403,7 +403,7 @@ func TestRequestFilter(t *testing.T) {
 	t.Run("reject", func(t *testing.T) {
 		res := kit.RequestFilter(nil)
 		require.NoError(t, res.Err)
-		assert.Equal(t, sdk.DecisionEnd, res.Decision)
+		assert.Equal(t, strandtest.End, res.Decision)
 		assert.Equal(t, http.StatusUnauthorized, res.Status)
 		assert.Equal(t, "no", string(res.Body))
 		assert.Equal(t, "text/plain; charset=utf-8", res.Header.Get("Content-Type"))
@@ -420,10 +420,9 @@ func TestRequestFilter(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer good")
 		res := kit.RequestFilter(req)
 		require.NoError(t, res.Err)
-		assert.Equal(t, sdk.DecisionUpgrade, res.Decision)
+		assert.Equal(t, strandtest.Upgrade, res.Decision)
 		assert.Equal(t, "ann", res.Header.Get("X-Hello"))
 		assert.Equal(t, user{"ann"}, res.Values["user"])
-		assert.Same(t, entry.WebSocketHandlers(), res.Handlers)
 
 		c := kit.OpenRequest(req)
 		c.ExpectText(t, "ann acme 42")
@@ -435,7 +434,7 @@ func TestRequestFilter(t *testing.T) {
 	})
 	t.Run("next", func(t *testing.T) {
 		e := sdk.NewPlugin("p").Entry("e").RequestFilter(func(ctx *sdk.RequestContext) { ctx.Next() })
-		assert.Equal(t, sdk.DecisionNext, strandtest.New(t, e, strandtest.Options{}).RequestFilter(nil).Decision)
+		assert.Equal(t, strandtest.Next, strandtest.New(t, e, strandtest.Options{}).RequestFilter(nil).Decision)
 	})
 }
 
@@ -502,14 +501,14 @@ func TestBackpressureBlocksSend(t *testing.T) {
 				}
 			},
 		})
-		kit := strandtest.New(t, entry, strandtest.Options{RuntimeConfig: sdk.RuntimeConfig{
+		kit := strandtest.New(t, entry, strandtest.Options{
 			Dispatcher: dispatcher.ShardedConfig{Shards: 1, Workers: 1, QueueSize: 1, TasksPerTurn: 1},
-		}})
+		})
 		c := kit.Open()
 		c.SendText("1")
 		<-entered // the worker holds "1"
 		c.SendText("2")
-		rejected := kit.Runtime().Stats().Dispatcher.Rejected
+		rejected := kit.Stats().Rejected
 		sent3 := make(chan struct{})
 		go func() {
 			defer close(sent3)
@@ -521,7 +520,7 @@ func TestBackpressureBlocksSend(t *testing.T) {
 			t.Fatal("Send returned while the queue was full")
 		default:
 		}
-		assert.Equal(t, rejected+1, kit.Runtime().Stats().Dispatcher.Rejected, "the shard refused 3 once")
+		assert.Equal(t, rejected+1, kit.Stats().Rejected, "the shard refused 3 once")
 		close(gate)
 		<-sent3
 		c.Wait()
@@ -536,10 +535,8 @@ func TestSendTimesOutOnBlockedHandler(t *testing.T) {
 			OnText: func(*sdk.Conn, []byte) { <-gate },
 		})
 		kit := strandtest.New(t, entry, strandtest.Options{
-			Timeout: time.Second,
-			RuntimeConfig: sdk.RuntimeConfig{
-				Dispatcher: dispatcher.ShardedConfig{Shards: 1, Workers: 1, QueueSize: 1, TasksPerTurn: 1, SlowThreshold: -1},
-			},
+			Timeout:    time.Second,
+			Dispatcher: dispatcher.ShardedConfig{Shards: 1, Workers: 1, QueueSize: 1, TasksPerTurn: 1, SlowThreshold: -1},
 		})
 		c := kit.Open()
 		require.NoError(t, c.Send(sdk.Text, []byte("1")))
@@ -803,8 +800,8 @@ func TestOwnBuffersAreNotChecked(t *testing.T) {
 	pool := bufpool.New(bufpool.Config{})
 	leaked := pool.Get(10) // someone else's buffer in a shared pool
 	r := newRecT(t)
-	kit := strandtest.New(r, echoEntry(), strandtest.Options{RuntimeConfig: sdk.RuntimeConfig{Buffers: pool}})
-	assert.Same(t, pool, kit.Runtime().Buffers())
+	kit := strandtest.New(r, echoEntry(), strandtest.Options{Buffers: pool})
+	assert.Same(t, pool, kit.Buffers())
 	kit.Open().SendText("x")
 	kit.Close()
 	errs, _ := r.failures()

@@ -80,7 +80,7 @@ func TestRequestFilter(t *testing.T) {
 	} {
 		res := kit.RequestFilter(strandtest.NewRequest("/ws?" + tc.query))
 		if tc.status == 0 {
-			require.Equal(t, sdk.DecisionUpgrade, res.Decision, tc.query)
+			require.Equal(t, strandtest.Upgrade, res.Decision, tc.query)
 			continue
 		}
 		require.Equal(t, tc.status, res.Status, tc.query)

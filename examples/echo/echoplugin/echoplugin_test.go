@@ -86,7 +86,7 @@ func TestEchoClose(t *testing.T) {
 			c.ExpectNoMore(t)
 			_, _, byServer := c.Closed()
 			assert.False(t, byServer, "echo never closes by itself")
-			assert.EqualValues(t, 0, kit.Runtime().Stats().Open)
+			assert.EqualValues(t, 0, kit.Stats().Open)
 		})
 	}
 }
@@ -126,12 +126,12 @@ func TestWithToken(t *testing.T) {
 			res := kit.RequestFilter(req)
 			require.NoError(t, res.Err)
 			if !tc.upgrade {
-				assert.Equal(t, sdk.DecisionEnd, res.Decision)
+				assert.Equal(t, strandtest.End, res.Decision)
 				assert.Equal(t, 401, res.Status)
 				assert.Equal(t, `Bearer realm="echo"`, res.Header.Get("WWW-Authenticate"))
 				return
 			}
-			require.Equal(t, sdk.DecisionUpgrade, res.Decision)
+			require.Equal(t, strandtest.Upgrade, res.Decision)
 			c := kit.OpenRequest(req)
 			c.SendText("through")
 			c.ExpectText(t, "through")

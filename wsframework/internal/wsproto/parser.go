@@ -6,7 +6,7 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk/bufpool"
 )
 
@@ -59,7 +59,7 @@ const (
 	// Ping and Pong: a control frame; Event.Payload holds its payload.
 	Ping
 	Pong
-	// Close: the peer's close frame, valid: Event.Code (sdk.CloseNoStatus
+	// Close: the peer's close frame, valid: Event.Code (core.CloseNoStatus
 	// for an empty body) and Event.Reason.
 	Close
 	// Violation: the input broke a rule. Event.Code is the close code to
@@ -91,7 +91,7 @@ func (k Kind) String() string {
 type Event struct {
 	Kind    Kind
 	Op      byte
-	Code    sdk.CloseCode
+	Code    core.CloseCode
 	Msg     *bufpool.Buffer
 	Payload []byte
 	Reason  string
@@ -342,27 +342,27 @@ func (p *Parser) startFrame() Kind {
 	case 127:
 		u := binary.BigEndian.Uint64(h[2:10])
 		if u>>63 != 0 {
-			return p.violate(sdk.CloseProtocolError, "64-bit length with the most significant bit set")
+			return p.violate(core.CloseProtocolError, "64-bit length with the most significant bit set")
 		}
 		length = int64(u)
 	default:
 		length = int64(l)
 	}
 	if rsv != 0 {
-		return p.violate(sdk.CloseProtocolError, "reserved bits set without a negotiated extension")
+		return p.violate(core.CloseProtocolError, "reserved bits set without a negotiated extension")
 	}
 	if !masked {
-		return p.violate(sdk.CloseProtocolError, "client frame is not masked")
+		return p.violate(core.CloseProtocolError, "client frame is not masked")
 	}
 	copy(p.mask[:], h[len(h)-4:])
 	p.length, p.got = length, 0
 	switch p.op {
 	case OpClose, OpPing, OpPong:
 		if !p.fin {
-			return p.violate(sdk.CloseProtocolError, "fragmented control frame")
+			return p.violate(core.CloseProtocolError, "fragmented control frame")
 		}
 		if length > MaxControlPayload {
-			return p.violate(sdk.CloseProtocolError, "control frame payload over 125 bytes")
+			return p.violate(core.CloseProtocolError, "control frame payload over 125 bytes")
 		}
 		if length == 0 {
 			return p.control(nil)
@@ -371,14 +371,14 @@ func (p *Parser) startFrame() Kind {
 		return None
 	case OpText, OpBinary:
 		if p.msgOp != 0 {
-			return p.violate(sdk.CloseProtocolError, "new data frame inside a fragmented message")
+			return p.violate(core.CloseProtocolError, "new data frame inside a fragmented message")
 		}
 	case OpContinuation:
 		if p.msgOp == 0 {
-			return p.violate(sdk.CloseProtocolError, "continuation frame without a message to continue")
+			return p.violate(core.CloseProtocolError, "continuation frame without a message to continue")
 		}
 	default:
-		return p.violate(sdk.CloseProtocolError, "reserved opcode")
+		return p.violate(core.CloseProtocolError, "reserved opcode")
 	}
 	var have int64
 	if p.msg != nil {
@@ -387,14 +387,14 @@ func (p *Parser) startFrame() Kind {
 	// Against what is left of the budget: length may be near 2^63, and
 	// length+have would overflow.
 	if length > p.lim.MaxMessage-have {
-		return p.violate(sdk.CloseMessageTooBig, "message too big")
+		return p.violate(core.CloseMessageTooBig, "message too big")
 	}
 	if p.op != OpContinuation {
 		p.msgOp, p.frags, p.text, p.msgFrame = p.op, 0, utf8State{}, p.frame
 	}
 	p.frags++
 	if m := p.lim.MaxFragments; m > 0 && int(p.frags) > m {
-		return p.violate(sdk.ClosePolicyViolation, "too many fragments in one message")
+		return p.violate(core.ClosePolicyViolation, "too many fragments in one message")
 	}
 	if length == 0 {
 		return p.frameDone()
@@ -432,7 +432,7 @@ func (p *Parser) wrote(dst []byte) Kind {
 	p.got += int64(len(dst))
 	p.msg.B = p.msg.B[:len(p.msg.B)+len(dst)]
 	if p.msgOp == OpText && !p.text.valid(dst) {
-		return p.violate(sdk.CloseInvalidPayload, "invalid UTF-8 in text message")
+		return p.violate(core.CloseInvalidPayload, "invalid UTF-8 in text message")
 	}
 	if p.got < p.length {
 		return None
@@ -447,7 +447,7 @@ func (p *Parser) frameDone() Kind {
 		return None
 	}
 	if p.msgOp == OpText && p.text.need != 0 {
-		return p.violate(sdk.CloseInvalidPayload, "invalid UTF-8 in text message")
+		return p.violate(core.CloseInvalidPayload, "invalid UTF-8 in text message")
 	}
 	msg := p.msg
 	if msg == nil {
@@ -468,17 +468,17 @@ func (p *Parser) control(pl []byte) Kind {
 	}
 	switch {
 	case len(pl) == 0:
-		p.ev = Event{Kind: Close, Op: OpClose, Code: sdk.CloseNoStatus}
+		p.ev = Event{Kind: Close, Op: OpClose, Code: core.CloseNoStatus}
 		return Close
 	case len(pl) == 1:
-		return p.violate(sdk.CloseProtocolError, "close frame with a 1-byte payload")
+		return p.violate(core.CloseProtocolError, "close frame with a 1-byte payload")
 	}
-	code := sdk.CloseCode(binary.BigEndian.Uint16(pl))
+	code := core.CloseCode(binary.BigEndian.Uint16(pl))
 	if !code.ValidOnWire() {
-		return p.violate(sdk.CloseProtocolError, "invalid close code")
+		return p.violate(core.CloseProtocolError, "invalid close code")
 	}
 	if !utf8.Valid(pl[2:]) {
-		return p.violate(sdk.CloseInvalidPayload, "invalid UTF-8 in close reason")
+		return p.violate(core.CloseInvalidPayload, "invalid UTF-8 in close reason")
 	}
 	p.ev = Event{Kind: Close, Op: OpClose, Code: code, Payload: pl, Reason: string(pl[2:])}
 	return Close
@@ -490,7 +490,7 @@ func (p *Parser) setControl(k Kind, pl []byte) Kind {
 }
 
 // violate ends the Parser with a violation.
-func (p *Parser) violate(code sdk.CloseCode, reason string) Kind {
+func (p *Parser) violate(code core.CloseCode, reason string) Kind {
 	p.ev = Event{Kind: Violation, Code: code, Reason: reason}
 	p.dead = true
 	p.inHdr, p.inBody = false, false

@@ -10,7 +10,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/stretchr/testify/require"
 
-	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk/bufpool"
 )
 
@@ -107,14 +107,14 @@ func TestParser(t *testing.T) {
 		stream []byte
 		events []string
 		kind   Kind
-		code   sdk.CloseCode
+		code   core.CloseCode
 	}{
 		{"text", whole(true, OpText, []byte("héllo")), []string{"1:héllo"}, None, 0},
 		{"empty_binary", whole(true, OpBinary, nil), []string{"2:"}, None, 0},
 		{"fragments_with_ping", cat(whole(false, OpText, []byte("ab\xc3")), whole(true, OpPing, []byte("p")), whole(true, OpContinuation, []byte("\xa9c"))),
 			[]string{"ping:p", "1:abéc"}, None, 0},
 		{"close", whole(true, OpClose, []byte{0x03, 0xe8, 'b', 'y', 'e'}), nil, Close, 1000},
-		{"close_empty", whole(true, OpClose, nil), nil, Close, sdk.CloseNoStatus},
+		{"close_empty", whole(true, OpClose, nil), nil, Close, core.CloseNoStatus},
 		{"close_one_byte", whole(true, OpClose, []byte{3}), nil, Violation, 1002},
 		{"close_bad_code", whole(true, OpClose, []byte{0x03, 0xed}), nil, Violation, 1002},
 		{"close_bad_utf8", whole(true, OpClose, []byte{0x03, 0xe8, 0xff}), nil, Violation, 1007},

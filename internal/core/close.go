@@ -1,9 +1,6 @@
-package sdk
+package core
 
-import (
-	"errors"
-	"fmt"
-)
+import "errors"
 
 // CloseCode is a WebSocket close status code (RFC 6455, section 7.4).
 type CloseCode uint16
@@ -33,30 +30,6 @@ func (c CloseCode) ValidOnWire() bool {
 		return true
 	}
 	return false
-}
-
-// CloseError reports that a connection closed, with its code and reason.
-// Use errors.As to get one, or CloseStatus for the code.
-type CloseError struct {
-	Code   CloseCode
-	Reason string
-}
-
-func (e *CloseError) Error() string {
-	if e.Reason == "" {
-		return fmt.Sprintf("sdk: connection closed: %d", e.Code)
-	}
-	return fmt.Sprintf("sdk: connection closed: %d %s", e.Code, e.Reason)
-}
-
-// CloseStatus returns the close code carried by err, or 0 when err is not
-// (and does not wrap) a *CloseError.
-func CloseStatus(err error) CloseCode {
-	var ce *CloseError
-	if errors.As(err, &ce) {
-		return ce.Code
-	}
-	return 0
 }
 
 // Errors returned by the sdk.

@@ -1,4 +1,4 @@
-package sdk_test
+package core_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/strandws/strand/dispatcher"
-	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk/bufpool"
 )
 
@@ -21,11 +21,11 @@ import (
 type recHost struct {
 	mu     sync.Mutex
 	sent   []string
-	closed []sdk.CloseCode
+	closed []core.CloseCode
 	panics []string // ClosePanic reasons
 }
 
-func (h *recHost) Write(_ sdk.MessageType, b *bufpool.Buffer) error {
+func (h *recHost) Write(_ core.MessageType, b *bufpool.Buffer) error {
 	h.mu.Lock()
 	h.sent = append(h.sent, string(b.B))
 	h.mu.Unlock()
@@ -33,7 +33,7 @@ func (h *recHost) Write(_ sdk.MessageType, b *bufpool.Buffer) error {
 	return nil
 }
 
-func (h *recHost) Close(code sdk.CloseCode, _ string) error {
+func (h *recHost) Close(code core.CloseCode, _ string) error {
 	h.mu.Lock()
 	h.closed = append(h.closed, code)
 	h.mu.Unlock()
@@ -47,10 +47,10 @@ func (h *recHost) ClosePanic(reason string) error {
 	return nil
 }
 
-func newRuntime(t *testing.T, h sdk.WebSocketHandlers, cfg sdk.RuntimeConfig) (*sdk.Runtime, *sdk.WebSocketHandlers) {
+func newRuntime(t *testing.T, h core.WebSocketHandlers, cfg core.RuntimeConfig) (*core.Runtime, *core.WebSocketHandlers) {
 	t.Helper()
-	p := sdk.NewPlugin("t")
-	rt, err := sdk.NewRuntime(p, cfg)
+	p := core.NewPlugin("t")
+	rt, err := core.NewRuntime(p, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -60,7 +60,7 @@ func newRuntime(t *testing.T, h sdk.WebSocketHandlers, cfg sdk.RuntimeConfig) (*
 	return rt, &h
 }
 
-func msg(rt *sdk.Runtime, s string) *bufpool.Buffer {
+func msg(rt *core.Runtime, s string) *bufpool.Buffer {
 	b := rt.Buffers().Get(len(s))
 	copy(b.B, s)
 	return b
@@ -71,25 +71,25 @@ func TestRuntimeOrderOpenMessagesClose(t *testing.T) {
 	var trace []string
 	rec := func(s string) { mu.Lock(); trace = append(trace, s); mu.Unlock() }
 	closed := make(chan struct{})
-	rt, h := newRuntime(t, sdk.WebSocketHandlers{
-		OnOpen:    func(c *sdk.Conn) { rec("open") },
-		OnMessage: func(c *sdk.Conn, m sdk.Message) { rec(string(m.Data)) },
-		OnClose: func(c *sdk.Conn, code sdk.CloseCode, reason string) {
+	rt, h := newRuntime(t, core.WebSocketHandlers{
+		OnOpen:    func(c *core.Conn) { rec("open") },
+		OnMessage: func(c *core.Conn, m core.Message) { rec(string(m.Data)) },
+		OnClose: func(c *core.Conn, code core.CloseCode, reason string) {
 			rec(fmt.Sprint("close ", code, " ", reason))
 			close(closed)
 		},
-	}, sdk.RuntimeConfig{})
+	}, core.RuntimeConfig{})
 	ctx := context.Background()
-	c, err := rt.Open(ctx, &recHost{}, sdk.ConnInfo{ID: 7, Handlers: h})
+	c, err := rt.Open(ctx, &recHost{}, core.ConnInfo{ID: 7, Handlers: h})
 	require.NoError(t, err)
 	want := []string{"open"}
 	for i := range 500 {
 		s := fmt.Sprint(i)
 		want = append(want, s)
-		require.NoError(t, rt.Message(ctx, c, sdk.Text, msg(rt, s)))
+		require.NoError(t, rt.Message(ctx, c, core.Text, msg(rt, s)))
 	}
-	rt.Closed(c, sdk.CloseNormal, "bye")
-	rt.Closed(c, sdk.CloseGoingAway, "again") // idempotent
+	rt.Closed(c, core.CloseNormal, "bye")
+	rt.Closed(c, core.CloseGoingAway, "again") // idempotent
 	<-closed
 	<-c.Context().Done()
 	mu.Lock()
@@ -102,9 +102,9 @@ func TestRuntimeOrderOpenMessagesClose(t *testing.T) {
 // whenever; it is cancelled once OnClose ran, also when it was first asked
 // for while the close was under way.
 func TestConnContext(t *testing.T) {
-	rt, h := newRuntime(t, sdk.WebSocketHandlers{}, sdk.RuntimeConfig{})
+	rt, h := newRuntime(t, core.WebSocketHandlers{}, core.RuntimeConfig{})
 	for id := range uint64(200) {
-		c, err := rt.Open(context.Background(), &recHost{}, sdk.ConnInfo{ID: id + 1, Handlers: h})
+		c, err := rt.Open(context.Background(), &recHost{}, core.ConnInfo{ID: id + 1, Handlers: h})
 		require.NoError(t, err)
 		early := id%2 == 0
 		var first context.Context
@@ -117,7 +117,7 @@ func TestConnContext(t *testing.T) {
 		for i := range ctxs {
 			wg.Go(func() { ctxs[i] = c.Context() })
 		}
-		rt.Closed(c, sdk.CloseNormal, "")
+		rt.Closed(c, core.CloseNormal, "")
 		wg.Wait()
 		for _, ctx := range ctxs {
 			select {
@@ -135,14 +135,14 @@ func TestConnContext(t *testing.T) {
 
 func TestRuntimePanicClosesWith1011(t *testing.T) {
 	gotErr := make(chan error, 1)
-	rt, h := newRuntime(t, sdk.WebSocketHandlers{
-		OnMessage: func(c *sdk.Conn, m sdk.Message) { panic("boom") },
-		OnError:   func(c *sdk.Conn, err error) { gotErr <- err },
-	}, sdk.RuntimeConfig{})
+	rt, h := newRuntime(t, core.WebSocketHandlers{
+		OnMessage: func(c *core.Conn, m core.Message) { panic("boom") },
+		OnError:   func(c *core.Conn, err error) { gotErr <- err },
+	}, core.RuntimeConfig{})
 	host := &recHost{}
-	c, err := rt.Open(context.Background(), host, sdk.ConnInfo{ID: 1, Handlers: h})
+	c, err := rt.Open(context.Background(), host, core.ConnInfo{ID: 1, Handlers: h})
 	require.NoError(t, err)
-	require.NoError(t, rt.Message(context.Background(), c, sdk.Binary, msg(rt, "x")))
+	require.NoError(t, rt.Message(context.Background(), c, core.Binary, msg(rt, "x")))
 	err = <-gotErr
 	assert.ErrorContains(t, err, "boom")
 	host.mu.Lock()
@@ -150,72 +150,72 @@ func TestRuntimePanicClosesWith1011(t *testing.T) {
 	assert.Empty(t, host.closed)
 	host.mu.Unlock()
 	assert.EqualValues(t, 1, rt.Stats().Panics)
-	rt.Closed(c, sdk.CloseInternalError, "")
+	rt.Closed(c, core.CloseInternalError, "")
 }
 
 // TestRuntimePluginClose1011IsNotAPanic: a plugin's own Close with 1011
 // reaches the host's Close, not ClosePanic, and counts no panic.
 func TestRuntimePluginClose1011IsNotAPanic(t *testing.T) {
 	done := make(chan error, 1)
-	rt, h := newRuntime(t, sdk.WebSocketHandlers{
-		OnMessage: func(c *sdk.Conn, m sdk.Message) { done <- c.Close(sdk.CloseInternalError, "plugin's choice") },
-	}, sdk.RuntimeConfig{})
+	rt, h := newRuntime(t, core.WebSocketHandlers{
+		OnMessage: func(c *core.Conn, m core.Message) { done <- c.Close(core.CloseInternalError, "plugin's choice") },
+	}, core.RuntimeConfig{})
 	host := &recHost{}
-	c, err := rt.Open(context.Background(), host, sdk.ConnInfo{ID: 1, Handlers: h})
+	c, err := rt.Open(context.Background(), host, core.ConnInfo{ID: 1, Handlers: h})
 	require.NoError(t, err)
-	require.NoError(t, rt.Message(context.Background(), c, sdk.Binary, msg(rt, "x")))
+	require.NoError(t, rt.Message(context.Background(), c, core.Binary, msg(rt, "x")))
 	require.NoError(t, <-done)
 	host.mu.Lock()
-	assert.Equal(t, []sdk.CloseCode{sdk.CloseInternalError}, host.closed)
+	assert.Equal(t, []core.CloseCode{core.CloseInternalError}, host.closed)
 	assert.Empty(t, host.panics)
 	host.mu.Unlock()
 	assert.Zero(t, rt.Stats().Panics)
-	rt.Closed(c, sdk.CloseInternalError, "")
+	rt.Closed(c, core.CloseInternalError, "")
 }
 
 func TestRuntimePendingBytesBackpressure(t *testing.T) {
 	release := make(chan struct{})
-	rt, h := newRuntime(t, sdk.WebSocketHandlers{
-		OnMessage: func(c *sdk.Conn, m sdk.Message) { <-release },
-	}, sdk.RuntimeConfig{MaxPendingBytes: 10})
-	c, err := rt.Open(context.Background(), &recHost{}, sdk.ConnInfo{ID: 3, Handlers: h})
+	rt, h := newRuntime(t, core.WebSocketHandlers{
+		OnMessage: func(c *core.Conn, m core.Message) { <-release },
+	}, core.RuntimeConfig{MaxPendingBytes: 10})
+	c, err := rt.Open(context.Background(), &recHost{}, core.ConnInfo{ID: 3, Handlers: h})
 	require.NoError(t, err)
-	require.NoError(t, rt.Message(context.Background(), c, sdk.Binary, msg(rt, "12345")))
+	require.NoError(t, rt.Message(context.Background(), c, core.Binary, msg(rt, "12345")))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- rt.Message(ctx, c, sdk.Binary, msg(rt, "1234567890")) }()
+	go func() { done <- rt.Message(ctx, c, core.Binary, msg(rt, "1234567890")) }()
 	// 15 bytes pending > 10: Message accepted the event but waits for room.
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
 	close(release)
-	require.NoError(t, rt.Message(context.Background(), c, sdk.Binary, msg(rt, "z")))
-	rt.Closed(c, sdk.CloseNormal, "")
+	require.NoError(t, rt.Message(context.Background(), c, core.Binary, msg(rt, "z")))
+	rt.Closed(c, core.CloseNormal, "")
 }
 
 func TestRuntimeClosedRefusesEvents(t *testing.T) {
-	p := sdk.NewPlugin("t")
-	rt, err := sdk.NewRuntime(p, sdk.RuntimeConfig{})
+	p := core.NewPlugin("t")
+	rt, err := core.NewRuntime(p, core.RuntimeConfig{})
 	require.NoError(t, err)
 	require.NoError(t, rt.Close(context.Background()))
 	require.NoError(t, rt.Close(context.Background()), "Close is idempotent")
-	_, err = rt.Open(context.Background(), &recHost{}, sdk.ConnInfo{ID: 1})
-	assert.ErrorIs(t, err, sdk.ErrRuntimeClosed)
-	_, err = sdk.NewRuntime(nil, sdk.RuntimeConfig{})
+	_, err = rt.Open(context.Background(), &recHost{}, core.ConnInfo{ID: 1})
+	assert.ErrorIs(t, err, core.ErrRuntimeClosed)
+	_, err = core.NewRuntime(nil, core.RuntimeConfig{})
 	assert.Error(t, err)
 }
 
 func TestRuntimeTryMessageFull(t *testing.T) {
 	release := make(chan struct{})
-	rt, h := newRuntime(t, sdk.WebSocketHandlers{
-		OnMessage: func(c *sdk.Conn, m sdk.Message) { <-release },
-	}, sdk.RuntimeConfig{Dispatcher: dispatcher.ShardedConfig{Shards: 1, Workers: 1, QueueSize: 1, TasksPerTurn: 1}})
-	c, err := rt.Open(context.Background(), &recHost{}, sdk.ConnInfo{ID: 1, Handlers: h})
+	rt, h := newRuntime(t, core.WebSocketHandlers{
+		OnMessage: func(c *core.Conn, m core.Message) { <-release },
+	}, core.RuntimeConfig{Dispatcher: dispatcher.ShardedConfig{Shards: 1, Workers: 1, QueueSize: 1, TasksPerTurn: 1}})
+	c, err := rt.Open(context.Background(), &recHost{}, core.ConnInfo{ID: 1, Handlers: h})
 	require.NoError(t, err)
 	woken := make(chan struct{})
 	var full bool
 	for range 10 {
 		b := msg(rt, "m")
-		if err := rt.TryMessage(c, sdk.Binary, b, func() { close(woken) }); err != nil {
+		if err := rt.TryMessage(c, core.Binary, b, func() { close(woken) }); err != nil {
 			require.True(t, errors.Is(err, dispatcher.ErrFull))
 			b.Release() // not taken on error
 			full = true
@@ -225,13 +225,13 @@ func TestRuntimeTryMessageFull(t *testing.T) {
 	require.True(t, full, "a one-slot shard behind a blocked handler fills up")
 	close(release)
 	<-woken
-	rt.Closed(c, sdk.CloseNormal, "")
+	rt.Closed(c, core.CloseNormal, "")
 }
 
 func ExampleNewPlugin() {
-	p := sdk.NewPlugin("greeter")
+	p := core.NewPlugin("greeter")
 	p.Entry("hello").
-		RequestFilter(func(ctx *sdk.RequestContext) {
+		RequestFilter(func(ctx *core.RequestContext) {
 			if ctx.Request().Query().Get("name") == "" {
 				ctx.Reject(400, "name is required")
 				return
@@ -239,36 +239,36 @@ func ExampleNewPlugin() {
 			ctx.Set("name", ctx.Request().Query().Get("name"))
 			ctx.Upgrade(nil) // with the entry's WebSocket handlers
 		}).
-		WebSocket(sdk.WebSocketHandlers{
-			OnOpen: func(c *sdk.Conn) { _ = c.SendText("hello, " + c.Value("name").(string)) },
-			OnMessage: func(c *sdk.Conn, m sdk.Message) {
+		WebSocket(core.WebSocketHandlers{
+			OnOpen: func(c *core.Conn) { _ = c.SendText("hello, " + c.Value("name").(string)) },
+			OnMessage: func(c *core.Conn, m core.Message) {
 				_ = c.Send(m.Type, m.Data) // Send copies: m.Data is valid until we return
 			},
 		})
 	e, _ := p.Lookup("hello")
-	fmt.Println(e, e.Has(sdk.PhaseRequestFilter), e.Has(sdk.PhaseLogging))
+	fmt.Println(e, e.Has(core.PhaseRequestFilter), e.Has(core.PhaseLogging))
 	// Output: greeter/hello true false
 }
 
 func TestRuntimeSyncRunsAfterEarlierEvents(t *testing.T) {
 	release := make(chan struct{})
 	var handled []string
-	rt, h := newRuntime(t, sdk.WebSocketHandlers{
-		OnMessage: func(c *sdk.Conn, m sdk.Message) {
+	rt, h := newRuntime(t, core.WebSocketHandlers{
+		OnMessage: func(c *core.Conn, m core.Message) {
 			<-release
 			handled = append(handled, string(m.Data))
 		},
-	}, sdk.RuntimeConfig{})
-	c, err := rt.Open(context.Background(), &recHost{}, sdk.ConnInfo{ID: 9, Handlers: h})
+	}, core.RuntimeConfig{})
+	c, err := rt.Open(context.Background(), &recHost{}, core.ConnInfo{ID: 9, Handlers: h})
 	require.NoError(t, err)
 	for _, s := range []string{"a", "b"} {
-		require.NoError(t, rt.Message(context.Background(), c, sdk.Text, msg(rt, s)))
+		require.NoError(t, rt.Message(context.Background(), c, core.Text, msg(rt, s)))
 	}
 	synced := make(chan []string, 1)
 	require.NoError(t, rt.Sync(c, func() { synced <- append([]string(nil), handled...) }))
 	close(release)
 	assert.Equal(t, []string{"a", "b"}, <-synced, "the barrier runs after both messages")
-	rt.Closed(c, sdk.CloseNormal, "")
+	rt.Closed(c, core.CloseNormal, "")
 	done := make(chan struct{})
 	require.NoError(t, rt.Sync(c, func() { close(done) }), "a barrier after OnClose is accepted")
 	<-done

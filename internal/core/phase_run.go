@@ -1,4 +1,4 @@
-package sdk
+package core
 
 import (
 	"context"
@@ -139,8 +139,9 @@ func runLogging(arg any) {
 	j.entry.logging(&j.log)
 }
 
-// finish marks the handler returned and turns a panic into a signalled
-// failure the host answers with 500.
+// finish marks the handler returned: a panic becomes a signalled failure
+// the host answers with 500, and a handler that returned without deciding
+// and without Defer decided Next.
 func (p *phase) finish() {
 	if v := recover(); v != nil {
 		p.rt.panics.Add(1)
@@ -149,6 +150,8 @@ func (p *phase) finish() {
 			p.panic = v
 			p.send()
 		}
+	} else if !p.deferred.Load() && p.claim() {
+		p.send() // Next (RequestContext.Decision reads an undecided decided phase as Next)
 	}
 	p.running.Store(false)
 	p.release() // the worker's reference, last: p may be reused after this

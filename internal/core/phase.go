@@ -1,0 +1,386 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Phase is an HTTP phase a plugin entry may handle.
+type Phase uint8
+
+// Phases, in the order they run for a request.
+const (
+	PhaseRequestFilter      Phase = iota + 1 // before the terminal: answer, upgrade or Next
+	PhaseResponseFilter                      // status and headers of the answer
+	PhaseResponseBodyFilter                  // the whole answer body
+	PhaseLogging                             // after the answer
+)
+
+func (p Phase) String() string {
+	switch p {
+	case PhaseRequestFilter:
+		return "request_filter"
+	case PhaseResponseFilter:
+		return "response_filter"
+	case PhaseResponseBodyFilter:
+		return "response_body_filter"
+	case PhaseLogging:
+		return "logging"
+	}
+	return "unknown"
+}
+
+// MethodID numbers a host call. Its values are the wire schema's Method
+// values (sdk/frame, strand.fbs), which a test checks, so the numbering has
+// one source while this package (and so package sdk) needs no FlatBuffers.
+type MethodID uint16
+
+// Host call methods used by the channel context.
+const (
+	MethodNext               MethodID = 1
+	MethodEnd                MethodID = 2
+	MethodResponseStreamData MethodID = 104
+	MethodResponseStreamEnd  MethodID = 105
+	MethodResponseStreamHead MethodID = 106
+	MethodReadRequestBody    MethodID = 200
+)
+
+// Errors of the channel context.
+var (
+	// ErrCallTimeout is returned by a host call that got no reply in time.
+	ErrCallTimeout = errors.New("sdk: host call timed out")
+	// ErrBodyTooLarge is returned by ReadBody when the request body is over
+	// the host's cap; the host answers the request with 413.
+	ErrBodyTooLarge = errors.New("sdk: request body too large")
+	// ErrPhaseOver is returned by a host call made after the phase ended
+	// (decided, timed out, or the request is gone).
+	ErrPhaseOver = errors.New("sdk: phase is over")
+)
+
+// DefaultCallTimeout bounds a host call made through the channel context.
+const DefaultCallTimeout = 5 * time.Second
+
+// HostCall is one call from a phase handler to the host, sent over the
+// phase's channel with a call ID. The host answers it exactly once with
+// Reply. Data is valid until the call is answered.
+type HostCall struct {
+	ID     uint64
+	Method MethodID
+	Int    int    // status for MethodResponseStreamHead
+	Data   []byte // chunk for MethodResponseStreamData
+
+	reply chan HostReply
+}
+
+// HostReply answers a HostCall.
+type HostReply struct {
+	Data []byte // for MethodReadRequestBody: the body, owned by the plugin
+	Err  error
+}
+
+// Reply answers the call. It never blocks.
+func (c *HostCall) Reply(r HostReply) { c.reply <- r }
+
+// phase is the part every phase context shares: the request snapshot, the
+// per-request values, the decision signal and the channel for host calls.
+type phase struct {
+	ctx      context.Context
+	req      *Request
+	values   *map[string]any
+	ch       chan *HostCall // nil message: decided
+	decided  atomic.Bool
+	deferred atomic.Bool // the handler said it decides after returning (Defer)
+	running  atomic.Bool
+	panic    any
+	callID   atomic.Uint64
+	timeout  time.Duration
+	entry    *Entry
+	rt       *Runtime
+
+	// refs counts the owners of a recycled context (the host and the
+	// worker running the handler); zero for a context that is not pooled.
+	refs    atomic.Int32
+	recycle func()
+}
+
+func (p *phase) init(ctx context.Context, req *Request, values *map[string]any) {
+	p.ctx, p.req, p.values = ctx, req, values
+	if p.ch == nil {
+		p.ch = make(chan *HostCall, 1)
+	}
+	p.timeout = DefaultCallTimeout
+}
+
+// pooledPhase is a phase context type that can be recycled.
+type pooledPhase[T any] interface {
+	*T
+	base() *phase
+}
+
+func (c *ResponseContext) base() *phase { return &c.phase }
+func (c *BodyContext) base() *phase     { return &c.phase }
+
+// acquirePooled takes a context from pool, or makes one whose recycle
+// resets it (keeping its channel) and puts it back.
+func acquirePooled[T any, P pooledPhase[T]](pool *sync.Pool) P {
+	if c, ok := pool.Get().(P); ok {
+		return c
+	}
+	c := P(new(T))
+	c.base().recycle = func() {
+		p := c.base()
+		ch, rec := p.ch, p.recycle
+		select { // a decision never read by a host that gave up
+		case <-ch:
+		default:
+		}
+		var zero T
+		*(*T)(c) = zero
+		p.ch, p.recycle = ch, rec
+		pool.Put(c)
+	}
+	return c
+}
+
+// release drops one owner's reference of a pooled context; the last one
+// recycles it.
+func (p *phase) release() {
+	if p.recycle != nil && p.refs.Add(-1) == 0 {
+		p.recycle()
+	}
+}
+
+// Context returns the request's context, cancelled when the client goes
+// away or the request is over.
+func (p *phase) Context() context.Context { return p.ctx }
+
+// Request returns the request snapshot (read-only).
+func (p *phase) Request() *Request { return p.req }
+
+// Value returns a per-request value set by a request filter, or nil.
+func (p *phase) Value(key string) any {
+	if p.values == nil {
+		return nil
+	}
+	return (*p.values)[key]
+}
+
+// Defer says that the handler decides after it returns, from another
+// goroutine, within the phase timeout. Without it, a handler that returns
+// without deciding lets the request go on (Next).
+func (p *phase) Defer() { p.deferred.Store(true) }
+
+// claim reserves the one decision of the phase; the caller then records it
+// and calls send.
+func (p *phase) claim() bool { return p.decided.CompareAndSwap(false, true) }
+
+// send reports the recorded decision to the host, unless the request is
+// already over (the host gave up waiting).
+func (p *phase) send() {
+	select {
+	case p.ch <- nil:
+	case <-p.ctx.Done():
+	}
+}
+
+// signal claims and sends a decision that carries no extra state.
+func (p *phase) signal() {
+	if p.claim() {
+		p.send()
+	}
+}
+
+// Signal returns the channel the host waits on: a nil *HostCall means the
+// handler decided (or panicked: see Panicked); a non-nil one is a host call
+// to answer. Hosts and test kits use it.
+func (p *phase) Signal() <-chan *HostCall { return p.ch }
+
+// Panicked returns the value the handler panicked with, or nil. Valid once
+// the host received the decision signal.
+func (p *phase) Panicked() any { return p.panic }
+
+// Running reports whether the handler has not returned yet.
+func (p *phase) Running() bool { return p.running.Load() }
+
+// call sends a host call and waits for its reply, the phase's end, or the
+// call timeout.
+func (p *phase) call(m MethodID, n int, data []byte) ([]byte, error) {
+	if p.decided.Load() {
+		return nil, ErrPhaseOver
+	}
+	hc := &HostCall{ID: p.callID.Add(1), Method: m, Int: n, Data: data, reply: make(chan HostReply, 1)}
+	t := time.NewTimer(p.timeout)
+	defer t.Stop()
+	select {
+	case p.ch <- hc:
+	case <-p.ctx.Done():
+		return nil, ErrPhaseOver
+	case <-t.C:
+		return nil, ErrCallTimeout
+	}
+	select {
+	case r := <-hc.reply:
+		return r.Data, r.Err
+	case <-p.ctx.Done():
+		return nil, ErrPhaseOver
+	case <-t.C:
+		return nil, ErrCallTimeout
+	}
+}
+
+// editor collects status and header edits.
+type editor struct {
+	status int
+	edits  []HeaderEdit
+}
+
+// SetStatus sets the response status.
+func (e *editor) SetStatus(code int) { e.status = code }
+
+// SetHeader sets a response header.
+func (e *editor) SetHeader(name, value string) {
+	e.edits = append(e.edits, HeaderEdit{Op: HeaderSet, Name: name, Value: value})
+}
+
+// AddHeader adds a response header value.
+func (e *editor) AddHeader(name, value string) {
+	e.edits = append(e.edits, HeaderEdit{Op: HeaderAdd, Name: name, Value: value})
+}
+
+// RemoveHeader removes a response header.
+func (e *editor) RemoveHeader(name string) {
+	e.edits = append(e.edits, HeaderEdit{Op: HeaderRemove, Name: name})
+}
+
+// Status returns the collected status (0: unchanged).
+func (e *editor) Status() int { return e.status }
+
+// HeaderEdits returns the collected header edits in call order.
+func (e *editor) HeaderEdits() []HeaderEdit { return e.edits }
+
+// ResponseFilterFunc handles the ResponseFilter phase.
+type ResponseFilterFunc func(ctx *ResponseContext)
+
+// ResponseContext is handed to a ResponseFilter: the answer's status and
+// headers (read-only) and the edits the filter collects. The handler
+// decides with Next (returning without deciding means Next). Do not touch
+// the context after deciding.
+type ResponseContext struct {
+	phase
+	editor
+	respStatus int
+	header     http.Header
+}
+
+// AcquireResponseContext is NewResponseContext from the runtime's pool of
+// contexts. The host must call Release once it has read the result (or
+// given up on it); the context is reused when both the host and the
+// handler are done with it.
+func (rt *Runtime) AcquireResponseContext(ctx context.Context, req *Request, values *map[string]any, status int, header http.Header) *ResponseContext {
+	c := acquirePooled[ResponseContext](&rt.respCtxs)
+	c.respStatus, c.header = status, header
+	c.init(ctx, req, values)
+	c.refs.Store(2)
+	return c
+}
+
+// Release hands a context from AcquireResponseContext back; see there.
+func (c *ResponseContext) Release() { c.release() }
+
+// NewResponseContext returns a context for a response with status and
+// header (read-only). Hosts call it.
+func NewResponseContext(ctx context.Context, req *Request, values *map[string]any, status int, header http.Header) *ResponseContext {
+	c := &ResponseContext{respStatus: status, header: header}
+	c.init(ctx, req, values)
+	return c
+}
+
+// ResponseStatus returns the answer's status as the filter received it.
+func (c *ResponseContext) ResponseStatus() int { return c.respStatus }
+
+// ResponseHeader returns the answer's headers: read-only (edit with
+// SetHeader and friends) and valid only until the handler decides or the
+// phase times out; copy what you keep.
+func (c *ResponseContext) ResponseHeader() http.Header { return c.header }
+
+// Next hands the edits back to the host.
+func (c *ResponseContext) Next() { c.signal() }
+
+// BodyFilterFunc handles the ResponseBodyFilter phase.
+type BodyFilterFunc func(ctx *BodyContext)
+
+// BodyContext is handed to a ResponseBodyFilter: the whole answer body,
+// which the filter may replace. The host keeps Content-Length right.
+type BodyContext struct {
+	phase
+	editor
+	body     []byte
+	replaced bool
+}
+
+// AcquireBodyContext is NewBodyContext from the runtime's pool of contexts;
+// see AcquireResponseContext.
+func (rt *Runtime) AcquireBodyContext(ctx context.Context, req *Request, values *map[string]any, status int, body []byte) *BodyContext {
+	c := acquirePooled[BodyContext](&rt.bodyCtxs)
+	c.body, c.status = body, status
+	c.init(ctx, req, values)
+	c.refs.Store(2)
+	return c
+}
+
+// Release hands a context from AcquireBodyContext back; see
+// AcquireResponseContext.
+func (c *BodyContext) Release() { c.release() }
+
+// NewBodyContext returns a context for body. Hosts call it.
+func NewBodyContext(ctx context.Context, req *Request, values *map[string]any, status int, body []byte) *BodyContext {
+	c := &BodyContext{body: body}
+	c.status = status
+	c.init(ctx, req, values)
+	return c
+}
+
+// Body returns the body as it stands (read-only; valid until the phase ends).
+func (c *BodyContext) Body() []byte { return c.body }
+
+// SetBody replaces the body. The slice is kept: do not modify it afterwards.
+func (c *BodyContext) SetBody(b []byte) { c.body, c.replaced = b, true }
+
+// SetJSON replaces the body with v encoded as JSON and sets Content-Type.
+func (c *BodyContext) SetJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("sdk: SetJSON: %w", err)
+	}
+	c.SetBody(b)
+	c.SetHeader("Content-Type", "application/json")
+	return nil
+}
+
+// Replaced reports whether SetBody was called.
+func (c *BodyContext) Replaced() bool { return c.replaced }
+
+// Next hands the body and edits back to the host.
+func (c *BodyContext) Next() { c.signal() }
+
+// LoggingFunc handles the Logging phase. It runs after the answer was sent
+// and cannot change it. The *LogEntry is valid until it returns (it is
+// recycled): keep a copy, not the pointer.
+type LoggingFunc func(entry *LogEntry)
+
+// LogEntry describes a finished request for the Logging phase.
+type LogEntry struct {
+	Request  *Request
+	Status   int           // 101 for an upgrade
+	BytesIn  int64         // request body bytes read
+	BytesOut int64         // response body bytes written
+	Duration time.Duration // from the request's arrival to the answer's end
+	Err      error         // why the host failed the request, if it did
+	Values   map[string]any
+}

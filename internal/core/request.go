@@ -1,0 +1,228 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+)
+
+// Request is the snapshot of an HTTP request that a plugin sees: taken once
+// by the host, read-only afterwards, and safe to read from any goroutine.
+type Request struct {
+	Method     string
+	Path       string
+	RawQuery   string
+	Host       string
+	RemoteAddr string      // the socket's peer address, host:port
+	ClientIP   string      // the client's IP (the socket's, unless a trusted proxy says otherwise)
+	Header     http.Header // do not modify
+	Params     map[string]string
+	Time       time.Time // when the host received the request
+}
+
+// Query parses RawQuery. It allocates on every call; keep the result.
+func (r *Request) Query() url.Values {
+	v, _ := url.ParseQuery(r.RawQuery)
+	return v
+}
+
+// Param returns the value of a route wildcard, or "".
+func (r *Request) Param(name string) string { return r.Params[name] }
+
+// Decision is what a request filter decided.
+type Decision uint8
+
+// Decisions.
+const (
+	DecisionNone    Decision = iota // not decided yet
+	DecisionNext                    // continue with the next entry or the terminal
+	DecisionEnd                     // answer with the collected status, headers and body
+	DecisionUpgrade                 // upgrade to a WebSocket
+)
+
+// HeaderEditOp says what a header edit does.
+type HeaderEditOp uint8
+
+// Header edit operations.
+const (
+	HeaderSet HeaderEditOp = iota + 1
+	HeaderAdd
+	HeaderRemove
+)
+
+// HeaderEdit is one response header change collected in a context.
+type HeaderEdit struct {
+	Op    HeaderEditOp
+	Name  string
+	Value string
+}
+
+// RequestContext is handed to a RequestFilter. It carries the request
+// snapshot and collects the filter's decision and edits; they travel back to
+// the host together when the handler decides with Next, End, Reject or
+// Upgrade. A filter may decide after returning, from another goroutine,
+// within the host's phase timeout. Do not touch the context after deciding.
+type RequestContext struct {
+	phase
+	editor
+	decision Decision
+	body     []byte
+	ws       *WebSocketHandlers
+	vals     map[string]any
+}
+
+// NewRequestContext returns a context for req. Hosts and test kits call it;
+// values is the per-request value map shared along the chain (may be nil).
+func NewRequestContext(ctx context.Context, req *Request, values map[string]any) *RequestContext {
+	c := &RequestContext{vals: values}
+	c.init(ctx, req, &c.vals)
+	return c
+}
+
+// Set stores a per-request value (for example auth claims). Values set here
+// are readable by later entries and phases and, after an upgrade, by every
+// WebSocket handler through Conn.Value.
+func (c *RequestContext) Set(key string, v any) {
+	if c.vals == nil {
+		c.vals = make(map[string]any)
+	}
+	c.vals[key] = v
+}
+
+// Values returns the per-request values (may be nil). Hosts read it.
+func (c *RequestContext) Values() map[string]any { return c.vals }
+
+// SetBody sets the response body used by End. The slice is kept: do not
+// modify it afterwards.
+func (c *RequestContext) SetBody(b []byte) { c.body = b }
+
+// SetJSON sets the response body used by End to v as JSON, and Content-Type.
+func (c *RequestContext) SetJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("sdk: SetJSON: %w", err)
+	}
+	c.body = b
+	c.SetHeader("Content-Type", "application/json")
+	return nil
+}
+
+// Next lets the request continue to the next entry or the terminal.
+func (c *RequestContext) Next() { c.decide(DecisionNext) }
+
+// End answers the request with the collected status (200 if unset),
+// headers and body; later entries and the terminal do not run.
+func (c *RequestContext) End() { c.decide(DecisionEnd) }
+
+// Reject answers the request with status and a text body.
+func (c *RequestContext) Reject(status int, body string) {
+	if !c.claim() {
+		return
+	}
+	c.status = status
+	c.body = []byte(body)
+	c.SetHeader("Content-Type", "text/plain; charset=utf-8")
+	c.decision = DecisionEnd
+	c.send()
+}
+
+// Upgrade accepts a WebSocket handshake with h, or with the entry's own
+// WebSocket handlers when h is nil. Collected header edits are sent with the
+// handshake response.
+func (c *RequestContext) Upgrade(h *WebSocketHandlers) {
+	if !c.claim() {
+		return
+	}
+	c.ws = h
+	c.decision = DecisionUpgrade
+	c.send()
+}
+
+func (c *RequestContext) decide(d Decision) {
+	if !c.claim() {
+		return
+	}
+	c.decision = d
+	c.send()
+}
+
+// ReadBody asks the host for the whole request body through the channel
+// context (a call with its own call ID, answered within the call timeout).
+// A body over the host's cap returns ErrBodyTooLarge and the host answers
+// 413. The returned slice belongs to the caller.
+func (c *RequestContext) ReadBody() ([]byte, error) {
+	return c.call(MethodReadRequestBody, 0, nil)
+}
+
+// StreamHeader starts a streamed answer with status and the collected
+// header edits. Follow with StreamWrite calls and StreamEnd, which ends the
+// phase like End.
+func (c *RequestContext) StreamHeader(status int) error {
+	c.status = status
+	_, err := c.call(MethodResponseStreamHead, status, nil)
+	return err
+}
+
+// StreamWrite sends one chunk of a streamed answer and flushes it. The host
+// is done with p when StreamWrite returns.
+func (c *RequestContext) StreamWrite(p []byte) error {
+	_, err := c.call(MethodResponseStreamData, 0, p)
+	return err
+}
+
+// StreamEnd ends a streamed answer and the phase.
+func (c *RequestContext) StreamEnd() error {
+	_, err := c.call(MethodResponseStreamEnd, 0, nil)
+	c.decide(DecisionEnd)
+	return err
+}
+
+// Continue prepares the context for the next entry of a chain: a fresh
+// decision signal, the same request, values and edits. Hosts call it.
+//
+// Call it only once c has decided: the new context has its own copies of
+// the values and edits, so a handler that lingers on c cannot race with the
+// next entry.
+func (c *RequestContext) Continue() *RequestContext {
+	n := &RequestContext{body: c.body, vals: maps.Clone(c.vals)}
+	n.status = c.status
+	n.edits = slices.Clone(c.edits)
+	n.init(c.ctx, c.req, &n.vals)
+	return n
+}
+
+// Decision returns the decision made (valid once the host got the signal).
+// A handler that returned without deciding (and without Defer) decided
+// DecisionNext.
+func (c *RequestContext) Decision() Decision {
+	if c.decision == DecisionNone && c.decided.Load() && c.panic == nil {
+		return DecisionNext
+	}
+	return c.decision
+}
+
+// Body returns the collected response body.
+func (c *RequestContext) Body() []byte { return c.body }
+
+// UpgradeHandlers returns the handlers passed to Upgrade (nil means the
+// entry's own).
+func (c *RequestContext) UpgradeHandlers() *WebSocketHandlers { return c.ws }
+
+// ApplyHeaderEdits applies edits to h in order.
+func ApplyHeaderEdits(h http.Header, edits []HeaderEdit) {
+	for _, e := range edits {
+		switch e.Op {
+		case HeaderSet:
+			h.Set(e.Name, e.Value)
+		case HeaderAdd:
+			h.Add(e.Name, e.Value)
+		case HeaderRemove:
+			h.Del(e.Name)
+		}
+	}
+}
