@@ -117,6 +117,12 @@ var (
 	// Stream methods) when the host did not answer within the phase
 	// timeout.
 	ErrCallTimeout = core.ErrCallTimeout
+	// ErrBodyTooLarge is returned by ReadBody when the request body is over
+	// the host's cap; the host answers the request with 413.
+	ErrBodyTooLarge = core.ErrBodyTooLarge
+	// ErrPhaseOver is returned by a context's host call made after the
+	// phase ended (decided, timed out, or the request is gone).
+	ErrPhaseOver = core.ErrPhaseOver
 )
 
 // MaxRoomNameBytes is the longest room name, in bytes.

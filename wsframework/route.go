@@ -35,7 +35,7 @@ type route struct {
 }
 
 func (rt *route) init() {
-	rt.params = patternWildcards(rt.pattern)
+	rt.params = core.PatternWildcards(rt.pattern)
 	for i := range rt.chain {
 		e := rt.chain[i].entry
 		rt.chain[i].failOpen = rt.srv.cfg.Plugins[e.Plugin().Name()].FailOpen
@@ -63,67 +63,6 @@ func (rt *route) snapshot(r *http.Request, now time.Time) *core.Request {
 		}
 	}
 	return req
-}
-
-// handshakeOnly are the upgrade request's headers that mean nothing once
-// the handshake is done (the negotiated subprotocol is Conn.Subprotocol).
-var handshakeOnly = [...]string{"Connection", "Upgrade", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions"}
-
-// connSnapshot returns the request snapshot a connection keeps for its
-// lifetime: req without the handshake's own headers, the rest copied into
-// one map and one value array, so that nothing of the parsed request stays
-// reachable but the strings it keeps. An upgrade that sent only handshake
-// headers keeps a nil Header.
-func connSnapshot(req *core.Request) *core.Request {
-	keep, values := 0, 0
-	for k, v := range req.Header {
-		if !isHandshakeOnly(k) {
-			keep++
-			values += len(v)
-		}
-	}
-	c := *req
-	c.Header = nil
-	if keep > 0 {
-		c.Header = make(http.Header, keep)
-		all := make([]string, 0, values)
-		for k, v := range req.Header {
-			if !isHandshakeOnly(k) {
-				all = append(all, v...)
-				c.Header[k] = all[len(all)-len(v) : len(all) : len(all)]
-			}
-		}
-	}
-	return &c
-}
-
-func isHandshakeOnly(canonicalKey string) bool {
-	for _, h := range handshakeOnly {
-		if canonicalKey == h {
-			return true
-		}
-	}
-	return false
-}
-
-// patternWildcards returns the wildcard names of a ServeMux pattern.
-func patternWildcards(pattern string) []string {
-	var names []string
-	for {
-		i := strings.IndexByte(pattern, '{')
-		if i < 0 {
-			return names
-		}
-		j := strings.IndexByte(pattern[i:], '}')
-		if j < 0 {
-			return names
-		}
-		name := strings.TrimSuffix(pattern[i+1:i+j], "...")
-		if name != "$" && name != "" {
-			names = append(names, name)
-		}
-		pattern = pattern[i+j+1:]
-	}
 }
 
 func isWebSocketHandshake(r *http.Request) bool {
@@ -275,7 +214,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *core.Runtim
 	}
 	c := newConn(s, s.nextID.Add(1), nc, rw.Reader, rt)
 	info := core.ConnInfo{
-		ID: c.id, Request: connSnapshot(req), Values: rc.Values(), Subprotocol: hs.Protocol, Handlers: h,
+		ID: c.id, Request: core.ConnSnapshot(req), Values: rc.Values(), Subprotocol: hs.Protocol, Handlers: h,
 	}
 	return c, info, http.StatusSwitchingProtocols
 }

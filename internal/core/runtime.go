@@ -236,6 +236,17 @@ func (rt *Runtime) TryMessage(c *Conn, typ MessageType, b *bufpool.Buffer, wake 
 	return nil
 }
 
+// WaitPending blocks while c's pending bytes exceed the runtime's bound
+// (RuntimeConfig.MaxPendingBytes), as Message does after accepting a
+// message; hosts that submit with TryMessage call it to pause the same
+// way. One caller at a time per connection.
+func (rt *Runtime) WaitPending(ctx context.Context, c *Conn) error {
+	if rt.maxPending <= 0 || c.pending.Load() <= rt.maxPending {
+		return nil
+	}
+	return rt.waitPending(ctx, c)
+}
+
 func (rt *Runtime) waitPending(ctx context.Context, c *Conn) error {
 	if c.drain == nil {
 		c.drain = make(chan struct{}, 1)

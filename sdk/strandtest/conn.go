@@ -32,6 +32,8 @@ type Conn struct {
 	badText  atomic.Int64 // text messages the plugin sent with invalid UTF-8
 	nrooms   int          // rooms it is a member of; guarded by kit.roomMu
 
+	pendingMu sync.Mutex // one waitPending at a time (the runtime's wait is single-waiter)
+
 	// mu guards the fields below. It is never held while a handler runs or
 	// while waiting: event submissions under it do not block.
 	mu           sync.Mutex
@@ -147,6 +149,9 @@ func (c *Conn) Send(typ sdk.MessageType, data []byte) error {
 	for {
 		err, full := c.trySend(typ, data)
 		if !full {
+			if err == nil {
+				err = c.waitPending()
+			}
 			return err
 		}
 		if timer == nil {
@@ -190,7 +195,21 @@ func (c *Conn) trySend(typ sdk.MessageType, data []byte) (err error, full bool) 
 		return fmt.Errorf("strandtest: conn %d: %w", c.id, err), false
 	}
 	c.submitted++
+	c.kit.messagesIn.Add(1)
 	return nil, false
+}
+
+// waitPending blocks, as a server's reader pauses, while the connection's
+// inbound bytes not yet handled exceed Options.MaxPendingBytes.
+func (c *Conn) waitPending() error {
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	ctx, cancel := context.WithTimeout(c.kit.ctx, c.kit.timeout)
+	defer cancel()
+	if err := c.kit.rt.WaitPending(ctx, c.sc); err != nil {
+		return fmt.Errorf("strandtest: conn %d: pending bytes stayed over Options.MaxPendingBytes for %v (is a handler blocked?): %w", c.id, c.kit.timeout, err)
+	}
+	return nil
 }
 
 func (c *Conn) signalWake() {

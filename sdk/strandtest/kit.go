@@ -36,6 +36,25 @@ type Options struct {
 	// Request is the handshake request Open uses. Nil means
 	// NewRequest("/").
 	Request *sdk.Request
+	// Pattern is the route pattern the entry is mounted on, in net/http
+	// ServeMux syntax ("/rooms/{room}"), as given to a server's Route: a
+	// request's Params are its wildcards' values, and a request whose path
+	// does not match is answered 404 before the filter runs, as a server
+	// answers it. Empty means "/" (every path, no Params).
+	Pattern string
+	// RequestBody is the body a request filter's ReadBody gets. A body
+	// over MaxRequestBodyBytes makes ReadBody fail and the request is
+	// answered 413, as on a server.
+	RequestBody []byte
+	// MaxRequestBodyBytes is the server's Config.MaxRequestBodyBytes. Zero
+	// means 1 MiB, the server's default.
+	MaxRequestBodyBytes int64
+	// MaxPendingBytes bounds a connection's inbound bytes handed to the
+	// plugin but not yet handled, as the server's Config.MaxPendingBytes
+	// does: beyond it Conn.Send blocks until handlers catch up (a server
+	// stops reading the socket). Zero means 4 MiB, the server's default;
+	// negative means no bound.
+	MaxPendingBytes int64
 	// Values are the per-request values present before the entry's request
 	// filter runs (as set by earlier entries of a chain). Each connection
 	// gets its own copy.
@@ -101,6 +120,8 @@ type Kit struct {
 	cancel  context.CancelFunc
 	nextID  atomic.Uint64
 
+	messagesIn atomic.Uint64
+
 	mu     sync.Mutex // guards conns and closed
 	conns  []*Conn
 	closed bool
@@ -139,7 +160,13 @@ func New(t TB, sentry *sdk.Entry, opts Options) *Kit {
 	case opts.MaxRoomsPerConn == 0:
 		k.opts.MaxRoomsPerConn = sdk.DefaultMaxRoomsPerConn
 	}
-	cfg := core.RuntimeConfig{Buffers: opts.Buffers, Logger: opts.Logger, Dispatcher: opts.Dispatcher}
+	cfg := core.RuntimeConfig{Buffers: opts.Buffers, Logger: opts.Logger, Dispatcher: opts.Dispatcher, MaxPendingBytes: opts.MaxPendingBytes}
+	if k.opts.Pattern == "" {
+		k.opts.Pattern = "/"
+	}
+	if k.opts.MaxRequestBodyBytes == 0 {
+		k.opts.MaxRequestBodyBytes = 1 << 20
+	}
 	if cfg.Buffers == nil {
 		cfg.Buffers = bufpool.New(bufpool.Config{Poison: !opts.NoPoison})
 		k.ownPool = true
@@ -174,12 +201,16 @@ type Stats struct {
 	Open     int64  // connections opened whose OnClose has not run
 	Panics   uint64 // handler panics recovered
 	Rejected uint64 // messages refused for a full queue (and retried)
+	// MessagesIn counts the messages the runtime accepted from the kit's
+	// clients, as a server's Stats.MessagesIn counts those its readers
+	// took from sockets.
+	MessagesIn uint64
 }
 
 // Stats returns the counters of the kit's runtime.
 func (k *Kit) Stats() Stats {
 	st := k.rt.Stats()
-	return Stats{Open: st.Open, Panics: st.Panics, Rejected: st.Dispatcher.Rejected}
+	return Stats{Open: st.Open, Panics: st.Panics, Rejected: st.Dispatcher.Rejected, MessagesIn: k.messagesIn.Load()}
 }
 
 // Decision is what a request filter decided.
@@ -243,6 +274,7 @@ type FilterResult struct {
 	Err      error // the filter panicked or did not decide within the timeout
 
 	handlers *core.WebSocketHandlers // an upgrade's: those passed to Upgrade, or the entry's own
+	request  *core.Request           // the request as routed (Params set)
 }
 
 // RequestFilter runs the entry's request filter for req (nil means the
@@ -256,10 +288,24 @@ func (k *Kit) RequestFilter(req *sdk.Request) FilterResult {
 	if req == nil {
 		req = NewRequest("/")
 	}
-	rc := core.NewRequestContext(k.ctx, (*core.Request)(req), maps.Clone(k.opts.Values))
-	d, err := k.rt.RequestFilter(k.entry, rc, k.timeout)
-	res := FilterResult{Err: err, Values: rc.Values(), Header: http.Header{}}
-	if err != nil {
+	res := FilterResult{Header: http.Header{}}
+	params, ok := core.RouteParams(k.opts.Pattern, req.Method, req.Path)
+	if !ok {
+		// A server's mux answers before any entry runs.
+		res.Decision, res.Status, res.Body = End, http.StatusNotFound, []byte("404 page not found\n")
+		res.Header.Set("Content-Type", "text/plain; charset=utf-8")
+		return res
+	}
+	routed := *req
+	routed.Params = params
+	res.request = (*core.Request)(&routed)
+	// The request's context ends with the request, as on a server.
+	rctx, cancel := context.WithCancel(k.ctx)
+	defer cancel()
+	rc := core.NewRequestContext(rctx, (*core.Request)(&routed), maps.Clone(k.opts.Values))
+	d, err := k.runFilter(rc, &res)
+	res.Err, res.Values = err, rc.Values()
+	if err != nil || res.Decision == End {
 		return res
 	}
 	core.ApplyHeaderEdits(res.Header, rc.HeaderEdits())
@@ -324,7 +370,7 @@ func (k *Kit) OpenRequest(req *sdk.Request) *Conn {
 	k.mu.Unlock()
 
 	info := core.ConnInfo{
-		ID: c.id, Request: (*core.Request)(req), Values: res.Values, Subprotocol: k.opts.Subprotocol,
+		ID: c.id, Request: core.ConnSnapshot(res.request), Values: res.Values, Subprotocol: k.opts.Subprotocol,
 		Handlers: res.handlers,
 	}
 	ctx, cancel := context.WithTimeout(k.ctx, k.timeout)
@@ -336,6 +382,69 @@ func (k *Kit) OpenRequest(req *sdk.Request) *Conn {
 	}
 	c.opened(sc)
 	return c
+}
+
+// runFilter runs the entry's request filter and serves its host calls as
+// a server does: ReadBody gets Options.RequestBody (over the cap: an error,
+// and the answer is 413), and a streamed answer is collected into res
+// (Decision End). An entry without a request filter upgrades when it has
+// WebSocket handlers and lets the request through otherwise.
+func (k *Kit) runFilter(rc *core.RequestContext, res *FilterResult) (core.Decision, error) {
+	e := k.entry
+	if e.RequestFilterHandler() == nil {
+		if e.WebSocketHandlers() != nil {
+			return core.DecisionUpgrade, nil
+		}
+		return core.DecisionNext, nil
+	}
+	if err := k.rt.StartRequestFilter(e, rc); err != nil {
+		return core.DecisionNone, err
+	}
+	t := time.NewTimer(k.timeout)
+	defer t.Stop()
+	streamed := false
+	for {
+		select {
+		case hc := <-rc.Signal():
+			if hc == nil {
+				if v := rc.Panicked(); v != nil {
+					return core.DecisionNone, fmt.Errorf("strandtest: request filter of %s panicked: %v", e, v)
+				}
+				return rc.Decision(), nil
+			}
+			switch hc.Method {
+			case core.MethodReadRequestBody:
+				if int64(len(k.opts.RequestBody)) > k.opts.MaxRequestBodyBytes {
+					// A server answers 413 at once; the filter's decision
+					// no longer matters.
+					hc.Reply(core.HostReply{Err: core.ErrBodyTooLarge})
+					res.Decision, res.Status = End, http.StatusRequestEntityTooLarge
+					res.Body = []byte(http.StatusText(http.StatusRequestEntityTooLarge) + "\n")
+					res.Header.Set("Content-Type", "text/plain; charset=utf-8")
+					res.Header.Set("X-Content-Type-Options", "nosniff")
+					return core.DecisionEnd, nil
+				}
+				hc.Reply(core.HostReply{Data: append([]byte(nil), k.opts.RequestBody...)})
+			case core.MethodResponseStreamHead, core.MethodResponseStreamData, core.MethodResponseStreamEnd:
+				if !streamed {
+					streamed = true
+					res.Decision, res.Status = End, http.StatusOK
+					if hc.Method == core.MethodResponseStreamHead && hc.Int != 0 {
+						res.Status = hc.Int
+					}
+					core.ApplyHeaderEdits(res.Header, rc.HeaderEdits())
+				}
+				if hc.Method == core.MethodResponseStreamData {
+					res.Body = append(res.Body, hc.Data...)
+				}
+				hc.Reply(core.HostReply{})
+			default:
+				hc.Reply(core.HostReply{Err: core.ErrPhaseOver})
+			}
+		case <-t.C:
+			return core.DecisionNone, fmt.Errorf("strandtest: request filter of %s did not decide within %v", e, k.timeout)
+		}
+	}
 }
 
 func (r FilterResult) describe() string {

@@ -1,0 +1,58 @@
+package strandtest_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/sdk/strandtest"
+)
+
+// TestNewRefusesWhatAServerRefuses: the kit fails a test for the entries a
+// server's Route refuses, with the same words.
+func TestNewRefusesWhatAServerRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		entry func() *sdk.Entry
+		want  string
+	}{
+		{"no_handlers", func() *sdk.Entry {
+			p := sdk.NewPlugin("echo")
+			p.Entry("echo").WebSocket(sdk.WebSocketHandlers{OnText: func(*sdk.Conn, []byte) {}})
+			return p.Entry("ecoh")
+		}, "strandtest: New: sdk: entry echo/ecoh has no handlers: is the name misspelled, or was it never registered?"},
+		{"on_message_and_on_text", func() *sdk.Entry {
+			return sdk.NewPlugin("p").Entry("both").WebSocket(sdk.WebSocketHandlers{
+				OnMessage: func(*sdk.Conn, sdk.Message) {}, OnText: func(*sdk.Conn, []byte) {},
+			})
+		}, "strandtest: New: sdk: entry p/both: WebSocket handlers set both OnMessage and OnText/OnBinary: OnMessage would shadow them; set one or the other"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRecT(t)
+			r.run(func() { strandtest.New(r, tc.entry(), strandtest.Options{}) })
+			errs, fatal := r.failures()
+			require.True(t, fatal)
+			require.Equal(t, []string{tc.want}, errs)
+		})
+	}
+}
+
+// TestUpgradeWithConflictingHandlers: a filter that upgrades with a
+// handler set a server would refuse panics, so the request fails loudly.
+func TestUpgradeWithConflictingHandlers(t *testing.T) {
+	e := sdk.NewPlugin("p").Entry("e").RequestFilter(func(c *sdk.RequestContext) {
+		c.Upgrade(&sdk.WebSocketHandlers{OnMessage: func(*sdk.Conn, sdk.Message) {}, OnBinary: func(*sdk.Conn, []byte) {}})
+	})
+	res := strandtest.New(t, e, strandtest.Options{}).RequestFilter(nil)
+	require.ErrorContains(t, res.Err, "sdk: Upgrade: WebSocket handlers set both OnMessage and OnText/OnBinary")
+}
+
+// TestFilterReturningWithoutDecidingIsNext: as on a server.
+func TestFilterReturningWithoutDecidingIsNext(t *testing.T) {
+	e := sdk.NewPlugin("p").Entry("e").RequestFilter(func(c *sdk.RequestContext) { c.Set("seen", true) })
+	res := strandtest.New(t, e, strandtest.Options{}).RequestFilter(nil)
+	require.NoError(t, res.Err)
+	require.Equal(t, strandtest.Next, res.Decision)
+	require.Equal(t, true, res.Values["seen"])
+}
