@@ -42,7 +42,7 @@ type AdapterHandler interface {
 
 // Adapter carries room messages between the nodes that serve one set of
 // rooms. The in-memory implementation (MemoryBus) connects the Servers of one
-// process; a Redis pub/sub implementation connects several processes.
+// process; an implementation over a message bus would connect several.
 //
 // Subscriptions are per room: the Server subscribes its node to a room when
 // the room gets its first local member and unsubscribes it when the last

@@ -12,7 +12,7 @@ import (
 // NewAdapter is one node, and a message published by any of them reaches the
 // nodes subscribed to its room. A Server whose Config.Adapter is nil uses a
 // bus of its own with a single node; a bus shared by several Servers in one
-// process lets them serve one set of rooms (as Redis does across processes).
+// process lets them serve one set of rooms.
 //
 // Publishing to a room is serialised on the bus, so every member on every
 // node sees one order per room, and it runs on the publisher's goroutine:

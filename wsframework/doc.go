@@ -64,7 +64,7 @@
 // each); queuing never blocks, so a slow member only meets its own queue's
 // policy. Deliveries to a room are serialised, so every member on a node
 // sees one order, and each sender's order. Rooms travel between nodes
-// through an Adapter: MemoryBus in one process, Redis for several.
+// through an Adapter: MemoryBus connects the Servers of one process.
 //
 // # Concurrency
 //
