@@ -176,6 +176,12 @@ func (c *BodyContext) SetStatus(code int) { c.core().SetStatus(code) }
 // SetHeader sets an answer header.
 func (c *BodyContext) SetHeader(name, value string) { c.core().SetHeader(name, value) }
 
+// AddHeader adds an answer header value.
+func (c *BodyContext) AddHeader(name, value string) { c.core().AddHeader(name, value) }
+
+// RemoveHeader removes an answer header.
+func (c *BodyContext) RemoveHeader(name string) { c.core().RemoveHeader(name) }
+
 // Next lets the (replaced) body go on.
 func (c *BodyContext) Next() { c.core().Next() }
 
