@@ -78,11 +78,13 @@ func readEvent(br *bufio.Reader, ps *wsproto.Parser, hook readHook) (*wsproto.Ev
 // message to the runtime in wire order (ReaderGoroutine).
 func (c *conn) readLoop(ctx context.Context) (res readResult) {
 	ps := &c.parser
-	defer ps.Release()
 	defer func() {
 		if r := recover(); r != nil {
 			res = c.readerPanic(r)
+			releaseParser(ps) // the panic may have left it half-updated
+			return
 		}
+		ps.Release()
 	}()
 	for {
 		if ps.AtBoundary() {
@@ -339,6 +341,13 @@ func (c *conn) readError(err error) readResult {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// releaseParser releases ps's buffers after a panic, ignoring a second
+// panic from state the first left half-updated.
+func releaseParser(ps *wsproto.Parser) {
+	defer func() { _ = recover() }()
+	ps.Release()
 }
 
 // releaseAll releases the buffers in bs that are set, ignoring a panic of

@@ -198,8 +198,11 @@ func (c *conn) Ready() {
 		return
 	}
 	defer func() {
-		if r := recover(); r != nil && !p.done {
-			c.pollEnd(c.readerPanic(r))
+		if r := recover(); r != nil {
+			res := c.readerPanic(r) // logged and counted even if the reader had ended
+			if !p.done {
+				c.pollEnd(res)
+			}
 		}
 	}()
 	now := c.srv.clock.Now()
@@ -228,10 +231,11 @@ func (c *conn) pollEnd(res readResult) {
 	held, heldType := p.held, p.heldType
 	p.held = nil
 	releaseAll(&p.feed.rb)
-	func() {
-		defer func() { _ = recover() }() // after a panic the parser may be half-updated
+	if res.reason == ReasonInternal {
+		releaseParser(&c.parser) // after a panic it may be half-updated
+	} else {
 		c.parser.Release()
-	}()
+	}
 	if p.src == nil {
 		p.hd.Deregister() // and its timer
 	}
