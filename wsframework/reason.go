@@ -26,13 +26,14 @@ const (
 	ReasonWriteFailed                     // a write failed (reset, broken pipe): 1006
 	ReasonMessageLimit                    // too many fragments, a message assembled too slowly, or over MessageRate: 1008
 	ReasonInternal                        // the server's own reading or writing of the connection panicked: 1011
+	ReasonBadDeflate                      // a compressed message's data is not valid DEFLATE (permessage-deflate): 1007
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"peer", "local", "abnormal", "too_big", "bad_utf8", "protocol",
 	"panic", "slow_consumer", "shutdown", "idle", "read_timeout", "write_failed",
-	"message_limit", "internal",
+	"message_limit", "internal", "bad_deflate",
 }
 
 func (r CloseReason) String() string {
@@ -50,7 +51,7 @@ func (r CloseReason) Code() sdk.CloseCode {
 		return sdk.CloseAbnormal
 	case ReasonTooBig:
 		return sdk.CloseMessageTooBig
-	case ReasonBadUTF8:
+	case ReasonBadUTF8, ReasonBadDeflate:
 		return sdk.CloseInvalidPayload
 	case ReasonProtocol:
 		return sdk.CloseProtocolError
