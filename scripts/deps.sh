@@ -3,6 +3,9 @@
 #   flatc        (flatbuffers-compiler) regenerates sdk/frame's generated code
 #   chromium     drives the chat example in a real browser
 #   redis-server the cluster adapter's tests run against a real Redis
+#   python3-websockets
+#                an independent WebSocket client (Python's websockets, for
+#                /usr/bin/python3) for the permessage-deflate interop test
 # Go modules come through the module proxy when `go test` needs them.
 set -euo pipefail
 
@@ -10,6 +13,7 @@ need=()
 command -v flatc >/dev/null 2>&1 || need+=(flatbuffers-compiler)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need+=(python3-websockets)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "deps: installing ${need[*]}" >&2
