@@ -150,9 +150,10 @@ type CompressionConfig struct {
 	// Level is the compress/flate level of what the server compresses:
 	// flate.BestSpeed (1) to flate.BestCompression (9),
 	// flate.DefaultCompression (6) or flate.HuffmanOnly. Zero means
-	// DefaultCompressionLevel (flate.BestSpeed). Every level but 1 resets
-	// about 640 KiB of tables per message without context takeover, which
-	// costs tens of microseconds per compressed message.
+	// DefaultCompressionLevel (flate.BestSpeed). Without context takeover
+	// every level but 1 clears about 640 KiB of tables per message: a
+	// 1 KiB message takes about three times as long to compress at level 6
+	// as at level 1 (BenchmarkCompress).
 	Level int
 }
 
