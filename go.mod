@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/chromedp/chromedp v0.23.0
+	github.com/gobwas/httphead v0.1.0
 	github.com/gobwas/ws v1.5.0
 	github.com/google/flatbuffers v25.12.19+incompatible
 	github.com/puzpuzpuz/xsync/v3 v3.5.1
@@ -15,6 +16,5 @@ require (
 require (
 	github.com/chromedp/cdproto v0.159.0 // indirect
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
-	github.com/gobwas/httphead v0.1.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 )

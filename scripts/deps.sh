@@ -2,12 +2,16 @@
 # Installs, when missing, the system tools Strand's tests need:
 #   flatc        (flatbuffers-compiler) regenerates sdk/frame's generated code
 #   chromium     drives the chat example in a real browser
+#   python3-websockets
+#                an independent WebSocket client (Python's websockets, for
+#                /usr/bin/python3) for the permessage-deflate interop test
 # Go modules come through the module proxy when `go test` needs them.
 set -euo pipefail
 
 need=()
 command -v flatc >/dev/null 2>&1 || need+=(flatbuffers-compiler)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need+=(python3-websockets)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "deps: installing ${need[*]}" >&2

@@ -45,6 +45,15 @@ func (c *Conn) Send(typ MessageType, data []byte) error {
 	return c.core().Send(core.MessageType(typ), data)
 }
 
+// SendUncompressed is Send for one message that must go uncompressed even
+// when the connection negotiated compression (permessage-deflate): data
+// already compressed, or a secret next to data the client controls in one
+// message (compressed sizes can leak such secrets, as in the CRIME and
+// BREACH attacks).
+func (c *Conn) SendUncompressed(typ MessageType, data []byte) error {
+	return c.core().SendUncompressed(core.MessageType(typ), data)
+}
+
 // SendText queues a copy of text as a text message. See Send.
 func (c *Conn) SendText(text string) error { return c.core().SendText(text) }
 

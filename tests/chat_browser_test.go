@@ -20,6 +20,18 @@ import (
 // chromiumPath is where Debian's chromium package puts the browser.
 const chromiumPath = "/usr/bin/chromium"
 
+// recordSockets makes the page keep every WebSocket it opens in
+// window.__strandSockets, so that the test can read what was negotiated
+// (the page keeps its socket to itself).
+const recordSockets = `(() => {
+	if (window.__strandSockets) return;
+	window.__strandSockets = [];
+	const Native = window.WebSocket;
+	window.WebSocket = class extends Native {
+		constructor(...args) { super(...args); window.__strandSockets.push(this); }
+	};
+})()`
+
 // shownMessage is a chat message as the page shows it.
 type shownMessage struct {
 	Seq  int    `json:"seq"`
@@ -31,7 +43,10 @@ type shownMessage struct {
 // each joins one room and sends 20 messages through the page's own form.
 // Both pages must end up showing all 40, in one order (by seq), with each
 // sender's messages in the order sent; HTML in a message must show as text.
-// A screenshot is written under the test's temp dir.
+// The browser negotiates permessage-deflate (the page's socket reports
+// the server's answer in extensions), its messages arrive compressed, and
+// a long message comes back to both pages compressed. A screenshot is
+// written under the test's temp dir.
 func TestChatInBrowser(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("Chromium is needed at %s for the browser test (%v). Install it with "+
@@ -95,11 +110,15 @@ func TestChatInBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.ID("join-form")),
 			// The tabs share a profile: the page may remember the last name.
 			chromedp.Evaluate[chromedp.Void](`document.getElementById("name").value = ""`),
+			chromedp.Evaluate[chromedp.Void](recordSockets),
 			chromedp.SendKeys(chromedp.ID("name"), name),
 			chromedp.Click(chromedp.ID("join")),
 		), "%s joins", name)
 		_, err := chromedp.Run(tabs[i], chromedp.Poll[bool](`document.getElementById("status").dataset.state === "open"`))
 		require.NoError(t, err, "%s's page connects", name)
+		ext, err := chromedp.Run(tabs[i], chromedp.Evaluate[string](`window.__strandSockets.at(-1).extensions`))
+		require.NoError(t, err)
+		require.Equal(t, noTakeoverAnswer, ext, "%s's socket negotiated permessage-deflate", name)
 	}
 	// Alice sees Bob arrive.
 	_, err := chromedp.Run(tabs[0], chromedp.Poll[bool](
@@ -169,6 +188,29 @@ func TestChatInBrowser(t *testing.T) {
 		require.NoError(t, err)
 		require.NotEqual(t, "pwned", title)
 	}
+
+	// A message over the compression threshold goes to both pages
+	// compressed, and shows whole.
+	long := strings.Repeat("Compressed on the way out, inflated by the browser. ", 30)
+	require.NoError(t, chromedp.Do(tabs[0],
+		chromedp.SetValue(chromedp.ID("message"), long),
+		chromedp.Click(chromedp.ID("send")),
+	))
+	for i := range names {
+		_, err := chromedp.Run(tabs[i], chromedp.Poll[bool](
+			fmt.Sprintf(`document.querySelectorAll("#messages li.msg").length === %d`, 2*perPage+2)))
+		require.NoError(t, err)
+		last, err := chromedp.Run(tabs[i], chromedp.Evaluate[string](
+			`[...document.querySelectorAll("#messages li.msg .text")].pop().textContent`))
+		require.NoError(t, err)
+		require.Equal(t, long, last)
+	}
+	st := h.Server.Stats()
+	require.Equal(t, st.Accepted, st.Compressed, "every page's socket negotiated permessage-deflate")
+	require.NotZero(t, st.MessagesInCompressed, "the browser sends compressed")
+	require.GreaterOrEqual(t, st.MessagesOutCompressed, uint64(len(names)), "the long message went out compressed to every page")
+	t.Logf("stats: %d sockets, %d of %d messages in compressed, %d of %d out",
+		st.Accepted, st.MessagesInCompressed, st.MessagesIn, st.MessagesOutCompressed, st.MessagesOut)
 
 	png, err := chromedp.Run(tabs[0], chromedp.CaptureScreenshot())
 	require.NoError(t, err)

@@ -49,6 +49,13 @@ func startServer(t *testing.T, cfg wsframework.Config, routes map[string]*sdk.En
 // startServerHandlers is startServer with plain http.Handlers mounted too.
 func startServerHandlers(t *testing.T, cfg wsframework.Config, routes map[string]*sdk.Entry, handlers map[string]http.Handler) *harness {
 	t.Helper()
+	return startServerOpts(t, cfg, routes, nil, handlers)
+}
+
+// startServerOpts is startServerHandlers with RouteOptions for the routes
+// listed in opts.
+func startServerOpts(t *testing.T, cfg wsframework.Config, routes map[string]*sdk.Entry, opts map[string]wsframework.RouteOptions, handlers map[string]http.Handler) *harness {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
@@ -62,7 +69,7 @@ func startServerHandlers(t *testing.T, cfg wsframework.Config, routes map[string
 	srv, err := wsframework.New(cfg)
 	require.NoError(t, err)
 	for pattern, e := range routes {
-		require.NoError(t, srv.Route(pattern, nil, e))
+		require.NoError(t, srv.RouteWith(pattern, opts[pattern], nil, e))
 	}
 	for pattern, hd := range handlers {
 		require.NoError(t, srv.Handle(pattern, hd))

@@ -1,6 +1,7 @@
 package wsframework
 
 import (
+	"compress/flate"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,7 +25,7 @@ const (
 	DefaultPingInterval        = 30 * time.Second
 	DefaultCloseTimeout        = 5 * time.Second
 	DefaultPhaseTimeout        = 5 * time.Second
-	DefaultMaxPendingBytes     = core.DefaultMaxPendingBytes
+	DefaultMaxPendingBytes     = 4 << 20
 	DefaultMaxRequestBodyBytes = 1 << 20
 	DefaultMaxBodyFilterBytes  = 4 << 20
 	DefaultMaxFragments        = 4096
@@ -34,6 +35,11 @@ const (
 	// open-file limit cannot be read; elsewhere the default follows that
 	// limit (see Config.MaxHandshakes).
 	DefaultMaxHandshakes = 4096
+	// DefaultCompressionThreshold is CompressionConfig.Threshold's default:
+	// smaller messages are sent uncompressed.
+	DefaultCompressionThreshold = 512
+	// DefaultCompressionLevel is CompressionConfig.Level's default.
+	DefaultCompressionLevel = flate.BestSpeed
 )
 
 // Bounds of MaxHandshakes's default derived from the open-file limit.
@@ -95,6 +101,61 @@ type PluginPolicy struct {
 	// panics or cannot take a larger body, instead of failing the request
 	// (500, 504 on timeout, 502 for an oversize body). Both are counted.
 	FailOpen bool
+}
+
+// CompressionConfig configures permessage-deflate (RFC 7692), the
+// WebSocket compression extension browsers offer. The zero value turns it on
+// without context takeover, for messages of 512 bytes and more.
+//
+// A client that offers the extension gets it, unless it is Disabled (or
+// turned off for the route, RouteOptions.NoCompression). An offer with a
+// parameter RFC 7692 does not define, an invalid value or a parameter given
+// twice is declined (answered without the extension), and so is one asking
+// for server_max_window_bits below 15 (compress/flate always uses the
+// full 32 KiB window); the next offer, if any, is considered. A
+// Sec-WebSocket-Extensions header that breaks RFC 6455's grammar (section
+// 9.1) is answered 400 (section 4.2.1), whether compression is on or not.
+// The answer names server_no_context_takeover and
+// client_no_context_takeover (with ContextTakeover, each only if the
+// client offered it), and server_max_window_bits=15 when the client asked
+// for it.
+//
+// What a compressed message from a client may cost is bounded by
+// Config.MaxMessageBytes twice: its compressed frames, and its size once
+// inflated, counted as it is inflated (docs/security.md).
+type CompressionConfig struct {
+	// Disabled declines every offer: no connection is compressed.
+	Disabled bool
+	// Threshold is the size from which a data message sent to a client
+	// that negotiated the extension is compressed; smaller ones go as they
+	// are. Control frames never are, nor a message sent uncompressed on
+	// purpose (the connection's WriteUncompressed, for the runtime to
+	// offer plugins). Without context takeover a message whose
+	// compressed form is not smaller goes uncompressed too. Zero means
+	// DefaultCompressionThreshold (512 bytes); to compress every message,
+	// set 1.
+	Threshold int
+	// ContextTakeover lets both sides refer back to earlier messages of
+	// the connection (up to 32 KiB), which compresses small, similar
+	// messages much better, at a memory cost per connection: from its
+	// first compressed message on, a connection holds its own compressor
+	// (about 1.2 MiB at level 1 and 0.8 MiB at the other levels) until it
+	// closes, and up to 32 KiB of what its client sent compressed. A
+	// client that offers no context takeover for either side still gets
+	// none on that side. A broadcast is compressed by each such member's
+	// writer, not once for all. Off (the default), the compressors and
+	// inflaters are pooled and taken per message: an idle connection holds
+	// no compression state, and a broadcast is compressed once for every
+	// member that negotiated the extension.
+	ContextTakeover bool
+	// Level is the compress/flate level of what the server compresses:
+	// flate.BestSpeed (1) to flate.BestCompression (9),
+	// flate.DefaultCompression (6) or flate.HuffmanOnly. Zero means
+	// DefaultCompressionLevel (flate.BestSpeed). Without context takeover
+	// every level but 1 clears about 640 KiB of tables per message: a
+	// 1 KiB message takes about three times as long to compress at level 6
+	// as at level 1 (BenchmarkCompress).
+	Level int
 }
 
 // Config configures a Server. The zero value is valid; New copies it and
@@ -275,6 +336,9 @@ type Config struct {
 	// limits and close codes are the same in every mode. Zero means
 	// ReaderAuto.
 	Reader ReaderMode
+	// Compression configures permessage-deflate. The zero value is on for
+	// every client that offers it (see CompressionConfig).
+	Compression CompressionConfig
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -285,6 +349,19 @@ func (c Config) withDefaults() (Config, error) {
 		c.MessageTimeout < 0 || c.MessageRate < 0 || c.MessageBurst < 0 || math.IsNaN(c.MessageRate) || math.IsInf(c.MessageRate, 0) ||
 		c.MaxHandshakesPerIP < 0 || c.MaxHeaderBytes < 0 {
 		return c, errors.New("wsframework: negative limit in Config")
+	}
+	if c.Compression.Threshold < 0 {
+		return c, errors.New("wsframework: negative limit in Config")
+	}
+	switch l := c.Compression.Level; {
+	case l == 0:
+		c.Compression.Level = DefaultCompressionLevel
+	case l == flate.HuffmanOnly, l == flate.DefaultCompression, l >= flate.BestSpeed && l <= flate.BestCompression:
+	default:
+		return c, fmt.Errorf("wsframework: Compression.Level %d: want 1 to 9, flate.DefaultCompression or flate.HuffmanOnly", l)
+	}
+	if c.Compression.Threshold == 0 {
+		c.Compression.Threshold = DefaultCompressionThreshold
 	}
 	if c.Reader >= numReaderModes {
 		return c, fmt.Errorf("wsframework: unknown ReaderMode %d", c.Reader)

@@ -15,8 +15,13 @@ import (
 
 // outItem is one queued outgoing frame: opcode and payload (owned).
 type outItem struct {
-	op  byte
-	buf *bufpool.Buffer
+	// op is the frame's opcode, with rsv1 set when buf holds a compressed
+	// message.
+	op byte
+	// deflate: the writer compresses buf with the connection's own
+	// compressor before writing it (context takeover, compress.go).
+	deflate bool
+	buf     *bufpool.Buffer
 }
 
 // conn is one WebSocket connection on the host side. Its reader owns its
@@ -42,6 +47,12 @@ type conn struct {
 	closeDeadline atomic.Int64              // clock reading; reads must end by then (0: none)
 	ping          *time.Timer               // a reader goroutine's keepalive; set once, under mu (sendPing reads it under mu)
 	rooms         atomic.Pointer[connRooms] // the rooms it is in (rooms.go); made by the first join
+	pmd           pmdMode                   // permessage-deflate, as negotiated (compress.go); set before the connection is published
+
+	// zw is the connection's own compressor (pmdOwn), made by its first
+	// compressed message: used by the writer, given back by teardown once
+	// no writer runs.
+	zw *flateWriter
 
 	mu        sync.Mutex  // guards the fields below
 	wq        *writeQueue // made by the first queued frame
@@ -135,17 +146,49 @@ var _ core.ConnHost = (*conn)(nil)
 // that fits on its own but not behind what is queued (or one more than
 // WriteQueueMessages) means the peer is not taking what it is sent: the
 // connection is closed with 1008 (slow consumer) and the queue dropped.
+//
+// When the connection negotiated permessage-deflate, a message of
+// CompressionConfig.Threshold bytes or more is compressed: here, before it
+// is queued, or by the connection's writer with context takeover.
 func (c *conn) Write(typ core.MessageType, b *bufpool.Buffer) error {
+	return c.write(typ, b, true)
+}
+
+// WriteUncompressed is Write for a message that must go uncompressed
+// whatever was negotiated: already compressed data, or a secret next to
+// data the peer controls in one compressed message (the CRIME and BREACH
+// attacks read such secrets from compressed sizes).
+func (c *conn) WriteUncompressed(typ core.MessageType, b *bufpool.Buffer) error {
+	return c.write(typ, b, false)
+}
+
+func (c *conn) write(typ core.MessageType, b *bufpool.Buffer, compress bool) error {
 	if typ != core.Text && typ != core.Binary {
 		b.Release()
 		return core.ErrMessageType
 	}
-	n := int64(len(b.B))
-	if n > c.srv.cfg.WriteQueueBytes {
+	raw := len(b.B)
+	op, deflate := byte(typ), false
+	if compress && c.compresses(raw) {
+		if c.pmd == pmdOwn {
+			deflate = true
+		} else if z := c.srv.deflater.compress(b.B); z != nil {
+			b.Release()
+			b, op = z, op|rsv1
+		}
+	}
+	return c.enqueue(op, deflate, b, int64(raw))
+}
+
+// enqueue queues one data frame (op may have rsv1 set) whose message had
+// raw bytes before compression; it takes b. See Write.
+func (c *conn) enqueue(op byte, deflate bool, b *bufpool.Buffer, raw int64) error {
+	if raw > c.srv.cfg.WriteQueueBytes {
 		b.Release()
 		c.srv.stats.sendsTooBig.Add(1)
 		return core.ErrTooBig
 	}
+	n := int64(len(b.B))
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -159,7 +202,7 @@ func (c *conn) Write(typ core.MessageType, b *bufpool.Buffer) error {
 		return core.ErrSlowConsumer
 	}
 	wq := c.queueLocked()
-	wq.q = append(wq.q, outItem{op: byte(typ), buf: b})
+	wq.q = append(wq.q, outItem{op: op, deflate: deflate, buf: b})
 	c.qBytes += n
 	start := c.startWriterLocked()
 	c.mu.Unlock()
@@ -536,7 +579,12 @@ func (c *conn) teardown(res readResult) {
 	c.mu.Lock()
 	c.dropQueueLocked()
 	c.wq = nil
+	zw := c.zw // no writer runs any more (dead)
+	c.zw = nil
 	c.mu.Unlock()
+	if zw != nil {
+		s.deflater.give(zw)
+	}
 	s.rooms.leaveAll(c)
 	s.stats.closes[reason].Add(1)
 	c.rt.Closed(c.sc, code, text)

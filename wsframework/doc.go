@@ -55,6 +55,29 @@
 // sent and to the counters in Stats. docs/security.md lists every limit, its
 // default and what a client that reaches it sees.
 //
+// # Compression
+//
+// permessage-deflate (RFC 7692) is negotiated on both upgrade paths with
+// every client that offers it (browsers do), unless Config.Compression
+// turns it off, or RouteOptions.NoCompression for one route (RouteWith).
+// Offers with parameters RFC 7692 does not allow are declined, and so is a
+// server_max_window_bits below 15; by default neither side keeps context
+// between messages. The parser inflates a compressed message when its
+// last frame is in, with a pooled inflater, counting the inflated bytes
+// against MaxMessageBytes as they come out (1009 at the first byte past
+// it: a decompression bomb is cut short), checking a text message's UTF-8
+// as it comes (1007), and answering data that is not DEFLATE with 1007;
+// RSV1 where RFC 7692 forbids it is 1002. A data message of
+// CompressionConfig.Threshold bytes (512) or more is sent compressed,
+// with a pooled compressor, before it is queued; control frames never
+// are, nor a message sent with the connection's WriteUncompressed. A
+// broadcast is compressed once and the compressed frame shared by every
+// member that negotiated the extension. So without context takeover an
+// idle connection holds no compression state; with
+// CompressionConfig.ContextTakeover each connection keeps a compressor
+// (about 1.2 MiB) and up to 32 KiB of its client's data, and its writer
+// compresses its messages in order.
+//
 // # Rooms
 //
 // A connection joins and leaves rooms (sdk.Conn.Join, Leave, Broadcast, or

@@ -3,6 +3,7 @@ package wsframework
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -36,19 +37,32 @@ type verdict struct {
 
 func (v *verdict) add(kind string, b []byte) { v.Events = append(v.Events, kind+":"+string(b)) }
 
-// referenceVerdict reads stream by RFC 6455 and Strand's limits, with
-// gobwas/ws's ReadHeader and Cipher and unicode/utf8: a differential oracle
-// that shares no code with the parser. UTF-8 is judged fail-fast: a text
-// message whose bytes so far cannot begin valid UTF-8 ends the stream with
-// 1007 even if the rest never arrives.
-func referenceVerdict(stream []byte) verdict {
+// fuzzMode is how the fuzzer's connections negotiated permessage-deflate.
+type fuzzMode struct {
+	name     string
+	deflate  bool // negotiated
+	takeover bool // the client may compress with context takeover
+}
+
+var fuzzModes = []fuzzMode{{"plain", false, false}, {"deflate", true, false}, {"deflate_takeover", true, true}}
+
+// referenceVerdict reads stream by RFC 6455, RFC 7692 (as negotiated in
+// mode) and Strand's limits, with gobwas/ws's ReadHeader and Cipher,
+// compress/flate and unicode/utf8: a differential oracle that shares no
+// code with the parser. UTF-8 is judged fail-fast: a text message whose
+// bytes so far cannot begin valid UTF-8 ends the stream with 1007 even if
+// the rest never arrives (for a compressed message, its inflated bytes,
+// once its last frame is in).
+func referenceVerdict(stream []byte, mode fuzzMode) verdict {
 	var v verdict
 	r := bytes.NewReader(stream)
 	var (
-		msg    []byte
-		msgOp  ws.OpCode
-		inMsg  bool
-		frames int
+		msg        []byte
+		msgOp      ws.OpCode
+		inMsg      bool
+		compressed bool
+		frames     int
+		window     []byte // the inflated bytes a compressed message may refer to (takeover)
 	)
 	for {
 		h, err := ws.ReadHeader(r)
@@ -59,8 +73,9 @@ func referenceVerdict(stream []byte) verdict {
 		if err != nil {
 			return v // the stream ended inside a header (or before one)
 		}
+		rsv1 := ws.Rsv(true, false, false)
 		switch {
-		case h.Rsv != 0, !h.Masked:
+		case h.Rsv != 0 && !(mode.deflate && h.Rsv == rsv1 && (h.OpCode == ws.OpText || h.OpCode == ws.OpBinary)), !h.Masked:
 			v.Close = 1002
 			return v
 		}
@@ -123,6 +138,7 @@ func referenceVerdict(stream []byte) verdict {
 		}
 		if h.OpCode != ws.OpContinuation {
 			msg, msgOp, inMsg, frames = nil, h.OpCode, true, 0
+			compressed = h.Rsv != 0
 		}
 		frames++
 		if frames > fuzzMaxFragments {
@@ -133,7 +149,7 @@ func referenceVerdict(stream []byte) verdict {
 		_, _ = io.ReadFull(r, p)
 		ws.Cipher(p, h.Mask, 0)
 		msg = append(msg, p...)
-		if msgOp == ws.OpText && !validUTF8Prefix(msg) {
+		if msgOp == ws.OpText && !compressed && !validUTF8Prefix(msg) {
 			v.Close = 1007
 			return v
 		}
@@ -142,6 +158,17 @@ func referenceVerdict(stream []byte) verdict {
 		}
 		if !h.Fin {
 			continue
+		}
+		if compressed {
+			var code int
+			if msg, code = referenceInflate(msg, window, msgOp == ws.OpText); code != 0 {
+				v.Close = code
+				return v
+			}
+			if mode.takeover {
+				window = append(window, msg...)
+				window = window[max(0, len(window)-wsproto.Window):]
+			}
 		}
 		if msgOp == ws.OpText && !utf8.Valid(msg) {
 			v.Close = 1007
@@ -154,6 +181,27 @@ func referenceVerdict(stream []byte) verdict {
 		}
 		msg, inMsg = nil, false
 	}
+}
+
+// referenceInflate inflates a compressed message's payload by RFC 7692
+// section 7.2.2 (the payload, then 0x00 0x00 0xff 0xff; an empty final
+// block after them, so that compress/flate ends with io.EOF) with window as
+// the preset dictionary, reading at most one byte past the size limit, and
+// judges it: invalid UTF-8 within the limit first (1007), then the size
+// (1009), then a DEFLATE error (1007). Bytes after a final block are not
+// read, as compress/flate does.
+func referenceInflate(payload, window []byte, text bool) ([]byte, int) {
+	src := io.MultiReader(bytes.NewReader(payload), bytes.NewReader([]byte{0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff}))
+	out, err := io.ReadAll(io.LimitReader(flate.NewReaderDict(src, window), fuzzMaxMessage+1))
+	switch {
+	case text && !validUTF8Prefix(out[:min(len(out), fuzzMaxMessage)]):
+		return nil, 1007
+	case len(out) > fuzzMaxMessage:
+		return nil, 1009
+	case err != nil:
+		return nil, 1007
+	}
+	return out, 0
 }
 
 // validUTF8Prefix reports whether b can begin valid UTF-8: valid, but for
@@ -213,11 +261,20 @@ func chunks(stream, cuts []byte) [][]byte {
 	return out
 }
 
-// parserVerdict feeds the pieces to a Parser directly.
-func parserVerdict(lim *wsproto.Limits, pieces [][]byte) verdict {
-	var v verdict
-	var ps wsproto.Parser
+// newFuzzParser returns a Parser for lim, negotiated as mode says.
+func newFuzzParser(lim *wsproto.Limits, mode fuzzMode) *wsproto.Parser {
+	ps := new(wsproto.Parser)
 	ps.Init(lim)
+	if mode.deflate {
+		ps.Deflate(mode.takeover)
+	}
+	return ps
+}
+
+// parserVerdict feeds the pieces to a Parser directly.
+func parserVerdict(lim *wsproto.Limits, mode fuzzMode, pieces [][]byte) verdict {
+	var v verdict
+	ps := newFuzzParser(lim, mode)
 	defer ps.Release()
 	for _, in := range pieces {
 		for len(in) > 0 {
@@ -252,14 +309,13 @@ func (noHook) beforeRead(*wsproto.Parser) {}
 
 // goroutineReaderVerdict feeds the pieces the way the goroutine reader
 // does (readEvent over a bufio.Reader).
-func goroutineReaderVerdict(lim *wsproto.Limits, pieces [][]byte) verdict {
+func goroutineReaderVerdict(lim *wsproto.Limits, mode fuzzMode, pieces [][]byte) verdict {
 	var v verdict
-	var ps wsproto.Parser
-	ps.Init(lim)
+	ps := newFuzzParser(lim, mode)
 	defer ps.Release()
 	br := bufio.NewReaderSize(&pieceReader{pieces: pieces}, 16)
 	for {
-		ev, err := readEvent(br, &ps, noHook{})
+		ev, err := readEvent(br, ps, noHook{})
 		if err != nil {
 			return v
 		}
@@ -272,10 +328,9 @@ func goroutineReaderVerdict(lim *wsproto.Limits, pieces [][]byte) verdict {
 // pollReaderVerdict feeds the pieces the way the poll reader does
 // (pollFeed.step): each piece is one readiness report, after which the
 // socket would block.
-func pollReaderVerdict(lim *wsproto.Limits, pieces [][]byte) verdict {
+func pollReaderVerdict(lim *wsproto.Limits, mode fuzzMode, pieces [][]byte) verdict {
 	var v verdict
-	var ps wsproto.Parser
-	ps.Init(lim)
+	ps := newFuzzParser(lim, mode)
 	defer ps.Release()
 	var f pollFeed
 	defer releaseAll(&f.rb)
@@ -289,7 +344,7 @@ func pollReaderVerdict(lim *wsproto.Limits, pieces [][]byte) verdict {
 			return n, nil
 		}
 		for {
-			ev, more, err := f.step(&ps, lim.Buffers, read)
+			ev, more, err := f.step(ps, lim.Buffers, read)
 			if !more {
 				if !errors.Is(err, netpoll.ErrWouldBlock) {
 					panic(fmt.Sprintf("unexpected read error %v", err))
@@ -305,36 +360,39 @@ func pollReaderVerdict(lim *wsproto.Limits, pieces [][]byte) verdict {
 }
 
 // FuzzFrameParser feeds arbitrary byte streams, cut at arbitrary points,
-// through the frame parser and through each reader's way of feeding it, and
-// checks that every one reaches the reference reading's verdict, with every
-// pooled buffer given back.
+// through the frame parser and through each reader's way of feeding it,
+// without permessage-deflate and with it (with and without context
+// takeover), and checks that every one reaches the reference reading's
+// verdict, with every pooled buffer given back.
 func FuzzFrameParser(f *testing.F) {
-	for _, seed := range frameParserSeeds() {
+	for _, seed := range frameParserSeeds(f) {
 		f.Add(seed, []byte{0})
 		f.Add(seed, []byte{2, 9, 0, 200})
 	}
 	f.Fuzz(func(t *testing.T, stream, cuts []byte) {
-		want := referenceVerdict(stream)
-		pool := bufpool.New(bufpool.Config{Poison: true})
-		lim := &wsproto.Limits{MaxMessage: fuzzMaxMessage, MaxFragments: fuzzMaxFragments, Buffers: pool}
-		for _, way := range []struct {
-			name string
-			run  func(*wsproto.Limits, [][]byte) verdict
-		}{
-			{"parser", parserVerdict},
-			{"goroutine_reader", goroutineReaderVerdict},
-			{"poll_reader", pollReaderVerdict},
-		} {
-			got := way.run(lim, chunks(stream, cuts))
-			require.Equal(t, want, got, "%s, stream %x cut by %v", way.name, stream, cuts)
+		for _, mode := range fuzzModes {
+			want := referenceVerdict(stream, mode)
+			pool := bufpool.New(bufpool.Config{Poison: true})
+			lim := &wsproto.Limits{MaxMessage: fuzzMaxMessage, MaxFragments: fuzzMaxFragments, Buffers: pool}
+			for _, way := range []struct {
+				name string
+				run  func(*wsproto.Limits, fuzzMode, [][]byte) verdict
+			}{
+				{"parser", parserVerdict},
+				{"goroutine_reader", goroutineReaderVerdict},
+				{"poll_reader", pollReaderVerdict},
+			} {
+				got := way.run(lim, mode, chunks(stream, cuts))
+				require.Equal(t, want, got, "%s, %s, stream %x cut by %v", way.name, mode.name, stream, cuts)
+			}
+			st := pool.Stats()
+			require.Equal(t, st.Gets-st.Oversize, st.Releases, "%s: pooled buffers not released: %+v", mode.name, st)
 		}
-		st := pool.Stats()
-		require.Equal(t, st.Gets-st.Oversize, st.Releases, "pooled buffers not released: %+v", st)
 	})
 }
 
-// frameParserSeeds are the protocol tests' streams.
-func frameParserSeeds() [][]byte {
+// frameParserSeeds are the protocol tests' streams, and compressed ones.
+func frameParserSeeds(tb testing.TB) [][]byte {
 	f := func(fin bool, rsv, op byte, declared uint64, payload []byte) []byte {
 		b0 := op | rsv<<4
 		if fin {
@@ -355,6 +413,28 @@ func frameParserSeeds() [][]byte {
 		return append(append(b, mask[:]...), p...)
 	}
 	w := func(fin bool, op byte, p string) []byte { return f(fin, 0, op, uint64(len(p)), []byte(p)) }
+	z := func(fin bool, op byte, p []byte) []byte { return f(fin, 4, op, uint64(len(p)), p) }
+	// deflateAll compresses messages as permessage-deflate does, with
+	// context takeover when one compressor runs through them.
+	deflateAll := func(takeover bool, msgs ...[]byte) [][]byte {
+		var out [][]byte
+		var buf bytes.Buffer
+		fw, err := flate.NewWriter(&buf, flate.BestCompression)
+		require.NoError(tb, err)
+		for _, m := range msgs {
+			if !takeover {
+				fw.Reset(&buf)
+			}
+			buf.Reset()
+			_, _ = fw.Write(m)
+			require.NoError(tb, fw.Flush())
+			out = append(out, bytes.Clone(bytes.TrimSuffix(buf.Bytes(), []byte{0, 0, 0xff, 0xff})))
+		}
+		return out
+	}
+	deflate := func(m []byte) []byte { return deflateAll(false, m)[0] }
+	hello := deflate([]byte("héllo"))
+	taken := deflateAll(true, []byte("the quick brown fox"), []byte("the quick brown fox"))
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	return [][]byte{
 		w(true, opText, "hello"),
@@ -376,5 +456,19 @@ func frameParserSeeds() [][]byte {
 		cat(w(false, opText, "a"), w(true, opContinuation, "\xe2\x82")),
 		cat(w(false, opBinary, ""), w(false, opContinuation, ""), w(false, opContinuation, ""), w(false, opContinuation, ""), w(false, opContinuation, ""), w(false, opContinuation, ""), w(true, opContinuation, "")),
 		w(true, opText, string(bytes.Repeat([]byte("é"), 140))),
+
+		// permessage-deflate: RSV1 on a message's first frame.
+		z(true, opText, hello),
+		cat(f(false, 4, opBinary, 3, hello[:3]), w(true, opPing, "p"), f(true, 0, opContinuation, uint64(len(hello)-3), hello[3:])),
+		cat(z(true, opText, hello), w(true, opText, "plain"), z(true, opBinary, []byte{0x00})),
+		z(true, opText, []byte{0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00}), // RFC 7692's BFINAL example
+		z(true, opBinary, deflate(bytes.Repeat([]byte("a"), fuzzMaxMessage+1))),
+		z(true, opText, deflate(bytes.Repeat([]byte("é"), fuzzMaxMessage/2))),
+		z(true, opText, deflate([]byte("ok\xff"))),
+		z(true, opBinary, []byte{0xff, 0xff}),
+		z(true, opBinary, nil),
+		cat(f(false, 4, opText, 2, hello[:2]), f(true, 4, opContinuation, uint64(len(hello)-2), hello[2:])),
+		f(true, 4, opPing, 0, nil),
+		cat(z(true, opText, taken[0]), z(true, opText, taken[1])), // the second refers back to the first
 	}
 }

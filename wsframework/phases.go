@@ -171,7 +171,7 @@ func (x *exchange) answer(rc *core.RequestContext) {
 // upgrade completes the handshake, runs Logging (status 101) and serves the
 // connection on this goroutine.
 func (x *exchange) upgrade(re routeEntry, rc *core.RequestContext, h *core.WebSocketHandlers) {
-	c, info, status := x.srv.upgrade(x.w, x.r, re.rt, rc, h)
+	c, info, status := x.srv.upgrade(x.w, x.r, re.rt, rc, h, x.rt.compress)
 	x.status = status
 	x.values = rc.Values()
 	x.log()

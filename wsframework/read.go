@@ -181,17 +181,20 @@ func (c *conn) onEvent(ev *wsproto.Event) (res readResult, done bool) {
 		// read before it.
 		return readResult{reason: ReasonPeer, code: ev.Code, text: ev.Reason, peerClosed: true}, true
 	case wsproto.Violation:
-		return c.fail(violationReason(ev.Code), ev.Reason), true
+		return c.fail(violationReason(ev), ev.Reason), true
 	}
 	panic(fmt.Sprintf("wsframework: unexpected parser event %v", ev.Kind))
 }
 
-// violationReason maps a parser violation's close code to its reason.
-func violationReason(code core.CloseCode) CloseReason {
-	switch code {
+// violationReason maps a parser violation to its reason.
+func violationReason(ev *wsproto.Event) CloseReason {
+	switch ev.Code {
 	case core.CloseMessageTooBig:
 		return ReasonTooBig
 	case core.CloseInvalidPayload:
+		if ev.Reason == wsproto.BadDeflate {
+			return ReasonBadDeflate
+		}
 		return ReasonBadUTF8
 	case core.ClosePolicyViolation:
 		return ReasonMessageLimit

@@ -19,7 +19,7 @@ const (
 	ReasonTooBig                          // message over MaxMessageBytes: 1009
 	ReasonBadUTF8                         // invalid UTF-8 in a text message or close reason: 1007
 	ReasonProtocol                        // protocol violation: 1002
-	ReasonPanic                           // a handler panicked (core.ConnHost.ClosePanic): 1011
+	ReasonPanic                           // a handler panicked : 1011
 	ReasonSlowConsumer                    // write queue full, or a write blocked past WriteTimeout: 1008
 	ReasonShutdown                        // server shutdown: 1001
 	ReasonIdle                            // nothing received within IdleTimeout: 1001
@@ -27,13 +27,14 @@ const (
 	ReasonWriteFailed                     // a write failed (reset, broken pipe): 1006
 	ReasonMessageLimit                    // too many fragments, a message assembled too slowly, or over MessageRate: 1008
 	ReasonInternal                        // the server's own reading or writing of the connection panicked: 1011
+	ReasonBadDeflate                      // a compressed message's data is not valid DEFLATE (permessage-deflate): 1007
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"peer", "local", "abnormal", "too_big", "bad_utf8", "protocol",
 	"panic", "slow_consumer", "shutdown", "idle", "read_timeout", "write_failed",
-	"message_limit", "internal",
+	"message_limit", "internal", "bad_deflate",
 }
 
 func (r CloseReason) String() string {
@@ -53,7 +54,7 @@ func (r CloseReason) code() core.CloseCode {
 		return core.CloseAbnormal
 	case ReasonTooBig:
 		return core.CloseMessageTooBig
-	case ReasonBadUTF8:
+	case ReasonBadUTF8, ReasonBadDeflate:
 		return core.CloseInvalidPayload
 	case ReasonProtocol:
 		return core.CloseProtocolError

@@ -22,7 +22,7 @@ var (
 	// ErrMessageType is returned for a message type other than sdk.Text
 	// and sdk.Binary. It is sdk.ErrMessageType, which every send path
 	// (Conn.Send, Broadcast, SendTo) returns: test for either.
-	ErrMessageType = core.ErrMessageType
+	ErrMessageType = sdk.ErrMessageType
 )
 
 // RoomStats are the room counters of one Server (one node).
@@ -266,6 +266,11 @@ var _ AdapterHandler = (*hub)(nil)
 // own slow-consumer policy, which releases what it had queued. A message
 // larger than WriteQueueBytes (published by a node with a larger bound) is
 // skipped by every member, which stays open, and counted in Dropped.
+//
+// Members that negotiated permessage-deflate without context takeover get
+// one compressed copy, made once (by the first of them) and shared the
+// same way; a member with context takeover gets msg.Data, which its writer
+// compresses.
 func (h *hub) Deliver(msg RoomMessage) {
 	r, ok := h.rooms.Load(msg.Room)
 	if !ok {
@@ -273,19 +278,43 @@ func (h *hub) Deliver(msg RoomMessage) {
 		return
 	}
 	var sent, failed uint64
+	typeOK := msg.Type == sdk.Text || msg.Type == sdk.Binary
+	raw := len(msg.Data.B)
+	var z *bufpool.Buffer // msg.Data compressed, for pmdShared members
+	zMade := false
 	r.mu.Lock()
 	for _, m := range r.members {
 		if msg.ExcludeFrom && m.id == msg.From {
 			continue
 		}
-		msg.Data.Retain()
-		if m.Write(core.MessageType(msg.Type), msg.Data) != nil {
+		if !typeOK {
+			failed++
+			continue
+		}
+		b, op, deflate := msg.Data, byte(msg.Type), false
+		if m.compresses(raw) {
+			if m.pmd == pmdOwn {
+				deflate = true
+			} else {
+				if !zMade {
+					z, zMade = h.srv.deflater.compress(msg.Data.B), true // nil: not smaller
+				}
+				if z != nil {
+					b, op = z, op|rsv1
+				}
+			}
+		}
+		b.Retain()
+		if m.enqueue(op, deflate, b, int64(raw)) != nil {
 			failed++
 		} else {
 			sent++
 		}
 	}
 	r.mu.Unlock()
+	if z != nil {
+		z.Release()
+	}
 	msg.Data.Release()
 	if sent > 0 {
 		h.delivered.Add(sent)

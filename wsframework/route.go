@@ -27,6 +27,7 @@ type route struct {
 	params   []string
 	chain    []routeEntry
 	terminal http.Handler
+	compress bool // permessage-deflate may be negotiated (Config.Compression, RouteOptions)
 
 	// What the chain registered, so unregistered phases cost nothing.
 	anyResponseFilter bool
@@ -170,7 +171,9 @@ func (s *Server) release(ip string) {
 // success it returns the connection, which the caller then serves on its
 // goroutine (net/http no longer tracks a hijacked connection; the Server
 // does, through connWG). On failure the refusal has been written.
-func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *core.Runtime, rc *core.RequestContext, h *core.WebSocketHandlers) (*conn, core.ConnInfo, int) {
+// compress reports whether permessage-deflate may be negotiated on the
+// route (compress.go).
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *core.Runtime, rc *core.RequestContext, h *core.WebSocketHandlers, compress bool) (*conn, core.ConnInfo, int) {
 	if !isWebSocketHandshake(r) {
 		w.Header().Set("Upgrade", "websocket")
 		http.Error(w, "a WebSocket handshake is required here", http.StatusUpgradeRequired)
@@ -180,6 +183,13 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *core.Runtim
 		s.stats.rejectedOrigin.Add(1)
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return nil, core.ConnInfo{}, http.StatusForbidden
+	}
+	// Negotiated here rather than through gobwas's HTTPUpgrader.Negotiate,
+	// which refuses an empty header line that RFC 7230 says to ignore.
+	pmd, err := negotiateDeflate(r.Header["Sec-Websocket-Extensions"], compress, s.cfg.Compression.ContextTakeover)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil, core.ConnInfo{}, http.StatusBadRequest
 	}
 	req := rc.Request()
 	if status := s.admit(w, req.ClientIP); status != 0 {
@@ -192,6 +202,11 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *core.Runtim
 	if edits := rc.HeaderEdits(); len(edits) > 0 {
 		u.Header = make(http.Header)
 		core.ApplyHeaderEdits(u.Header, edits)
+	}
+	if pmd.on {
+		// Written with any answer gobwas gives, a refusal included, where
+		// it means nothing.
+		u.Header = addDeflateAnswer(u.Header, pmd)
 	}
 	nc, rw, hs, err := u.Upgrade(r, w)
 	if uw, ok := w.(*upgradeWriter); ok {
@@ -213,6 +228,10 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, rt *core.Runtim
 		nc = pc.Conn
 	}
 	c := newConn(s, s.nextID.Add(1), nc, rw.Reader, rt)
+	if pmd.on {
+		c.setDeflate(pmd)
+		s.stats.compressed.Add(1)
+	}
 	info := core.ConnInfo{
 		ID: c.id, Request: core.ConnSnapshot(req), Values: rc.Values(), Subprotocol: hs.Protocol, Handlers: h,
 	}

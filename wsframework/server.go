@@ -77,9 +77,10 @@ type Server struct {
 
 	// clock is the source of every deadline: monotonic, replaced by a
 	// manual clock in tests (before the Server serves).
-	clock  *clock.Clock
-	limits wsproto.Limits // every connection's frame parser's
-	hooks  testHooks
+	clock    *clock.Clock
+	limits   wsproto.Limits // every connection's frame parser's
+	deflater *deflater      // compresses what is sent (compress.go)
+	hooks    testHooks
 
 	stats serverCounters
 }
@@ -99,8 +100,11 @@ type serverCounters struct {
 	rejectedIP     atomic.Uint64
 	messagesIn     atomic.Uint64
 	messagesOut    atomic.Uint64
+	compressed     atomic.Uint64 // handshakes that negotiated permessage-deflate
+	messagesInZ    atomic.Uint64 // compressed messages inflated (counted by the parsers)
+	messagesOutZ   atomic.Uint64 // data messages written compressed
 	dropped        atomic.Uint64 // queued outgoing messages dropped on close
-	sendsTooBig    atomic.Uint64 // outgoing messages refused with core.ErrTooBig
+	sendsTooBig    atomic.Uint64 // outgoing messages refused with sdk.ErrTooBig
 	phaseTimeouts  atomic.Uint64
 	phasePanics    atomic.Uint64
 	phaseRejected  atomic.Uint64
@@ -129,9 +133,14 @@ type Stats struct {
 	MessagesIn     uint64            // messages read from clients
 	MessagesOut    uint64            // data messages written to clients
 	Dropped        uint64            // queued outgoing messages released unsent because their connection closed
-	SendsTooBig    uint64            // outgoing messages refused with core.ErrTooBig, over WriteQueueBytes alone (see Config)
+	SendsTooBig    uint64            // outgoing messages refused with sdk.ErrTooBig, over WriteQueueBytes alone (see Config)
 	Closes         map[string]uint64 // connections closed, by CloseReason name
 	Panics         uint64            // panics while reading or writing a connection (each closed it with 1011)
+
+	// permessage-deflate (Config.Compression).
+	Compressed            uint64 // of Accepted, handshakes that negotiated it
+	MessagesInCompressed  uint64 // messages that arrived compressed and were inflated (each in MessagesIn too, unless it came after the server's close frame)
+	MessagesOutCompressed uint64 // of MessagesOut, data messages written compressed
 
 	// Serve's accept path, before a request is read whole.
 	Handshakes          int64  // connections whose request head is being read now
@@ -168,7 +177,8 @@ func New(cfg Config) (*Server, error) {
 		proxies:  proxies,
 	}
 	s.clock = clock.New()
-	s.limits = wsproto.Limits{MaxMessage: c.MaxMessageBytes, MaxFragments: c.MaxFragments, Buffers: c.Buffers}
+	s.limits = wsproto.Limits{MaxMessage: c.MaxMessageBytes, MaxFragments: c.MaxFragments, Buffers: c.Buffers, Inflated: &s.stats.messagesInZ}
+	s.deflater = newDeflater(c.Compression.Level, c.Buffers)
 	s.handshakes = newHandshakeList(c.MaxHandshakes, c.MaxHandshakesPerIP, &s.stats)
 	s.phaseDeadlines = newDeadlines(c.PhaseTimeout, s.clock)
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
@@ -185,17 +195,33 @@ func New(cfg Config) (*Server, error) {
 // "/chat/{room}"; wildcards become the request's Params). The entries' request
 // filters run in order; the entry that upgrades owns the WebSocket. A
 // request that every entry lets through goes to terminal, or gets 404 when
-// terminal is nil.
+// terminal is nil. It is RouteWith with the zero RouteOptions.
 //
 // Mistakes fail here, with an error that names them: an entry with no
 // handler (a misspelled or never registered name), WebSocket handlers that
 // set both OnMessage and OnText or OnBinary, and a second plugin with the
 // name of one already routed.
-func (s *Server) Route(pattern string, terminal http.Handler, entries ...*sdk.Entry) (err error) {
+func (s *Server) Route(pattern string, terminal http.Handler, entries ...*sdk.Entry) error {
+	return s.RouteWith(pattern, RouteOptions{}, terminal, entries...)
+}
+
+// RouteOptions are settings of one route that differ from the Server's
+// (RouteWith). The zero value changes nothing.
+type RouteOptions struct {
+	// NoCompression declines permessage-deflate on the route's upgrades,
+	// whatever Config.Compression says: for a route whose messages do
+	// not compress (already compressed media), or that mixes secrets with
+	// data a client controls in one message (compressed sizes can leak
+	// such secrets, as in the CRIME and BREACH attacks).
+	NoCompression bool
+}
+
+// RouteWith is Route with options for this route.
+func (s *Server) RouteWith(pattern string, opts RouteOptions, terminal http.Handler, entries ...*sdk.Entry) (err error) {
 	if len(entries) == 0 && terminal == nil {
 		return fmt.Errorf("wsframework: Route %q: no entries and no terminal", pattern)
 	}
-	rt := &route{srv: s, pattern: pattern, terminal: terminal}
+	rt := &route{srv: s, pattern: pattern, terminal: terminal, compress: !opts.NoCompression && !s.cfg.Compression.Disabled}
 	for _, se := range entries {
 		if se == nil {
 			return fmt.Errorf("wsframework: Route %q: nil entry", pattern)
@@ -400,6 +426,10 @@ func (s *Server) Stats() Stats {
 		BodyTooLarge:   c.bodyTooLarge.Load(),
 		BodyPassed:     c.bodyPassed.Load(),
 		BodyRefused:    c.bodyRefused.Load(),
+
+		Compressed:            c.compressed.Load(),
+		MessagesInCompressed:  c.messagesInZ.Load(),
+		MessagesOutCompressed: c.messagesOutZ.Load(),
 
 		Handshakes:          s.handshakes.len(),
 		HandshakesEvicted:   c.handshakesEvicted.Load(),

@@ -21,8 +21,9 @@ type writeBatch struct {
 	out  net.Buffers // what WriteTo consumes; a field so that it does not escape per write
 }
 
-// putHeader writes a server (unmasked) frame header for op and n payload
-// bytes into dst and returns its length.
+// putHeader writes a server (unmasked) frame header for op (an opcode,
+// with rsv1 set for a compressed message) and n payload bytes into dst and
+// returns its length.
 func putHeader(dst []byte, op byte, n int) int {
 	dst[0] = 0x80 | op
 	switch {
@@ -110,16 +111,23 @@ func (c *conn) writeLoop() {
 		hdrs := wb.hdrs[:need]
 		vec := wb.vec[:0]
 		off := 0
-		data := 0
-		for _, it := range items {
+		data, compressed := 0, 0
+		for i := range items {
+			it := &items[i]
+			if it.deflate {
+				c.deflateOwn(it)
+			}
 			n := putHeader(hdrs[off:], it.op, len(it.buf.B))
 			vec = append(vec, hdrs[off:off+n])
 			if len(it.buf.B) > 0 {
 				vec = append(vec, it.buf.B)
 			}
 			off += n
-			if it.op == opText || it.op == opBinary {
+			if op := it.op &^ rsv1; op == opText || op == opBinary {
 				data++
+				if it.op&rsv1 != 0 {
+					compressed++
+				}
 			}
 		}
 		wb.vec = vec[:0]
@@ -160,6 +168,9 @@ func (c *conn) writeLoop() {
 			continue
 		}
 		s.stats.messagesOut.Add(uint64(data))
+		if compressed > 0 {
+			s.stats.messagesOutZ.Add(uint64(compressed))
+		}
 	}
 }
 

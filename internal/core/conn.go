@@ -178,6 +178,26 @@ func (c *Conn) SendBuffer(typ MessageType, b *bufpool.Buffer) error {
 	return c.host.Write(typ, b)
 }
 
+// UncompressedWriter is the optional part of a ConnHost that can send a
+// message uncompressed whatever the connection negotiated
+// (permessage-deflate). A host without it has nothing to compress.
+type UncompressedWriter interface {
+	WriteUncompressed(typ MessageType, b *bufpool.Buffer) error
+}
+
+// SendUncompressed is Send for a message that must not be compressed.
+func (c *Conn) SendUncompressed(typ MessageType, data []byte) error {
+	if !typ.valid() {
+		return ErrMessageType
+	}
+	b := c.rt.bufs.Get(len(data))
+	copy(b.B, data)
+	if uw, ok := c.host.(UncompressedWriter); ok {
+		return uw.WriteUncompressed(typ, b)
+	}
+	return c.host.Write(typ, b)
+}
+
 // Buffers returns the buffer pool to take SendBuffer buffers from.
 func (c *Conn) Buffers() *bufpool.Pool { return c.rt.bufs }
 

@@ -2,6 +2,7 @@ package wsproto
 
 import (
 	"encoding/binary"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -44,6 +45,9 @@ type Limits struct {
 	MaxFragments int
 	// Buffers supplies message buffers.
 	Buffers *bufpool.Pool
+	// Inflated, when set, counts the compressed messages inflated
+	// (permessage-deflate, Parser.Deflate).
+	Inflated *atomic.Uint64
 }
 
 // Kind says what an Event is.
@@ -63,8 +67,9 @@ const (
 	// for an empty body) and Event.Reason.
 	Close
 	// Violation: the input broke a rule. Event.Code is the close code to
-	// answer with (1002, 1007, 1008 or 1009) and Event.Reason says why.
-	// The Parser is done: every later call returns the same violation.
+	// answer with (1002, 1007, 1008 or 1009) and Event.Reason says why
+	// (BadDeflate for a compressed message that does not inflate). The
+	// Parser is done: every later call returns the same violation.
 	Violation
 )
 
@@ -104,7 +109,8 @@ type Event struct {
 // fragmentation, control frame size, 64-bit length), the message size and
 // fragment budgets, UTF-8 of text messages as each byte arrives (a code
 // point split between fragments is valid; an invalid byte is a violation
-// at once), and close frame bodies.
+// at once), and close frame bodies. With permessage-deflate (Deflate) it
+// inflates compressed messages too (inflate.go).
 //
 // A Parser is used by one goroutine at a time. Its zero value is not
 // usable: call Init.
@@ -124,7 +130,9 @@ type Parser struct {
 	hdr   [MaxHeader]byte
 	frame uint32 // frames started, mod 2^32
 
-	// The data message being assembled (msgOp != 0).
+	// The data message being assembled (msgOp != 0): its opcode, with
+	// rsv1 set when it is compressed (its bytes are then checked once
+	// inflated, not as they arrive).
 	msgOp    byte
 	frags    int32
 	msgFrame uint32 // the frame that started the message
@@ -134,6 +142,11 @@ type Parser struct {
 	ctl     *bufpool.Buffer // a control payload that arrived in pieces
 	ctlUsed bool            // ctl was handed out in an event: release it next call
 	dead    bool            // a violation was found: ev holds it for good
+
+	// permessage-deflate (inflate.go).
+	deflate  bool            // negotiated: RSV1 marks a compressed message
+	takeover bool            // the peer compresses with context takeover: hist is kept
+	hist     *bufpool.Buffer // the last Window bytes of the compressed messages inflated (takeover)
 
 	ev Event // the last event
 }
@@ -149,6 +162,10 @@ func (p *Parser) Release() {
 	if p.msg != nil {
 		p.msg.Release()
 		p.msg = nil
+	}
+	if p.hist != nil {
+		p.hist.Release()
+		p.hist = nil
 	}
 	p.releaseCtl()
 }
@@ -349,7 +366,9 @@ func (p *Parser) startFrame() Kind {
 		length = int64(l)
 	}
 	if rsv != 0 {
-		return p.violate(core.CloseProtocolError, "reserved bits set without a negotiated extension")
+		if k := p.reserved(rsv); k != None {
+			return k
+		}
 	}
 	if !masked {
 		return p.violate(core.CloseProtocolError, "client frame is not masked")
@@ -390,7 +409,8 @@ func (p *Parser) startFrame() Kind {
 		return p.violate(core.CloseMessageTooBig, "message too big")
 	}
 	if p.op != OpContinuation {
-		p.msgOp, p.frags, p.text, p.msgFrame = p.op, 0, utf8State{}, p.frame
+		// rsv is 0, or rsv1 on a compressed message's first frame.
+		p.msgOp, p.frags, p.text, p.msgFrame = p.op|rsv, 0, utf8State{}, p.frame
 	}
 	p.frags++
 	if m := p.lim.MaxFragments; m > 0 && int(p.frags) > m {
@@ -452,6 +472,10 @@ func (p *Parser) frameDone() Kind {
 	msg := p.msg
 	if msg == nil {
 		msg = p.lim.Buffers.Get(0)
+	}
+	if p.msgOp&rsv1 != 0 {
+		p.msg = nil
+		return p.inflate(msg)
 	}
 	p.ev.Kind, p.ev.Op, p.ev.Msg = Message, p.msgOp, msg
 	p.msg, p.msgOp = nil, 0

@@ -52,8 +52,17 @@ type outcome struct {
 // run feeds stream in chunks of size step (0: whole) and records events.
 func run(t *testing.T, lim *Limits, stream []byte, step int, direct bool) outcome {
 	t.Helper()
+	return runWith(t, lim, stream, step, direct, nil)
+}
+
+// runWith is run with setup applied to the Parser after Init.
+func runWith(t *testing.T, lim *Limits, stream []byte, step int, direct bool, setup func(*Parser)) outcome {
+	t.Helper()
 	var p Parser
 	p.Init(lim)
+	if setup != nil {
+		setup(&p)
+	}
 	defer p.Release()
 	var out outcome
 	in := append([]byte(nil), stream...)
