@@ -36,6 +36,7 @@ const (
 	DefaultReconnectMin   = 50 * time.Millisecond
 	DefaultReconnectMax   = 2 * time.Second
 	DefaultCommandTimeout = 5 * time.Second
+	DefaultFlushDelay     = 20 * time.Microsecond
 )
 
 // Errors of the adapter.
@@ -92,6 +93,11 @@ type Config struct {
 	// presence commands (default 5 s). Publish has no deadline of its own:
 	// it ends when Redis answers or the connection fails.
 	CommandTimeout time.Duration
+	// FlushDelay is how long the client waits for more commands before it
+	// writes what it has (rueidis MaxFlushDelay): longer means fewer
+	// system calls per message under load, and that much latency. Zero
+	// means DefaultFlushDelay (20 µs); negative means none.
+	FlushDelay time.Duration
 	// Logger receives warnings (reconnects, failed recoveries). Nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -118,6 +124,12 @@ func (c Config) withDefaults() (Config, rueidis.ClientOption, error) {
 	}
 	opt.DisableCache = true // no client-side caching (CLIENT TRACKING)
 	opt.ClientName = "strand"
+	switch {
+	case c.FlushDelay == 0:
+		opt.MaxFlushDelay = DefaultFlushDelay
+	case c.FlushDelay > 0:
+		opt.MaxFlushDelay = c.FlushDelay
+	}
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix
 	}
@@ -180,8 +192,9 @@ type Adapter struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 
-	rooms     *xsync.MapOf[string, *room] // subscribed rooms by name
-	byChannel *xsync.MapOf[string, *room] // and by channel
+	rooms     *xsync.MapOf[string, *room]     // subscribed rooms by name
+	keyCache  *xsync.MapOf[string, *roomKeys] // of rooms published to (bounded)
+	byChannel *xsync.MapOf[string, *room]     // and by channel
 
 	subMu     sync.Mutex // serialises (un)subscribing on the Pub/Sub connection
 	dc        rueidis.DedicatedClient
@@ -233,6 +246,7 @@ func New(cfg Config) (*Adapter, error) {
 		bufs:      bufpool.New(bufpool.Config{}),
 		stop:      make(chan struct{}),
 		rooms:     xsync.NewMapOf[string, *room](),
+		keyCache:  xsync.NewMapOf[string, *roomKeys](),
 		byChannel: xsync.NewMapOf[string, *room](),
 		pres:      make(map[string]map[uint64][]byte),
 	}
@@ -335,12 +349,7 @@ func (a *Adapter) Publish(msg wsframework.RoomMessage) error {
 		msg.Data.Release()
 		return wsframework.ErrAdapterClosed
 	}
-	var k roomKeys
-	if r, ok := a.rooms.Load(msg.Room); ok {
-		k = r.keys
-	} else {
-		k = a.keysOf(msg.Room)
-	}
+	k := a.pubKeys(msg.Room)
 	b := a.bufs.Get(hdrLen + len(msg.Data.B))
 	h := b.B[:hdrLen]
 	h[0], h[1], h[2] = bodyVersion, byte(msg.Type), 0
@@ -376,8 +385,9 @@ func (a *Adapter) Publish(msg wsframework.RoomMessage) error {
 
 // Subscribe implements wsframework.Adapter. It subscribes the room's
 // channel, then reads the room's position (making the room's state in Redis
-// if it has none): messages after that position are delivered. It fails
-// with ErrUnavailable while the Pub/Sub connection is down.
+// if it has none): messages after that position are delivered. While the
+// Pub/Sub connection is down it waits for it up to CommandTimeout, then
+// fails with ErrUnavailable.
 func (a *Adapter) Subscribe(name string) error {
 	if a.closed.Load() || !a.bound.Load() {
 		return wsframework.ErrAdapterClosed
@@ -386,6 +396,13 @@ func (a *Adapter) Subscribe(name string) error {
 	r.w = a.workers[workerOf(name, len(a.workers))]
 	r.active.Store(true)
 
+	// While the Pub/Sub connection is being (re)made, wait for it a while.
+	deadline := time.Now().Add(a.cfg.CommandTimeout)
+	for !a.connected.Load() && time.Now().Before(deadline) {
+		if !a.sleep(5 * time.Millisecond) {
+			return wsframework.ErrAdapterClosed
+		}
+	}
 	a.subMu.Lock()
 	a.rooms.Store(name, r)
 	a.byChannel.Store(r.keys.channel, r)
@@ -418,6 +435,21 @@ func (a *Adapter) Subscribe(name string) error {
 		_ = a.Unsubscribe(name)
 	}
 	return err
+}
+
+// keyCacheSize bounds the cache of the keys of rooms published to.
+const keyCacheSize = 4096
+
+// pubKeys returns room's keys, made once for the rooms published to most.
+func (a *Adapter) pubKeys(room string) roomKeys {
+	if k, ok := a.keyCache.Load(room); ok {
+		return *k
+	}
+	k := a.keysOf(room)
+	if a.keyCache.Size() < keyCacheSize {
+		a.keyCache.Store(room, &k)
+	}
+	return k
 }
 
 // dropRoom forgets r; subMu is held.
