@@ -56,4 +56,3 @@ func benchPublish(b *testing.B, rs *redistest.Server, flushDelay time.Duration) 
 	})
 	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 }
-
