@@ -1,13 +1,16 @@
 package chatserver
 
 import (
+	"context"
 	"embed"
 	"io/fs"
 	"net/http"
 	"strings"
 
 	"github.com/strandws/strand/examples/chat/chatplugin"
+	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/wsframework"
+	"github.com/strandws/strand/wsframework/redisadapter"
 )
 
 //go:embed web
@@ -25,29 +28,62 @@ type Config struct {
 	// Server configures the host. A zero MaxMessageBytes means
 	// DefaultMaxMessageBytes.
 	Server wsframework.Config
+	// Redis, if set, makes the server a node of a cluster: its rooms are
+	// shared, through Redis, with every chat server given the same Redis
+	// (Redis.URL). It overrides Server.Adapter and Chat.Cluster.
+	Redis *redisadapter.Config
 }
 
 // Chat is a chat server: the host and the plugin it runs.
 type Chat struct {
 	Server *wsframework.Server
 	Plugin *chatplugin.Chat
+	// Redis is the room adapter when Config.Redis was set (nil otherwise);
+	// the Server closes it on Shutdown.
+	Redis *redisadapter.Adapter
 }
 
 // New builds the server and its routes. It serves nothing until the caller
 // calls Server.Serve or Server.ListenAndServe, and the caller shuts it down
 // with Server.Shutdown.
 func New(cfg Config) (*Chat, error) {
-	p, err := chatplugin.New(cfg.Chat)
-	if err != nil {
-		return nil, err
-	}
 	sc := cfg.Server
 	if sc.MaxMessageBytes == 0 {
 		sc.MaxMessageBytes = DefaultMaxMessageBytes
 	}
+	var ra *redisadapter.Adapter
+	cl := &cluster{}
+	if cfg.Redis != nil {
+		rc := *cfg.Redis
+		if rc.Logger == nil {
+			rc.Logger = sc.Logger
+		}
+		var err error
+		if ra, err = redisadapter.New(rc); err != nil {
+			return nil, err
+		}
+		sc.Adapter = ra
+		cfg.Chat.Cluster = cl
+	}
+	p, err := chatplugin.New(cfg.Chat)
+	if err != nil {
+		if ra != nil {
+			_ = ra.Close()
+		}
+		return nil, err
+	}
 	srv, err := wsframework.New(sc)
 	if err != nil {
+		if ra != nil {
+			_ = ra.Close()
+		}
 		return nil, err
+	}
+	if ra != nil {
+		cl.srv = srv
+		srv.OnRoomGap(func(g wsframework.RoomGap) {
+			_ = srv.BroadcastLocal(g.Room, sdk.Text, p.GapNotice(g.Room))
+		})
 	}
 	web, err := fs.Sub(webFS, "web")
 	if err != nil {
@@ -68,7 +104,57 @@ func New(cfg Config) (*Chat, error) {
 			return nil, err
 		}
 	}
-	return &Chat{Server: srv, Plugin: p}, nil
+	return &Chat{Server: srv, Plugin: p, Redis: ra}, nil
+}
+
+// cluster implements chatplugin.Cluster over the Server's room adapter.
+type cluster struct{ srv *wsframework.Server }
+
+func (c *cluster) Join(ctx context.Context, id uint64, room string, presence []byte, n int, keep func([]byte) bool) ([][]byte, error) {
+	pos, err := c.srv.JoinRoomAt(id, room)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.srv.SetPresence(id, room, presence); err != nil {
+		return nil, err
+	}
+	// The room's history also holds joins and leaves: read back in pages
+	// until n messages are kept or the history ends.
+	var kept [][]byte
+	upTo := pos
+	for page := 0; len(kept) < n && upTo.Offset > 0 && page < 10; page++ {
+		hist, err := c.srv.RoomHistory(ctx, room, upTo, 2*n)
+		if err != nil {
+			return nil, err
+		}
+		var older [][]byte
+		for _, h := range hist {
+			if keep(h.Data) {
+				older = append(older, h.Data)
+			}
+		}
+		kept = append(older, kept...)
+		if len(hist) < 2*n {
+			break
+		}
+		upTo.Offset = hist[0].Pos.Offset - 1
+	}
+	if len(kept) > n {
+		kept = kept[len(kept)-n:]
+	}
+	return kept, nil
+}
+
+func (c *cluster) Members(ctx context.Context, room string) ([][]byte, error) {
+	ms, err := c.srv.RoomPresence(ctx, room)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(ms))
+	for i, m := range ms {
+		out[i] = m.Payload
+	}
+	return out, nil
 }
 
 func healthz(w http.ResponseWriter, _ *http.Request) {
