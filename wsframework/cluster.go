@@ -20,6 +20,10 @@ import (
 // when the Server's adapter does not keep history or presence.
 var ErrNotSupported = errors.New("wsframework: not supported by the room adapter")
 
+// ErrPositionMoved is returned by JoinRoomAfter when its function refused
+// the room's position: the connection did not join.
+var ErrPositionMoved = errors.New("wsframework: the room's position moved")
+
 // RoomPosition is a place in a room's message sequence: the offset of a
 // message (1, 2, ...) within an epoch. The epoch names one life of the
 // room's state in the shared store; it changes when the store lost that
@@ -62,9 +66,10 @@ type PresenceMember struct {
 // HistoryAdapter is an Adapter that keeps each room's recent messages.
 type HistoryAdapter interface {
 	Adapter
-	// History returns up to n of room's messages at or before upTo, oldest
-	// first. If upTo.Epoch is not the room's current epoch, the messages
-	// before upTo are gone: it returns none, and no error.
+	// History returns up to n of room's messages at or before upTo (the
+	// zero upTo: the newest), oldest first. If upTo.Epoch is not the
+	// room's current epoch, the messages before upTo are gone: it returns
+	// none, and no error.
 	History(ctx context.Context, room string, upTo RoomPosition, n int) ([]HistoryMessage, error)
 }
 
@@ -142,13 +147,50 @@ func (s *Server) JoinRoomAt(id uint64, room string) (RoomPosition, error) {
 	if !ok {
 		return RoomPosition{}, ErrNoConn
 	}
-	var pos RoomPosition
-	err := s.rooms.joinAt(c, room, &pos)
-	return pos, err
+	var o joinOpts
+	err := s.rooms.joinAt(c, room, &o)
+	return o.pos, err
 }
 
-// RoomHistory returns up to n of room's messages at or before upTo, oldest
-// first, from the adapter's history (ErrNotSupported if it has none).
+// JoinRoomAfter is JoinRoomAt that also queues a first message to the
+// connection, atomically with the join: first is called with the room's
+// position, under the lock that orders the room's deliveries, and what it
+// returns is queued before any message after that position. This is how a
+// joiner gets a room's history and then its live messages, in order, with
+// nothing missed or repeated: read the newest history (RoomHistory with
+// the zero position; the store is ahead of what this node delivered), then
+// JoinRoomAfter with a first that encodes the messages at or before the
+// position it is given. If that position is past what was read (or in
+// another epoch), first returns ok = false: the connection does not join
+// and JoinRoomAfter returns the position with ErrPositionMoved, to read
+// again and retry (the room stays subscribed for it, even with no member).
+// first must not block: it runs under the room's lock.
+func (s *Server) JoinRoomAfter(id uint64, room string, first func(pos RoomPosition) (typ sdk.MessageType, data []byte, ok bool)) (RoomPosition, error) {
+	c, ok := s.conns.Load(id)
+	if !ok {
+		return RoomPosition{}, ErrNoConn
+	}
+	o := joinOpts{first: first}
+	err := s.rooms.joinAt(c, room, &o)
+	return o.pos, err
+}
+
+// RoomPosition returns the position of the last message of room delivered
+// on this Server (zero if it has no members here or its adapter does not
+// number messages).
+func (s *Server) RoomPosition(room string) RoomPosition {
+	r, ok := s.rooms.rooms.Load(room)
+	if !ok {
+		return RoomPosition{}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pos
+}
+
+// RoomHistory returns up to n of room's messages at or before upTo (the
+// zero upTo: the newest), oldest first, from the adapter's history
+// (ErrNotSupported if it has none).
 func (s *Server) RoomHistory(ctx context.Context, room string, upTo RoomPosition, n int) ([]HistoryMessage, error) {
 	ha, ok := s.rooms.adapter.(HistoryAdapter)
 	if !ok {

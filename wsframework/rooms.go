@@ -121,9 +121,14 @@ func (c *conn) roomSet() *connRooms {
 // already.
 func (h *hub) join(c *conn, name string) error { return h.joinAt(c, name, nil) }
 
-// joinAt is join that sets *pos, if pos is not nil, to the room's position
-// when c was added (the last message delivered before c's first).
-func (h *hub) joinAt(c *conn, name string, pos *RoomPosition) error {
+// joinOpts are what JoinRoomAt and JoinRoomAfter add to a join.
+type joinOpts struct {
+	pos   RoomPosition // set to the room's position when c was added
+	first func(RoomPosition) (sdk.MessageType, []byte, bool)
+}
+
+// joinAt is join with opts (nil for none).
+func (h *hub) joinAt(c *conn, name string, opts *joinOpts) error {
 	if !core.ValidRoomName(name) {
 		return core.ErrInvalidRoom
 	}
@@ -134,7 +139,7 @@ func (h *hub) joinAt(c *conn, name string, pos *RoomPosition) error {
 		return core.ErrClosed
 	}
 	if _, ok := cr.names[name]; ok {
-		if pos != nil {
+		if opts != nil {
 			return errors.New("wsframework: already a member of the room")
 		}
 		return nil
@@ -143,7 +148,7 @@ func (h *hub) joinAt(c *conn, name string, pos *RoomPosition) error {
 		h.tooManyRooms.Add(1)
 		return core.ErrTooManyRooms
 	}
-	if err := h.add(c, name, pos); err != nil {
+	if err := h.add(c, name, opts); err != nil {
 		return err
 	}
 	if cr.names == nil {
@@ -192,7 +197,7 @@ func (h *hub) leaveAll(c *conn) {
 	}
 }
 
-func (h *hub) add(c *conn, name string, pos *RoomPosition) error {
+func (h *hub) add(c *conn, name string, opts *joinOpts) error {
 	l := h.subLock(name)
 	l.Lock()
 	defer l.Unlock()
@@ -209,8 +214,20 @@ func (h *hub) add(c *conn, name string, pos *RoomPosition) error {
 		}
 	}
 	r.mu.Lock()
-	if pos != nil {
-		*pos = r.pos
+	if opts != nil {
+		opts.pos = r.pos
+		if opts.first != nil {
+			typ, data, ok := opts.first(r.pos)
+			if !ok {
+				// The room stays subscribed, even without a member, for
+				// the caller's next try.
+				r.mu.Unlock()
+				return ErrPositionMoved
+			}
+			b := h.srv.cfg.Buffers.Get(len(data))
+			copy(b.B, data)
+			_ = c.Write(core.MessageType(typ), b) // a closing conn is seen by its handlers
+		}
 	}
 	r.index[c] = len(r.members)
 	r.members = append(r.members, c)

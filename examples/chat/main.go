@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -56,9 +57,15 @@ func run(addr, redisURL string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		_ = srv.Close()
+		return err
+	}
+	addr = l.Addr().String() // the port chosen for ":0"
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe(addr) }()
-	slog.Info("chat: listening", "open", "http://"+addr+"/", "ws", "ws://"+addr+"/ws?room=NAME&name=NICK",
+	go func() { errc <- srv.Serve(l) }()
+	slog.Info("chat: listening", "addr", addr, "open", "http://"+addr+"/", "ws", "ws://"+addr+"/ws?room=NAME&name=NICK",
 		"health", "http://"+addr+"/healthz")
 	select {
 	case err := <-errc:

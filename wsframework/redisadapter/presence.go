@@ -153,17 +153,27 @@ func (a *Adapter) History(ctx context.Context, room string, upTo wsframework.Roo
 	if a.closed.Load() {
 		return nil, wsframework.ErrAdapterClosed
 	}
-	if n <= 0 || upTo.Offset == 0 {
+	latest := upTo == wsframework.RoomPosition{}
+	if n <= 0 || (!latest && upTo.Offset == 0) {
 		return nil, nil
 	}
+	id := "+"
+	if !latest {
+		id = strconv.FormatUint(upTo.Offset, 10) + "-0"
+	}
 	k := a.keysOf(room)
-	res := historyScript.run(ctx, a.client, []string{k.meta, k.hist},
-		[]string{upTo.Epoch, strconv.FormatUint(upTo.Offset, 10), strconv.Itoa(n)})
-	m, err := res.ToMessage()
+	vs, err := historyScript.run(ctx, a.client, []string{k.meta, k.hist}, []string{upTo.Epoch, id, strconv.Itoa(n)}).ToArray()
 	if err != nil {
 		return nil, err
 	}
-	es, err := parseEntries(m)
+	if len(vs) != 2 {
+		return nil, errors.New("redisadapter: unexpected reply to the history script")
+	}
+	epoch, err := vs[0].ToString()
+	if err != nil {
+		return nil, nil // no such room, or another epoch
+	}
+	es, err := parseEntries(vs[1])
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +184,7 @@ func (a *Adapter) History(ctx context.Context, room string, upTo wsframework.Roo
 			continue
 		}
 		out = append(out, wsframework.HistoryMessage{
-			Pos:  wsframework.RoomPosition{Epoch: upTo.Epoch, Offset: e.off},
+			Pos:  wsframework.RoomPosition{Epoch: epoch, Offset: e.off},
 			Type: sdk.MessageType(e.body[1]),
 			Data: []byte(e.body[hdrLen:]),
 		})

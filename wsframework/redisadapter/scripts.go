@@ -79,13 +79,16 @@ end
 return {e, o, entries}
 `)
 
-// historyScript returns the last messages at or before an offset, newest
-// first, if the epoch is current.
+// historyScript returns the room's epoch and its last messages at or
+// before an offset ("+": the newest), newest first, if the epoch is the
+// given one ("": any).
 //
-//	KEYS: meta, hist. ARGV: epoch, up to offset, count.
+//	KEYS: meta, hist. ARGV: epoch, up to ID, count.
+//	Returns {epoch or false, entries}.
 var historyScript = newScript(`
-if redis.call('HGET', KEYS[1], 'e') ~= ARGV[1] then return {} end
-return redis.call('XREVRANGE', KEYS[2], ARGV[2] .. '-0', '-', 'COUNT', ARGV[3])
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e or (ARGV[1] ~= '' and e ~= ARGV[1]) then return {false, {}} end
+return {e, redis.call('XREVRANGE', KEYS[2], ARGV[2], '-', 'COUNT', ARGV[3])}
 `)
 
 // presenceScript returns a room's presence entries whose node is alive and

@@ -69,10 +69,11 @@ type Config struct {
 // servers.
 type Cluster interface {
 	// Join makes connection id a member of room with presence payload
-	// presence, and returns the last n messages of the room published
+	// presence. Atomically with the join, it queues to the connection
+	// encode(h), where h is the last n messages of the room published
 	// before it joined for which keep is true, oldest first: every later
-	// message reaches the connection live, none twice.
-	Join(ctx context.Context, id uint64, room string, presence []byte, n int, keep func(msg []byte) bool) ([][]byte, error)
+	// message reaches the connection live, after it, none twice.
+	Join(ctx context.Context, id uint64, room string, presence []byte, n int, keep func(msg []byte) bool, encode func(h [][]byte) []byte) error
 	// Members returns the presence payloads of room's members on every
 	// server.
 	Members(ctx context.Context, room string) ([][]byte, error)
@@ -326,9 +327,9 @@ func (ch *Chat) onOpen(c *sdk.Conn) {
 func (ch *Chat) openClustered(c *sdk.Conn, cl *client, join []byte) {
 	ctx, cancel := context.WithTimeout(c.Context(), 10*time.Second)
 	defer cancel()
-	history, err := ch.cfg.Cluster.Join(ctx, c.ID(), cl.room, []byte(cl.name), ch.cfg.HistorySize, isChatMessage)
+	err := ch.cfg.Cluster.Join(ctx, c.ID(), cl.room, []byte(cl.name), ch.cfg.HistorySize, isChatMessage,
+		func(h [][]byte) []byte { return []byte(historyJSON(h)) })
 	if err == nil {
-		_ = c.SendText(historyJSON(history))
 		names := []string{}
 		if ps, err := ch.cfg.Cluster.Members(ctx, cl.room); err == nil {
 			for _, p := range ps {

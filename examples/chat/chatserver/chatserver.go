@@ -3,6 +3,7 @@ package chatserver
 import (
 	"context"
 	"embed"
+	"errors"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -110,39 +111,71 @@ func New(cfg Config) (*Chat, error) {
 // cluster implements chatplugin.Cluster over the Server's room adapter.
 type cluster struct{ srv *wsframework.Server }
 
-func (c *cluster) Join(ctx context.Context, id uint64, room string, presence []byte, n int, keep func([]byte) bool) ([][]byte, error) {
-	pos, err := c.srv.JoinRoomAt(id, room)
-	if err != nil {
-		return nil, err
+func (c *cluster) Join(ctx context.Context, id uint64, room string, presence []byte, n int, keep func([]byte) bool, encode func([][]byte) []byte) error {
+	for range 10 {
+		// The newest history: Redis is ahead of what this node delivered.
+		hist, top, err := c.history(ctx, room, n, keep)
+		if err != nil {
+			return err
+		}
+		// Atomically with the join: the history up to the room's position
+		// on this node, which the live messages continue.
+		_, err = c.srv.JoinRoomAfter(id, room, func(p wsframework.RoomPosition) (sdk.MessageType, []byte, bool) {
+			if p.Offset != 0 && (p.Epoch != top.Epoch || p.Offset > top.Offset) {
+				return 0, nil, false // published since the read: read again
+			}
+			for len(hist) > 0 && (p.Offset == 0 || hist[len(hist)-1].Pos.Offset > p.Offset) {
+				hist = hist[:len(hist)-1] // not delivered here yet: they come live
+			}
+			if len(hist) > n {
+				hist = hist[len(hist)-n:]
+			}
+			msgs := make([][]byte, len(hist))
+			for i, h := range hist {
+				msgs[i] = h.Data
+			}
+			return sdk.Text, encode(msgs), true
+		})
+		if errors.Is(err, wsframework.ErrPositionMoved) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		return c.srv.SetPresence(id, room, presence)
 	}
-	if err := c.srv.SetPresence(id, room, presence); err != nil {
-		return nil, err
-	}
-	// The room's history also holds joins and leaves: read back in pages
-	// until n messages are kept or the history ends.
-	var kept [][]byte
-	upTo := pos
-	for page := 0; len(kept) < n && upTo.Offset > 0 && page < 10; page++ {
+	return errors.New("chatserver: the room moved on while joining it")
+}
+
+// history reads the room's newest messages for which keep is true, n of
+// them or more (as read), oldest first, and the position of the newest message of any
+// kind. The room's history also holds joins and leaves: it reads back in
+// pages until it has n or the history ends.
+func (c *cluster) history(ctx context.Context, room string, n int, keep func([]byte) bool) ([]wsframework.HistoryMessage, wsframework.RoomPosition, error) {
+	var kept []wsframework.HistoryMessage
+	var top wsframework.RoomPosition
+	var upTo wsframework.RoomPosition // zero: the newest
+	for page := 0; len(kept) < n+n/2 && page < 10; page++ {
 		hist, err := c.srv.RoomHistory(ctx, room, upTo, 2*n)
 		if err != nil {
-			return nil, err
+			return nil, top, err
 		}
-		var older [][]byte
+		if page == 0 && len(hist) > 0 {
+			top = hist[len(hist)-1].Pos
+		}
+		var older []wsframework.HistoryMessage
 		for _, h := range hist {
 			if keep(h.Data) {
-				older = append(older, h.Data)
+				older = append(older, h)
 			}
 		}
 		kept = append(older, kept...)
-		if len(hist) < 2*n {
+		if len(hist) < 2*n || hist[0].Pos.Offset <= 1 {
 			break
 		}
-		upTo.Offset = hist[0].Pos.Offset - 1
+		upTo = wsframework.RoomPosition{Epoch: hist[0].Pos.Epoch, Offset: hist[0].Pos.Offset - 1}
 	}
-	if len(kept) > n {
-		kept = kept[len(kept)-n:]
-	}
-	return kept, nil
+	return kept, top, nil // maybe more than n: the caller trims to its position first
 }
 
 func (c *cluster) Members(ctx context.Context, room string) ([][]byte, error) {
