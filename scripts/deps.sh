@@ -2,12 +2,15 @@
 # Installs, when missing, the system tools Strand's tests need:
 #   flatc        (flatbuffers-compiler) regenerates sdk/frame's generated code
 #   chromium     drives the chat example in a real browser
+#   redis-server the Redis room adapter's tests and the cluster chat tests
+#                start their own (loopback, persistence off)
 # Go modules come through the module proxy when `go test` needs them.
 set -euo pipefail
 
 need=()
 command -v flatc >/dev/null 2>&1 || need+=(flatbuffers-compiler)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "deps: installing ${need[*]}" >&2
