@@ -5,6 +5,8 @@
 #   python3-websockets
 #                an independent WebSocket client (Python's websockets, for
 #                /usr/bin/python3) for the permessage-deflate interop test
+#   redis-server the Redis room adapter's tests and the cluster chat tests
+#                start their own (loopback, persistence off)
 # Go modules come through the module proxy when `go test` needs them.
 set -euo pipefail
 
@@ -12,6 +14,7 @@ need=()
 command -v flatc >/dev/null 2>&1 || need+=(flatbuffers-compiler)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need+=(python3-websockets)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "deps: installing ${need[*]}" >&2

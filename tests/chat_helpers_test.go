@@ -77,6 +77,7 @@ type chatMsg struct {
 	Name     string    `json:"name"`
 	Error    string    `json:"error"`
 	Messages []chatMsg `json:"messages"`
+	Names    []string  `json:"names"`
 }
 
 // chatClient is one WebSocket client of the chat. Not safe for concurrent

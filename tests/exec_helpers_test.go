@@ -90,6 +90,14 @@ type child struct {
 	out    *childOutput
 	exited chan struct{} // closed when the process has exited
 	err    error         // Wait's result, once exited is closed
+	killed bool          // kill was called: the exit is expected
+}
+
+// kill stops the process with SIGKILL, as a crash would, and waits for it.
+func (c *child) kill() {
+	c.killed = true
+	_ = c.cmd.Process.Kill()
+	<-c.exited
 }
 
 // startChild starts bin with args, its stdout and stderr captured, and
@@ -111,7 +119,9 @@ func startChild(t *testing.T, bin string, args ...string) *child {
 	t.Cleanup(func() {
 		select {
 		case <-c.exited:
-			t.Errorf("%s exited before the test ended: %v", bin, c.err)
+			if !c.killed {
+				t.Errorf("%s exited before the test ended: %v", bin, c.err)
+			}
 		default:
 			_ = c.cmd.Process.Signal(syscall.SIGTERM)
 			select {

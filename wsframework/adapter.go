@@ -27,6 +27,11 @@ type RoomMessage struct {
 	// only means something on the publishing node: an adapter that delivers
 	// the message on another node clears it.
 	ExcludeFrom bool
+	// Pos is the message's place in the room's sequence, for an adapter
+	// that numbers messages (zero otherwise). Delivered with nil Data, a
+	// RoomMessage only tells the handler the room's position (the one a
+	// subscription starts at).
+	Pos RoomPosition
 }
 
 // AdapterHandler is a node's side of an Adapter: the Server implements it and
@@ -36,7 +41,9 @@ type AdapterHandler interface {
 	// ownership of msg.Data. It never blocks on a connection (each member's
 	// write queue applies its own policy) and is safe for concurrent use;
 	// messages of one room delivered one after another (not concurrently)
-	// reach every local member in that order.
+	// reach every local member in that order. msg.Data may be nil (a
+	// position only; see RoomMessage.Pos). The Server's handler also
+	// implements GapHandler.
 	Deliver(msg RoomMessage)
 }
 

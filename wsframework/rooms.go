@@ -32,6 +32,9 @@ type RoomStats struct {
 	Published uint64 // messages published to rooms from this node
 	Delivered uint64 // messages queued to members on this node
 	Dropped   uint64 // deliveries refused: the member was closing, its queue was full, or the message was too big for it
+	// Gaps counts gaps the adapter reported: messages published to a room
+	// with members here that could not be delivered here (OnRoomGap).
+	Gaps uint64
 	// TooManyRooms counts joins refused with sdk.ErrTooManyRooms
 	// (Config.MaxRoomsPerConn).
 	TooManyRooms uint64
@@ -64,6 +67,8 @@ type hub struct {
 	delivered    atomic.Uint64
 	dropped      atomic.Uint64
 	tooManyRooms atomic.Uint64
+
+	hubCluster // gaps (cluster.go)
 }
 
 // room is one room's local members.
@@ -71,6 +76,7 @@ type room struct {
 	mu      sync.Mutex
 	members []*conn
 	index   map[*conn]int // position in members
+	pos     RoomPosition  // of the last message delivered (clustered adapters)
 }
 
 // connRooms is the set of rooms a connection is in; conn points to it once
@@ -113,7 +119,16 @@ func (c *conn) roomSet() *connRooms {
 
 // join makes c a member of name, unless c is in MaxRoomsPerConn rooms
 // already.
-func (h *hub) join(c *conn, name string) error {
+func (h *hub) join(c *conn, name string) error { return h.joinAt(c, name, nil) }
+
+// joinOpts are what JoinRoomAt and JoinRoomAfter add to a join.
+type joinOpts struct {
+	pos   RoomPosition // set to the room's position when c was added
+	first func(RoomPosition) (sdk.MessageType, []byte, bool)
+}
+
+// joinAt is join with opts (nil for none).
+func (h *hub) joinAt(c *conn, name string, opts *joinOpts) error {
 	if !core.ValidRoomName(name) {
 		return core.ErrInvalidRoom
 	}
@@ -124,13 +139,16 @@ func (h *hub) join(c *conn, name string) error {
 		return core.ErrClosed
 	}
 	if _, ok := cr.names[name]; ok {
+		if opts != nil {
+			return errors.New("wsframework: already a member of the room")
+		}
 		return nil
 	}
 	if len(cr.names) >= h.srv.cfg.MaxRoomsPerConn {
 		h.tooManyRooms.Add(1)
 		return core.ErrTooManyRooms
 	}
-	if err := h.add(c, name); err != nil {
+	if err := h.add(c, name, opts); err != nil {
 		return err
 	}
 	if cr.names == nil {
@@ -179,19 +197,38 @@ func (h *hub) leaveAll(c *conn) {
 	}
 }
 
-func (h *hub) add(c *conn, name string) error {
+func (h *hub) add(c *conn, name string, opts *joinOpts) error {
 	l := h.subLock(name)
 	l.Lock()
 	defer l.Unlock()
 	r, ok := h.rooms.Load(name)
 	if !ok {
-		if err := h.adapter.Subscribe(name); err != nil {
-			return fmt.Errorf("wsframework: subscribe to room %q: %w", name, err)
-		}
+		// The room is in place before the adapter subscribes: what it
+		// delivers from then on (a position, messages) is recorded, and a
+		// member added below gets everything after r.pos.
 		r = &room{index: make(map[*conn]int)}
 		h.rooms.Store(name, r)
+		if err := h.adapter.Subscribe(name); err != nil {
+			h.rooms.Delete(name)
+			return fmt.Errorf("wsframework: subscribe to room %q: %w", name, err)
+		}
 	}
 	r.mu.Lock()
+	if opts != nil {
+		opts.pos = r.pos
+		if opts.first != nil {
+			typ, data, ok := opts.first(r.pos)
+			if !ok {
+				// The room stays subscribed, even without a member, for
+				// the caller's next try.
+				r.mu.Unlock()
+				return ErrPositionMoved
+			}
+			b := h.srv.cfg.Buffers.Get(len(data))
+			copy(b.B, data)
+			_ = c.Write(core.MessageType(typ), b) // a closing conn is seen by its handlers
+		}
+	}
 	r.index[c] = len(r.members)
 	r.members = append(r.members, c)
 	r.mu.Unlock()
@@ -225,6 +262,11 @@ func (h *hub) remove(c *conn, name string) {
 	empty := last == 0
 	r.mu.Unlock()
 	h.members.Add(-1)
+	if pa, ok := h.adapter.(PresenceAdapter); ok {
+		if err := pa.RemovePresence(name, c.id); err != nil && !errors.Is(err, ErrAdapterClosed) {
+			h.srv.cfg.Logger.Warn("strand: room presence removal failed", "room", name, "err", err)
+		}
+	}
 	if !empty {
 		return
 	}
@@ -265,16 +307,30 @@ var _ AdapterHandler = (*hub)(nil)
 // order. Queuing never blocks: a member whose queue is full is closed by its
 // own slow-consumer policy, which releases what it had queued. A message
 // larger than WriteQueueBytes (published by a node with a larger bound) is
-// skipped by every member, which stays open, and counted in Dropped.
+// skipped by every member, which stays open, and counted in Dropped. A
+// message with a Pos records it as the room's position (JoinRoomAt); one
+// with nil Data only does that.
 //
 // Members that negotiated permessage-deflate without context takeover get
 // one compressed copy, made once (by the first of them) and shared the
 // same way; a member with context takeover gets msg.Data, which its writer
 // compresses.
-func (h *hub) Deliver(msg RoomMessage) {
+func (h *hub) Deliver(msg RoomMessage) { h.deliver(msg, true) }
+
+// deliver is Deliver; setPos is false for a local notice (BroadcastLocal),
+// which is not part of the room's sequence.
+func (h *hub) deliver(msg RoomMessage, setPos bool) {
 	r, ok := h.rooms.Load(msg.Room)
 	if !ok {
-		msg.Data.Release()
+		if msg.Data != nil {
+			msg.Data.Release()
+		}
+		return
+	}
+	if msg.Data == nil {
+		r.mu.Lock()
+		r.pos = msg.Pos
+		r.mu.Unlock()
 		return
 	}
 	var sent, failed uint64
@@ -283,6 +339,9 @@ func (h *hub) Deliver(msg RoomMessage) {
 	var z *bufpool.Buffer // msg.Data compressed, for pmdShared members
 	zMade := false
 	r.mu.Lock()
+	if setPos && msg.Pos != (RoomPosition{}) {
+		r.pos = msg.Pos
+	}
 	for _, m := range r.members {
 		if msg.ExcludeFrom && m.id == msg.From {
 			continue
@@ -453,5 +512,6 @@ func (s *Server) RoomStats() RoomStats {
 		Delivered:    h.delivered.Load(),
 		Dropped:      h.dropped.Load(),
 		TooManyRooms: h.tooManyRooms.Load(),
+		Gaps:         h.gaps.Load(),
 	}
 }

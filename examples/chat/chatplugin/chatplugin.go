@@ -1,11 +1,15 @@
 package chatplugin
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -52,6 +56,27 @@ type Config struct {
 	MaxIdleRooms int
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
+	// Cluster, if set, shares the rooms with other servers: a joiner's
+	// history comes from it and it lists members across servers. Nil
+	// means this server alone, with the history in memory.
+	Cluster Cluster
+}
+
+// Cluster is what the chat needs from a host whose rooms span several
+// servers (chatserver implements it over a wsframework.Server with a Redis
+// adapter). In cluster mode the chat keeps no state of its own: messages
+// carry an "id" instead of a "seq", and the history is the room's, across
+// servers.
+type Cluster interface {
+	// Join makes connection id a member of room with presence payload
+	// presence. Atomically with the join, it queues to the connection
+	// encode(h), where h is the last n messages of the room published
+	// before it joined for which keep is true, oldest first: every later
+	// message reaches the connection live, after it, none twice.
+	Join(ctx context.Context, id uint64, room string, presence []byte, n int, keep func(msg []byte) bool, encode func(h [][]byte) []byte) error
+	// Members returns the presence payloads of room's members on every
+	// server.
+	Members(ctx context.Context, room string) ([][]byte, error)
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -99,6 +124,9 @@ type Chat struct {
 	mu    sync.Mutex // guards rooms and idle
 	rooms map[string]*room
 	idle  int // rooms without members
+
+	idPrefix string        // cluster mode: this server's random message ID prefix
+	nextID   atomic.Uint64 // cluster mode: message IDs
 }
 
 // room is one room's plugin state.
@@ -134,6 +162,9 @@ func New(cfg Config) (*Chat, error) {
 		return nil, err
 	}
 	ch := &Chat{cfg: c, plugin: sdk.NewPlugin("chat"), rooms: make(map[string]*room)}
+	var rb [6]byte
+	_, _ = rand.Read(rb[:])
+	ch.idPrefix = hex.EncodeToString(rb[:]) + "-"
 	ch.entry = ch.plugin.Entry("chat").
 		RequestFilter(ch.filter).
 		WebSocket(sdk.WebSocketHandlers{
@@ -162,7 +193,18 @@ type (
 		From string `json:"from"`
 		Text string `json:"text"`
 		TS   int64  `json:"ts"`
-		Seq  uint64 `json:"seq"`
+		Seq  uint64 `json:"seq,omitempty"` // single server
+		ID   string `json:"id,omitempty"`  // cluster mode
+	}
+	membersOut struct {
+		Type  string   `json:"type"`
+		Room  string   `json:"room"`
+		Names []string `json:"names"`
+	}
+	systemOut struct {
+		Type string `json:"type"`
+		Room string `json:"room"`
+		Text string `json:"text"`
 	}
 	presenceOut struct {
 		Type string `json:"type"`
@@ -261,6 +303,10 @@ func (ch *Chat) onOpen(c *sdk.Conn) {
 	r := ch.acquire(cl.room)
 	cl.r = r
 	join, _ := json.Marshal(presenceOut{Type: "join", Room: cl.room, Name: cl.name})
+	if ch.cfg.Cluster != nil {
+		ch.openClustered(c, cl, join)
+		return
+	}
 
 	r.mu.Lock()
 	err := c.Join(cl.room)
@@ -274,6 +320,45 @@ func (ch *Chat) onOpen(c *sdk.Conn) {
 		ch.sendError(c, "cannot join the room")
 		_ = c.Close(sdk.CloseInternalError, "cannot join the room")
 	}
+}
+
+// openClustered joins through the cluster: the room's history and members
+// across servers, then the join for everyone.
+func (ch *Chat) openClustered(c *sdk.Conn, cl *client, join []byte) {
+	ctx, cancel := context.WithTimeout(c.Context(), 10*time.Second)
+	defer cancel()
+	err := ch.cfg.Cluster.Join(ctx, c.ID(), cl.room, []byte(cl.name), ch.cfg.HistorySize, isChatMessage,
+		func(h [][]byte) []byte { return []byte(historyJSON(h)) })
+	if err == nil {
+		names := []string{}
+		if ps, err := ch.cfg.Cluster.Members(ctx, cl.room); err == nil {
+			for _, p := range ps {
+				names = append(names, string(p))
+			}
+		}
+		b, _ := json.Marshal(membersOut{Type: "members", Room: cl.room, Names: names})
+		_ = c.Send(sdk.Text, b)
+		err = c.Broadcast(cl.room, sdk.Text, join, sdk.BroadcastOptions{})
+		cl.joined = true
+	}
+	if err != nil && !errors.Is(err, sdk.ErrClosed) {
+		ch.sendError(c, "cannot join the room")
+		_ = c.Close(sdk.CloseInternalError, "cannot join the room")
+	}
+}
+
+// messagePrefix starts every encoded "message" object (messageOut).
+const messagePrefix = `{"type":"message",`
+
+// isChatMessage tells a room's "message" objects from its joins and leaves.
+func isChatMessage(b []byte) bool { return strings.HasPrefix(string(b), messagePrefix) }
+
+// GapNotice is the system message a member gets in place of messages of
+// room that its server could not deliver (chatserver sends it on
+// wsframework's gap event).
+func (ch *Chat) GapNotice(room string) []byte {
+	b, _ := json.Marshal(systemOut{Type: "system", Room: room, Text: "some messages were missed"})
+	return b
 }
 
 // historyJSON encodes {"type":"history","messages":[...]}.
@@ -327,6 +412,18 @@ func (ch *Chat) onMessage(c *sdk.Conn, m sdk.Message) {
 		return
 	}
 
+	if ch.cfg.Cluster != nil {
+		// The cluster numbers and orders the room's messages: no lock,
+		// no local history.
+		out, _ := json.Marshal(messageOut{
+			Type: "message", Room: cl.room, From: cl.name, Text: in.Text,
+			TS: now.UnixMilli(), ID: ch.idPrefix + fmt.Sprint(ch.nextID.Add(1)),
+		})
+		if err := c.Broadcast(cl.room, sdk.Text, out, sdk.BroadcastOptions{}); err != nil {
+			ch.sendError(c, "message not delivered")
+		}
+		return
+	}
 	r := cl.r
 	r.mu.Lock()
 	r.seq++

@@ -35,7 +35,8 @@
   let everOpened = false;  // a connection to this room was open at least once
   let retryTimer = 0;
   let countdownTimer = 0;
-  let seen = new Set();    // seq numbers shown
+  let seen = new Set();    // seq numbers (or cluster message ids) shown
+  let members = new Map(); // cluster mode: name -> how many connections
   let lastSeq = 0;
   let selfJoinPending = false;
   let lastSender = null;   // for grouping consecutive messages
@@ -196,7 +197,7 @@
           lastSeq = 0;
           addDivider("The room's history was reset");
         }
-        const fresh = msgs.filter((x) => !seen.has(x.seq));
+        const fresh = msgs.filter((x) => !seen.has(keyOf(x)));
         if (fresh.length && list.children.length) addDivider("While you were away");
         fresh.forEach(addMessage);
         if (!msgs.length && !list.querySelector(".msg")) addEvent("No messages yet. Say hi!", "info");
@@ -206,7 +207,17 @@
       case "message":
         addMessage(m);
         break;
+      case "members":
+        members = new Map();
+        (Array.isArray(m.names) ? m.names : []).forEach((n) => countMember(String(n), 1));
+        showMembers();
+        break;
+      case "system":
+        addEvent(String(m.text ?? ""), "error");
+        break;
       case "join":
+        // The members list (cluster mode) already counts our own join.
+        if (members.size && !(selfJoinPending && m.name === me)) { countMember(String(m.name), 1); showMembers(); }
         if (selfJoinPending && m.name === me) {
           selfJoinPending = false;
           addEvent(`You joined #${m.room}.`, "info");
@@ -215,6 +226,7 @@
         }
         break;
       case "leave":
+        if (members.size) { countMember(String(m.name), -1); showMembers(); }
         addEvent(`${m.name} left.`, "info");
         break;
       case "error":
@@ -241,17 +253,38 @@
     return `hsl(${h % 360} 55% 48%)`;
   }
 
+  // keyOf identifies a message: its seq (one server) or its id (cluster).
+  function keyOf(m) {
+    if (typeof m.seq === "number") return "s" + m.seq;
+    if (typeof m.id === "string") return "i" + m.id;
+    return null;
+  }
+
+  function countMember(name, d) {
+    const n = (members.get(name) || 0) + d;
+    if (n > 0) members.set(name, n); else members.delete(name);
+  }
+
+  function showMembers() {
+    const el = $("members");
+    if (!el) return;
+    const names = [...members.keys()].sort();
+    el.hidden = names.length === 0;
+    el.textContent = names.length ? `In the room: ${names.join(", ")}` : "";
+  }
+
   function addMessage(m) {
-    if (typeof m.seq !== "number" || seen.has(m.seq)) return;
-    seen.add(m.seq);
-    lastSeq = Math.max(lastSeq, m.seq);
+    const key = keyOf(m);
+    if (key === null || seen.has(key)) return;
+    seen.add(key);
+    if (typeof m.seq === "number") lastSeq = Math.max(lastSeq, m.seq);
     const from = String(m.from ?? "");
     const li = document.createElement("li");
     li.className = "msg";
     if (from === me) li.classList.add("mine");
     if (lastSender === from) li.classList.add("cont");
     lastSender = from;
-    li.dataset.seq = String(m.seq);
+    li.dataset.seq = String(m.seq ?? m.id);
     li.dataset.from = from;
 
     const av = document.createElement("div");
