@@ -3,6 +3,7 @@ package wsframework
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -398,6 +399,8 @@ func (c *conn) serve(ctx context.Context, info sdk.ConnInfo) {
 	s := c.srv
 	if s.usePoll(c.nc) {
 		c.poll = c.newPollState() // nil if the poller is unavailable
+	} else if _, ok := c.nc.(*tls.Conn); ok {
+		s.stats.tls.Add(1) // the poll reader reads plain TCP only
 	}
 	s.conns.Store(c.id, c)
 	// Shutdown may have started between admit and Store: it would miss us.
