@@ -73,6 +73,15 @@
 // sent and to the counters in Stats. docs/security.md lists every limit, its
 // default and what a client that reaches it sees.
 //
+// # Health and readiness
+//
+// HealthzHandler answers 200 while the Server is alive (until Shutdown has
+// finished; draining is alive). ReadyzHandler answers 200 when Ready
+// passes: the Server serves a listener, is not shutting down, and every
+// check registered with AddReadinessCheck passes; 503 otherwise, naming
+// the reason or the failing checks. Checks run on the goroutine asking,
+// in registration order, with its context. Mount the handlers with Handle.
+//
 // # Rooms
 //
 // A connection joins and leaves rooms (sdk.Conn.Join, Leave, Broadcast, or

@@ -81,6 +81,8 @@ type Server struct {
 	hooks  testHooks
 
 	stats serverCounters
+
+	health health // readiness checks and liveness (health.go)
 }
 
 // testHooks let tests see or disturb a connection's reading; all nil
@@ -283,8 +285,11 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.acceptors = append(s.acceptors, a)
 	s.acceptWG.Add(1) // a's http.Server
+	s.health.listening.Add(1)
 	s.mu.Unlock()
-	if err := a.serve(); err != nil {
+	err := a.serve()
+	s.health.listening.Add(-1)
+	if err != nil {
 		return err
 	}
 	return ErrServerClosed
@@ -338,6 +343,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = a.hs.Close()
 	}
 	s.mu.Unlock()
+	s.health.done.Store(true)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
