@@ -57,7 +57,8 @@ func New(cfg Config) (*Chat, error) {
 		pattern string
 		h       http.Handler
 	}{
-		{"GET /healthz", http.HandlerFunc(healthz)},
+		{"GET /healthz", srv.HealthzHandler()},
+		{"GET /readyz", srv.ReadyzHandler()},
 		{"GET /", pageHeaders(http.FileServerFS(web))},
 	}
 	if err := srv.Route("GET /ws", nil, p.Entry()); err != nil {
@@ -69,11 +70,6 @@ func New(cfg Config) (*Chat, error) {
 		}
 	}
 	return &Chat{Server: srv, Plugin: p}, nil
-}
-
-func healthz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte("ok\n"))
 }
 
 // pageHeaders adds headers that keep the page to its own scripts and
