@@ -291,11 +291,17 @@ func (a *acceptor) handshake(h *handshake) {
 // as it is because ALPN chose a protocol other than http/1.1.
 func (a *acceptor) tlsHandshake(h *handshake, tc *tls.Conn) bool {
 	s := a.s
-	// Handshake, not HandshakeContext: a context that can end costs a
-	// goroutine per handshake; closeRaw (eviction, Shutdown) and the
-	// deadline end it just as well.
+	// Handshake, not HandshakeContext: closeRaw (eviction, Shutdown) and
+	// the deadline end it just as well. It runs on a goroutine of its own,
+	// which this one waits for: the handshake's cryptography (ML-KEM key
+	// shares, signatures) grows a stack to 16 KiB or more, and a goroutine
+	// that grew it keeps it while it waits in a read, so the reader
+	// goroutine this one may become would keep it for the connection's
+	// life.
 	_ = tc.SetWriteDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	err := tc.Handshake()
+	done := make(chan error, 1)
+	go func() { done <- tc.Handshake() }()
+	err := <-done
 	_ = tc.SetWriteDeadline(time.Time{}) // net/http sets none of its own
 	if err != nil {
 		if s.handshakes.remove(h) {
