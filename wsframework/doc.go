@@ -73,6 +73,15 @@
 // sent and to the counters in Stats. docs/security.md lists every limit, its
 // default and what a client that reaches it sees.
 //
+// # Logging
+//
+// The Server logs through Config.Logger (log/slog), net/http's error log
+// included. Every line about a connection carries its ID, route pattern and
+// plugin first ("conn", "route", "plugin"); at debug level a line is
+// written when a connection opens and when it closes (with why). The
+// attributes are built only when a line is written: no connection keeps a
+// logger, and nothing is logged per message.
+//
 // # Health and readiness
 //
 // HealthzHandler answers 200 while the Server is alive (until Shutdown has
