@@ -303,7 +303,8 @@ func TestTLSHandshakeLimits(t *testing.T) {
 }
 
 // TestTLSPlainClient: a client that speaks plain HTTP to a TLS listener
-// fails its TLS handshake (counted), and the server serves on.
+// fails its TLS handshake (counted) and is told so in plain HTTP, as
+// net/http does; the server serves on.
 func TestTLSPlainClient(t *testing.T) {
 	p := newProbe("tls-plain-client")
 	h, _ := startTLSServer(t, wsframework.Config{}, map[string]*sdk.Entry{"/ws": p.entry}, nil)
@@ -313,7 +314,9 @@ func TestTLSPlainClient(t *testing.T) {
 	require.NoError(t, nc.SetDeadline(time.Now().Add(ioTimeout)))
 	_, err = io.WriteString(nc, "GET /ws HTTP/1.1\r\nHost: x\r\n"+upgradeHead+"\r\n")
 	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, bufio.NewReader(nc)) // whatever comes, then the end
+	resp, body := readResponse(t, bufio.NewReader(nc))
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Equal(t, "Client sent an HTTP request to an HTTPS server.\n", body)
 	require.Eventually(t, func() bool { return h.srv.Stats().TLSHandshakeErrors == 1 }, ioTimeout, time.Millisecond)
 	h.dial(t, "/ws?tag=after").echo(t, ws.OpText, []byte("still serving"))
 }

@@ -309,6 +309,11 @@ func (a *acceptor) tlsHandshake(h *handshake, tc *tls.Conn) bool {
 			if s.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
 				s.cfg.Logger.Debug("strand: TLS handshake failed", "remote", tc.RemoteAddr().String(), "err", err)
 			}
+			var re tls.RecordHeaderError
+			if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+				// As net/http answers a plain request on a TLS port.
+				_, _ = io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+			}
 		}
 		closeRaw(tc)
 		return false
@@ -325,6 +330,16 @@ func (a *acceptor) tlsHandshake(h *handshake, tc *tls.Conn) bool {
 		return false
 	}
 	return true
+}
+
+// looksLikeHTTP reports whether the first bytes a TLS server read are a
+// plain HTTP request's.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
 }
 
 // closeRaw closes a connection at the TCP level: for a TLS one, without

@@ -112,10 +112,11 @@ type certReloader struct {
 	cert atomic.Pointer[tls.Certificate]
 	next atomic.Int64 // clock reading of the next look
 
-	mu     sync.Mutex // one look at a time; guards the fields below
-	stamp  certStamp  // the files as they were when cert was read
-	failed certStamp  // the files as they were when they last failed to load
-	fails  bool       // failed is set
+	mu      sync.Mutex // one look at a time; guards the fields below
+	stamp   certStamp  // the files as they were when cert was read
+	failed  certStamp  // the files as they were when they last failed to load
+	fails   bool       // failed is set
+	lastErr string     // the last failure logged, so that it is logged once
 }
 
 // certStamp is what a look compares: both files' modification time and
@@ -189,12 +190,15 @@ func (r *certReloader) lookLocked() {
 		// file gone: serve on with the certificate in use; the next
 		// change is tried at a later look.
 		r.failed, r.fails = st, true
-		r.log.Warn("strand: TLS certificate files changed but do not load; serving the previous certificate",
-			"cert_file", r.certFile, "key_file", r.keyFile, "err", err)
+		if msg := err.Error(); msg != r.lastErr {
+			r.lastErr = msg
+			r.log.Warn("strand: TLS certificate files changed but do not load; serving the previous certificate",
+				"cert_file", r.certFile, "key_file", r.keyFile, "err", err)
+		}
 		return
 	}
 	r.cert.Store(&c)
-	r.stamp, r.fails = st, false
+	r.stamp, r.fails, r.lastErr = st, false, ""
 	attrs := []any{"cert_file", r.certFile}
 	if c.Leaf != nil {
 		attrs = append(attrs, "subject", c.Leaf.Subject.String(), "not_after", c.Leaf.NotAfter)

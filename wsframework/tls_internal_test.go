@@ -95,6 +95,15 @@ func TestCertReloaderLooksAtMostEveryInterval(t *testing.T) {
 	require.Equal(t, "two", cn())
 	require.EqualValues(t, 1, logs.warn.Load(), "the same broken files warned about again")
 
+	// A file gone is warned about once too.
+	require.NoError(t, os.Rename(keyFile, keyFile+".away"))
+	for range 3 {
+		clk.Advance(5 * time.Second)
+		require.Equal(t, "two", cn())
+	}
+	require.EqualValues(t, 2, logs.warn.Load(), "a missing file warned about at every look")
+	require.NoError(t, os.Rename(keyFile+".away", keyFile))
+
 	writeTestPair(t, certFile, keyFile, "three", base.Add(3*time.Minute))
 	clk.Advance(5 * time.Second)
 	require.Equal(t, "three", cn())
