@@ -1,11 +1,14 @@
 package wsframework
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -204,4 +207,106 @@ func (r *certReloader) lookLocked() {
 		attrs = append(attrs, "subject", c.Leaf.Subject.String(), "not_after", c.Leaf.NotAfter)
 	}
 	r.log.Info("strand: TLS certificate reloaded", attrs...)
+}
+
+// The accept path's TLS side (accept.go).
+
+// tlsHandshake runs a connection's TLS handshake, within the deadline
+// handshake set for the head. It reports whether the head is to be read
+// next; otherwise the connection was dealt with: closed (the handshake
+// failed, or it was evicted or dropped meanwhile), or handed to net/http
+// as it is because ALPN chose a protocol other than http/1.1.
+func (a *acceptor) tlsHandshake(h *handshake, tc *tls.Conn) bool {
+	s := a.s
+	// Handshake, not HandshakeContext: closeRaw (eviction, Shutdown) and
+	// the deadline end it just as well. It runs on a goroutine of its own,
+	// which this one waits for: the handshake's cryptography (ML-KEM key
+	// shares, signatures) grows a stack to 16 KiB or more, and a goroutine
+	// that grew it keeps it while it waits in a read, so the reader
+	// goroutine this one may become would keep it for the connection's
+	// life.
+	_ = tc.SetWriteDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	done := make(chan error, 1)
+	go func() { done <- tc.Handshake() }()
+	err := <-done
+	_ = tc.SetWriteDeadline(time.Time{}) // net/http sets none of its own
+	if err != nil {
+		if s.handshakes.remove(h) {
+			s.stats.tlsHandshakeErrors.Add(1)
+			if s.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
+				s.cfg.Logger.Debug("strand: TLS handshake failed", "remote", tc.RemoteAddr().String(), "err", err)
+			}
+			var re tls.RecordHeaderError
+			if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+				// As net/http answers a plain request on a TLS port.
+				_, _ = io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+			}
+		}
+		closeRaw(tc)
+		return false
+	}
+	if p := tc.ConnectionState().NegotiatedProtocol; p != "" && p != http11 {
+		if !s.handshakes.remove(h) {
+			closeRaw(tc)
+			return false
+		}
+		_ = tc.SetReadDeadline(time.Time{})
+		if !a.pass.push(tc) {
+			_ = tc.Close()
+		}
+		return false
+	}
+	return true
+}
+
+// looksLikeHTTP reports whether the first bytes a TLS server read are a
+// plain HTTP request's.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
+}
+
+// closeRaw closes a connection at the TCP level: for a TLS one, without
+// the close_notify alert tls.Conn.Close would write first (under a write
+// deadline of its own, on the caller's goroutine).
+func closeRaw(nc net.Conn) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		_ = tc.NetConn().Close()
+		return
+	}
+	_ = nc.Close()
+}
+
+// tlsStateKey is the context key under which tlsStateContext keeps a TLS
+// connection's state for the requests net/http reads from it.
+type tlsStateKey struct{}
+
+// tlsStateContext is the acceptor's http.Server's ConnContext: a TLS
+// connection handed to net/http after the accept path read from it is a
+// prefixConn, which net/http takes for plain TCP; its state goes into the
+// connection's context instead.
+func tlsStateContext(ctx context.Context, c net.Conn) context.Context {
+	if pc, ok := c.(*prefixConn); ok {
+		if tc, ok := pc.Conn.(*tls.Conn); ok {
+			st := tc.ConnectionState()
+			return context.WithValue(ctx, tlsStateKey{}, &st)
+		}
+	}
+	return ctx
+}
+
+// withTLSState sets Request.TLS, as net/http would have, on the requests
+// of a connection tlsStateContext found to be TLS.
+func withTLSState(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
+				r.TLS = st
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
