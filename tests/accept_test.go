@@ -30,9 +30,7 @@ var okHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 // rawConn dials the harness for hand-written HTTP.
 func (h *harness) rawConn(t *testing.T) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", h.addr, ioTimeout)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = nc.Close() })
+	nc := h.dialRaw(t, "")
 	require.NoError(t, nc.SetDeadline(time.Now().Add(ioTimeout)))
 	return nc, bufio.NewReader(nc)
 }

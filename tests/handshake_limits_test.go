@@ -31,15 +31,9 @@ type stalledHandshake struct {
 // a handshake head for tag without its final empty line.
 func (h *harness) stallHandshake(t *testing.T, tag, localIP string) *stalledHandshake {
 	t.Helper()
-	d := net.Dialer{Timeout: ioTimeout}
-	if localIP != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(localIP)}
-	}
-	nc, err := d.Dial("tcp", h.addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = nc.Close() })
+	nc := h.dialRaw(t, localIP)
 	require.NoError(t, nc.SetDeadline(time.Now().Add(ioTimeout)))
-	_, err = io.WriteString(nc, "GET "+tagPath("/ws", tag)+" HTTP/1.1\r\nHost: x\r\n"+upgradeHead)
+	_, err := io.WriteString(nc, "GET "+tagPath("/ws", tag)+" HTTP/1.1\r\nHost: x\r\n"+upgradeHead)
 	require.NoError(t, err)
 	return &stalledHandshake{nc: nc, br: bufio.NewReader(nc)}
 }

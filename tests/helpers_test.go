@@ -3,6 +3,7 @@ package tests
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -37,6 +38,9 @@ type harness struct {
 	srv    *wsframework.Server
 	addr   string
 	served chan error // Serve's result
+	// clientTLS, when set, is the clients' TLS configuration: the server
+	// serves TLS (startTLSServer) and every dial helper speaks it.
+	clientTLS *tls.Config
 }
 
 // startServer starts a Server with cfg (logs discarded unless cfg.Logger is
@@ -49,12 +53,19 @@ func startServer(t *testing.T, cfg wsframework.Config, routes map[string]*sdk.En
 // startServerHandlers is startServer with plain http.Handlers mounted too.
 func startServerHandlers(t *testing.T, cfg wsframework.Config, routes map[string]*sdk.Entry, handlers map[string]http.Handler) *harness {
 	t.Helper()
-	return startServerOpts(t, cfg, routes, nil, handlers)
+	return startServerWith(t, cfg, routes, nil, handlers, nil)
 }
 
 // startServerOpts is startServerHandlers with RouteOptions for the routes
 // listed in opts.
 func startServerOpts(t *testing.T, cfg wsframework.Config, routes map[string]*sdk.Entry, opts map[string]wsframework.RouteOptions, handlers map[string]http.Handler) *harness {
+	t.Helper()
+	return startServerWith(t, cfg, routes, opts, handlers, nil)
+}
+
+// startServerWith is startServerOpts, serving TLS with cert's files
+// (ServeTLS) when cert is not nil.
+func startServerWith(t *testing.T, cfg wsframework.Config, routes map[string]*sdk.Entry, opts map[string]wsframework.RouteOptions, handlers map[string]http.Handler, cert *testCert) *harness {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
@@ -77,16 +88,27 @@ func startServerOpts(t *testing.T, cfg wsframework.Config, routes map[string]*sd
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	h := &harness{srv: srv, addr: l.Addr().String(), served: make(chan error, 1)}
-	go func() { h.served <- srv.Serve(l) }()
+	if cert != nil {
+		h.clientTLS = cert.clientConfig()
+		go func() { h.served <- srv.ServeTLS(l, cert.certFile, cert.keyFile) }()
+	} else {
+		go func() { h.served <- srv.Serve(l) }()
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 		defer cancel()
 		if assert.NoError(t, srv.Shutdown(ctx), "Shutdown in cleanup") {
-			// Every connection was read by the reader under test.
+			// Every connection was read by the reader under test; TLS
+			// ones by reader goroutines in every mode.
 			if ss := srv.Stats(); cfg.Reader == wsframework.ReaderPoll {
-				assert.Equal(t, ss.Accepted, ss.Polled, "connections not read by the poll reader")
+				assert.Equal(t, ss.Accepted-ss.TLS, ss.Polled, "plain TCP connections not read by the poll reader")
 			} else {
 				assert.Zero(t, ss.Polled, "connections read by the poll reader")
+			}
+			if ss := srv.Stats(); cert == nil {
+				assert.Zero(t, ss.TLS, "TLS connections on a plain listener")
+			} else {
+				assert.Equal(t, ss.Accepted, ss.TLS, "plain connections on a TLS listener")
 			}
 			// Every buffer taken from the pool was given back.
 			st := cfg.Buffers.Stats()
@@ -109,7 +131,34 @@ func (h *harness) waitServed(t *testing.T) {
 	}
 }
 
-func (h *harness) url(path string) string { return "ws://" + h.addr + path }
+func (h *harness) url(path string) string {
+	if h.clientTLS != nil {
+		return "wss://" + h.addr + path
+	}
+	return "ws://" + h.addr + path
+}
+
+// dialRaw opens a connection to the harness from 127.0.0.1 (or localIP):
+// TCP, or TLS with its handshake done when the harness serves TLS. It is
+// closed in the test's cleanup.
+func (h *harness) dialRaw(t *testing.T, localIP string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: ioTimeout}
+	if localIP != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(localIP)}
+	}
+	nc, err := d.Dial("tcp", h.addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = nc.Close() })
+	if h.clientTLS == nil {
+		return nc
+	}
+	tc := tls.Client(nc, h.clientTLS)
+	require.NoError(t, tc.SetDeadline(time.Now().Add(ioTimeout)))
+	require.NoError(t, tc.Handshake())
+	require.NoError(t, tc.SetDeadline(time.Time{}))
+	return tc
+}
 
 // dialOpts are the optional handshake settings of connect.
 type dialOpts struct {
@@ -122,7 +171,7 @@ type dialOpts struct {
 // handshake error (a ws.StatusError for a non-101 answer).
 func (h *harness) connect(t *testing.T, path string, o dialOpts) (*wsClient, error) {
 	t.Helper()
-	d := ws.Dialer{Timeout: ioTimeout, Protocols: o.protocols}
+	d := ws.Dialer{Timeout: ioTimeout, Protocols: o.protocols, TLSConfig: h.clientTLS}
 	if o.header != nil {
 		d.Header = ws.HandshakeHeaderHTTP(o.header)
 	}
@@ -160,9 +209,7 @@ func (h *harness) dial(t *testing.T, path string) *wsClient {
 // ready to use. The response headers are exactly what the server sent.
 func (h *harness) rawHandshake(t *testing.T, path string, extra http.Header) (*wsClient, *http.Response) {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", h.addr, ioTimeout)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = nc.Close() })
+	nc := h.dialRaw(t, "")
 	require.NoError(t, nc.SetDeadline(time.Now().Add(ioTimeout)))
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + h.addr + "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -171,7 +218,7 @@ func (h *harness) rawHandshake(t *testing.T, path string, extra http.Header) (*w
 			req += k + ": " + v + "\r\n"
 		}
 	}
-	_, err = io.WriteString(nc, req+"\r\n")
+	_, err := io.WriteString(nc, req+"\r\n")
 	require.NoError(t, err)
 	br := bufio.NewReader(nc)
 	resp, err := http.ReadResponse(br, nil)

@@ -195,20 +195,38 @@ func TestHostileEcho(t *testing.T) {
 type echoProgram struct {
 	*harness // the public listener (srv is nil: the server is in the child)
 	debug    string
-	client   *http.Client
+	client   *http.Client // for the public listener (over TLS with a cert) and the debug one
+	child    *child
 }
 
 // startEchoProgram builds examples/echo (once per test binary run) and
 // runs it in readerMode on free loopback ports, the debug listener on.
 func startEchoProgram(t *testing.T) *echoProgram {
 	t.Helper()
+	return startEchoProgramWith(t, nil)
+}
+
+// startEchoProgramWith is startEchoProgram serving TLS with cert's files
+// when cert is not nil, with extra flags.
+func startEchoProgramWith(t *testing.T, cert *testCert, extra ...string) *echoProgram {
+	t.Helper()
 	bin := buildProgram(t, "github.com/strandws/strand/examples/echo")
-	p := startChild(t, bin, "-addr", "127.0.0.1:0", "-debug-addr", "127.0.0.1:0",
-		"-reader", readerMode.String(), "-max-message-bytes", strconv.Itoa(echoMaxMessage))
+	args := []string{"-addr", "127.0.0.1:0", "-debug-addr", "127.0.0.1:0",
+		"-reader", readerMode.String(), "-max-message-bytes", strconv.Itoa(echoMaxMessage)}
+	if cert != nil {
+		args = append(args, "-tls-cert", cert.certFile, "-tls-key", cert.keyFile)
+	}
+	p := startChild(t, bin, append(args, extra...)...)
 	m := p.waitLine(t, listeningLine, 2*time.Minute)
 	tr := &http.Transport{DisableKeepAlives: true}
+	e := &echoProgram{harness: &harness{addr: m[1]}, debug: m[2], child: p}
+	if cert != nil {
+		e.clientTLS = cert.clientConfig()
+		tr.TLSClientConfig = cert.clientConfig()
+	}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &echoProgram{harness: &harness{addr: m[1]}, debug: m[2], client: &http.Client{Transport: tr, Timeout: ioTimeout}}
+	e.client = &http.Client{Transport: tr, Timeout: ioTimeout}
+	return e
 }
 
 // debugVars is what the program's /debug/vars holds that the test reads.

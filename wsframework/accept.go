@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -26,21 +27,35 @@ import (
 //     http.ReadRequest and served through the routes with a small
 //     hijackable ResponseWriter (upgradeWriter); the pooled buffers go back
 //     to their pools once the connection no longer reads through them;
-//   - anything else (plain HTTP, a head larger than the reader, TLS) is
+//   - anything else (plain HTTP, a head larger than the reader) is
 //     handed, with the bytes already read, to the http.Server behind a
 //     listener the acceptor feeds (passListener), so net/http keeps serving
 //     it with everything it does: keep-alive, chunked bodies, HTTP/1.0.
+//
+// A TLS connection (a *tls.Conn from the listener, as ServeTLS's are) goes
+// the same way once the acceptor has run its TLS handshake: the head is
+// read through it, a request served on the accept path carries its TLS
+// state, and one handed to net/http is given it back (ConnContext and
+// withTLSState: net/http only knows the state of a *tls.Conn it was handed
+// directly). A connection whose ALPN chose another protocol than
+// http/1.1 (h2, on a listener configured elsewhere) goes to net/http as it
+// is, before any read.
 //
 // An answer other than 101 on the accept path (a refused handshake) is
 // written with "Connection: close" and ends the connection.
 //
 // Until its head is read whole a connection is a handshake in progress
-// (handshakes.go), under three limits: MaxHandshakes (at the cap, a new
-// connection evicts the oldest), MaxHandshakesPerIP (beyond it, 503 with
-// Retry-After before anything is read) and MaxHeaderBytes (a longer head
-// gets 431), besides HandshakeTimeout. A head too large for the pooled
+// (handshakes.go), its TLS handshake included, under three limits:
+// MaxHandshakes (at the cap, a new connection evicts the oldest),
+// MaxHandshakesPerIP (beyond it, 503 with Retry-After before anything is
+// read; on TLS, closed unanswered, before any TLS work) and MaxHeaderBytes
+// (a longer head gets 431), besides HandshakeTimeout, one deadline for the
+// TLS handshake and the head together. A head too large for the pooled
 // reader but within MaxHeaderBytes is read on into a buffer of its own
 // before it goes to net/http, so the cap is exact on the first request.
+// A connection closed by eviction or Shutdown before its head is read is
+// closed at the TCP level (closeRaw): no TLS alert is written from the
+// goroutine that closes it.
 
 const (
 	// acceptReaderSize is the pooled reader a request head must fit in to be
@@ -74,7 +89,13 @@ type acceptor struct {
 
 func newAcceptor(s *Server, l net.Listener, wg *sync.WaitGroup) *acceptor {
 	a := &acceptor{s: s, l: l, wg: wg, pass: newPassListener(l.Addr())}
-	a.hs = &http.Server{Handler: s, ReadHeaderTimeout: s.cfg.HandshakeTimeout, MaxHeaderBytes: s.cfg.MaxHeaderBytes}
+	a.hs = &http.Server{
+		Handler:           withTLSState(s),
+		ConnContext:       tlsStateContext,
+		ReadHeaderTimeout: s.cfg.HandshakeTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
+	}
 	return a
 }
 
@@ -116,7 +137,7 @@ func (a *acceptor) serve() error {
 		if evicted != nil {
 			// Its goroutine's read fails; it sees it was unlisted and
 			// returns its reader to the pool.
-			_ = evicted.nc.Close()
+			closeRaw(evicted.nc)
 		}
 		switch {
 		case !ok:
@@ -125,11 +146,6 @@ func (a *acceptor) serve() error {
 			go func() {
 				defer a.wg.Done()
 				a.refuseBusy(nc)
-			}()
-		case h == nil:
-			go func() {
-				defer a.wg.Done()
-				a.passTLS(nc)
 			}()
 		default:
 			go func() {
@@ -158,7 +174,7 @@ func (a *acceptor) close() {
 	_ = a.l.Close()
 	// Nothing is listed for a after closed is set (track lists under mu).
 	for _, h := range a.s.handshakes.drop(a) {
-		_ = h.nc.Close()
+		closeRaw(h.nc)
 	}
 }
 
@@ -168,11 +184,11 @@ func (a *acceptor) isClosed() bool {
 	return a.closed
 }
 
-// track counts a new connection's goroutine and, unless it is TLS (then h
-// is nil), lists it as a handshake in progress. Listing it may evict the
-// oldest handshake, returned for the caller to close; busy means its IP is
-// at MaxHandshakesPerIP (it is not listed: its goroutine refuses it). ok
-// is false after close: the caller closes it, nothing is counted.
+// track counts a new connection's goroutine and lists it as a handshake in
+// progress. Listing it may evict the oldest handshake, returned for the
+// caller to close; busy means its IP is at MaxHandshakesPerIP (it is not
+// listed: its goroutine refuses it). ok is false after close: the caller
+// closes it, nothing is counted.
 func (a *acceptor) track(nc net.Conn) (h, evicted *handshake, busy, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -180,41 +196,41 @@ func (a *acceptor) track(nc net.Conn) (h, evicted *handshake, busy, ok bool) {
 		return nil, nil, false, false
 	}
 	a.wg.Add(1)
-	if _, isTLS := nc.(*tls.Conn); isTLS {
-		return nil, nil, false, true
-	}
 	h = &handshake{nc: nc, a: a, ip: peerIP(nc)}
 	evicted, listed := a.s.handshakes.add(h)
 	return h, evicted, !listed, true
 }
 
-// passTLS hands a TLS connection to net/http as it is: ALPN and the
-// request's TLS state are net/http's business.
-func (a *acceptor) passTLS(nc net.Conn) {
-	if !a.pass.push(nc) {
-		_ = nc.Close()
-	}
-}
-
 // refuseBusy answers a connection from an IP at MaxHandshakesPerIP, before
-// reading anything from it, and closes it.
+// reading anything from it, and closes it. A TLS connection is closed
+// unanswered: an answer would cost a TLS handshake, the work the cap is
+// there to refuse.
 func (a *acceptor) refuseBusy(nc net.Conn) {
+	if _, ok := nc.(*tls.Conn); ok {
+		closeRaw(nc)
+		return
+	}
 	h := http.Header{"Retry-After": {busyRetryAfter}}
 	writeRefusal(nc, http.StatusServiceUnavailable, h, "too many handshakes from this address", a.s.cfg.HandshakeTimeout)
 	_ = nc.Close()
 }
 
-// handshake reads a new connection's request head and serves it.
+// handshake reads a new connection's request head (after its TLS
+// handshake, on TLS) and serves it.
 func (a *acceptor) handshake(h *handshake) {
 	s := a.s
 	nc := h.nc
+	_ = nc.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	tc, isTLS := nc.(*tls.Conn)
+	if isTLS && !a.tlsHandshake(h, tc) {
+		return
+	}
 	br := s.readers.Get().(*bufio.Reader)
 	br.Reset(nc)
 	defer func() {
 		br.Reset(nil)
 		s.readers.Put(br)
 	}()
-	_ = nc.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	head, big, err := readHead(br, nc, s.cfg.MaxHeaderBytes)
 	if !s.handshakes.remove(h) {
 		// Evicted under MaxHandshakes, or dropped by Shutdown, while it
@@ -251,6 +267,10 @@ func (a *acceptor) handshake(h *handshake) {
 	}
 	_ = nc.SetReadDeadline(time.Time{})
 	req.RemoteAddr = nc.RemoteAddr().String()
+	if isTLS {
+		st := tc.ConnectionState()
+		req.TLS = &st
+	}
 	ctx, cancel := context.WithCancel(s.hardCtx)
 	defer cancel()
 	w := &upgradeWriter{s: s, nc: nc, br: br}

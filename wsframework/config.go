@@ -2,6 +2,7 @@ package wsframework
 
 import (
 	"compress/flate"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,7 @@ const (
 	DefaultMaxFragments        = 4096
 	DefaultMessageTimeout      = 30 * time.Second
 	DefaultMaxHeaderBytes      = 16 << 10
+	DefaultCertCheckInterval   = 5 * time.Second
 	// DefaultMaxHandshakes is MaxHandshakes's default where the process's
 	// open-file limit cannot be read; elsewhere the default follows that
 	// limit (see Config.MaxHandshakes).
@@ -215,8 +217,9 @@ type Config struct {
 	// DefaultMaxPendingBytes (4 MiB).
 	MaxPendingBytes int64
 	// HandshakeTimeout bounds reading the upgrade request (when the Server
-	// runs its own http.Server) and writing the handshake response. Zero
-	// means DefaultHandshakeTimeout (10 s).
+	// runs its own http.Server; on TLS, the TLS handshake and the request
+	// head together) and writing the handshake response. Zero means
+	// DefaultHandshakeTimeout (10 s).
 	HandshakeTimeout time.Duration
 	// MaxHandshakes caps the handshakes in progress on Serve's accept
 	// path: connections accepted whose request head has not been read
@@ -227,8 +230,9 @@ type Config struct {
 	// clients that open connections and stall mid-head cannot lock new
 	// ones out. Once its head is read a handshake no longer counts: the
 	// routes' decision and the answer are bounded by PhaseTimeout and
-	// HandshakeTimeout. Connections on a TLS listener are handed to
-	// net/http before any read and are not counted. Zero means a quarter
+	// HandshakeTimeout. On TLS a connection counts from its accept, its TLS
+	// handshake included, so clients stalling before or inside the TLS
+	// handshake are evicted the same way. Zero means a quarter
 	// of the process's open-file soft limit (RLIMIT_NOFILE) when New runs,
 	// at least 1024 and at most 1<<20, or DefaultMaxHandshakes (4096) on a
 	// platform without that limit; negative means no cap.
@@ -236,7 +240,9 @@ type Config struct {
 	// MaxHandshakesPerIP caps the handshakes in progress (see
 	// MaxHandshakes) from one peer IP: a connection beyond it is answered
 	// 503 Service Unavailable with "Retry-After: 1", before its request is
-	// read, and closed (Stats.RejectedHandshakeIP). The IP is the socket
+	// read, and closed (Stats.RejectedHandshakeIP); on TLS it is closed
+	// unanswered, before any TLS work (an answer would need a TLS
+	// handshake). The IP is the socket
 	// peer's: no header has been read yet, so TrustedProxies cannot apply,
 	// and behind a proxy or a NAT every client it carries shares one IP.
 	// Zero means no cap.
@@ -247,9 +253,9 @@ type Config struct {
 	// Fields Too Large and the connection is closed
 	// (Stats.RejectedHeaderBytes). A head larger than the pooled 4 KiB
 	// reader is read on into a buffer of its own and served by net/http.
-	// Later requests on a keep-alive connection, and every request on a
-	// TLS listener, are read by net/http, which applies the same cap with
-	// its own allowance of up to 4 KiB more. Mounted as an http.Handler
+	// The same holds over TLS. Later requests on a keep-alive connection
+	// are read by net/http, which applies the same cap with its own
+	// allowance of up to 4 KiB more. Mounted as an http.Handler
 	// elsewhere, the enclosing server's limit applies. Zero means
 	// DefaultMaxHeaderBytes (16 KiB).
 	MaxHeaderBytes int
@@ -339,6 +345,22 @@ type Config struct {
 	// Compression configures permessage-deflate. The zero value is on for
 	// every client that offers it (see CompressionConfig).
 	Compression CompressionConfig
+	// TLS is the base TLS configuration of ServeTLS and ListenAndServeTLS,
+	// as http.Server.TLSConfig is net/http's: cipher suites, minimum
+	// version, client certificates, and the certificate itself when no
+	// files are given. It is cloned when serving starts; its NextProtos
+	// are replaced by "http/1.1" (a WebSocket upgrade needs HTTP/1.1). Nil
+	// means crypto/tls's defaults. Serve and ListenAndServe ignore it.
+	TLS *tls.Config
+	// CertCheckInterval is how often, at most, ServeTLS looks at its
+	// certificate and key files' modification times and sizes, and reads
+	// them again when they changed: a renewed certificate is served to
+	// new connections without a restart. The look is made by a handshake
+	// that finds it due (no goroutine watches the files); a pair that does
+	// not load leaves the previous certificate in use. Zero means
+	// DefaultCertCheckInterval (5 s); negative means the files are read
+	// once.
+	CertCheckInterval time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -407,6 +429,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
+	if c.CertCheckInterval == 0 {
+		c.CertCheckInterval = DefaultCertCheckInterval
+	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
@@ -451,5 +476,8 @@ func (c Config) withDefaults() (Config, error) {
 		c.Plugins = m
 	}
 	c.AllowedOrigins = append([]string(nil), c.AllowedOrigins...)
+	if c.TLS != nil {
+		c.TLS = c.TLS.Clone()
+	}
 	return c, nil
 }

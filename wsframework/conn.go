@@ -3,6 +3,8 @@ package wsframework
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -38,6 +40,9 @@ type conn struct {
 	nc net.Conn
 	br *bufio.Reader // the upgrade's reader; nil once a poll reader took its bytes
 	rt *core.Runtime
+	// route is the route it was upgraded on, for its log lines (log.go);
+	// set before serve, nil in tests that make connections by hand.
+	route *route
 	// poll is the poll reader's state, set before the connection is
 	// published (nil: a reader goroutine).
 	poll *pollState
@@ -439,8 +444,11 @@ func (c *conn) sendPing() bool {
 // its poll loop.
 func (c *conn) serve(ctx context.Context, info core.ConnInfo) {
 	s := c.srv
+	_, isTLS := c.nc.(*tls.Conn)
 	if s.usePoll(c.nc) {
 		c.poll = c.newPollState() // nil if the poller is unavailable
+	} else if isTLS {
+		s.stats.tls.Add(1) // the poll reader reads plain TCP only
 	}
 	s.conns.Store(c.id, c)
 	// Shutdown may have started between admit and Store: it would miss us.
@@ -455,6 +463,14 @@ func (c *conn) serve(ctx context.Context, info core.ConnInfo) {
 		return
 	}
 	c.sc = sc
+	if s.connLogOn(slog.LevelDebug) {
+		reader := "goroutine"
+		if c.poll != nil {
+			reader = "poll"
+		}
+		c.logConn(slog.LevelDebug, "strand: connection open", "remote", info.Request.RemoteAddr,
+			"client_ip", info.Request.ClientIP, "reader", reader, "tls", isTLS)
+	}
 	if draining {
 		c.closeWith(ReasonShutdown, core.CloseGoingAway, "server shutting down")
 	}
@@ -587,5 +603,8 @@ func (c *conn) teardown(res readResult) {
 	}
 	s.rooms.leaveAll(c)
 	s.stats.closes[reason].Add(1)
+	if s.connLogOn(slog.LevelDebug) {
+		c.logConn(slog.LevelDebug, "strand: connection closed", "reason", reason.String(), "code", int(code), "text", text)
+	}
 	c.rt.Closed(c.sc, code, text)
 }

@@ -17,7 +17,8 @@
 // available frames without waiting, parses them incrementally, and submits
 // them in order; where the other reader would block (a full dispatcher
 // queue, a high write queue, too many pending bytes) it pauses and is
-// resumed. Elsewhere, and for TLS, each connection has a reader goroutine.
+// resumed. Elsewhere, and for TLS, each connection has a reader goroutine
+// (Stats.TLS counts TLS connections, Stats.Polled the polled ones).
 // Limits, deadlines, close codes and Stats are the same in both. Writes go
 // through a bounded per-connection queue drained by at most one writer at a
 // time, which sends everything queued in one vectored write; no goroutine
@@ -38,6 +39,23 @@
 // progress longest, so clients stalling mid-head cannot lock others out.
 // Mounted as an http.Handler elsewhere, a Server upgrades through
 // net/http's Hijack.
+//
+// # TLS
+//
+// ServeTLS and ListenAndServeTLS serve the same over TLS (wss and https),
+// shaped like net/http's: a base configuration in Config.TLS, the
+// certificate from PEM files or from that configuration. ALPN offers
+// http/1.1 only. The accept path runs each connection's TLS handshake
+// itself, as the first part of its handshake in progress: HandshakeTimeout
+// bounds the TLS handshake and the head together, MaxHandshakes counts a
+// connection from its accept, MaxHeaderBytes answers 431 over TLS as over
+// TCP, and a connection over MaxHandshakesPerIP is closed before any TLS
+// work. A request handed on to net/http keeps its Request.TLS. Certificate
+// files are read again when they change (modification time or size), looked
+// at by a handshake at most every Config.CertCheckInterval, so a renewed
+// certificate is served without a restart; a pair that does not load leaves
+// the previous one in use. A connection over TLS is read by a reader
+// goroutine in every reader mode.
 //
 // Both readers only move bytes: every framing rule lives in one
 // incremental parser (internal/wsproto) that they feed — headers, masking,
@@ -77,6 +95,24 @@
 // CompressionConfig.ContextTakeover each connection keeps a compressor
 // (about 1.2 MiB) and up to 32 KiB of its client's data, and its writer
 // compresses its messages in order.
+//
+// # Logging
+//
+// The Server logs through Config.Logger (log/slog), net/http's error log
+// included. Every line about a connection carries its ID, route pattern and
+// plugin first ("conn", "route", "plugin"); at debug level a line is
+// written when a connection opens and when it closes (with why). The
+// attributes are built only when a line is written: no connection keeps a
+// logger, and nothing is logged per message.
+//
+// # Health and readiness
+//
+// HealthzHandler answers 200 while the Server is alive (until Shutdown has
+// finished; draining is alive). ReadyzHandler answers 200 when Ready
+// passes: the Server serves a listener, is not shutting down, and every
+// check registered with AddReadinessCheck passes; 503 otherwise, naming
+// the reason or the failing checks. Checks run on the goroutine asking,
+// in registration order, with its context. Mount the handlers with Handle.
 //
 // # Rooms
 //

@@ -118,7 +118,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			if h == nil {
 				x.err = errors.New("wsframework: upgrade by an entry without WebSocket handlers")
-				x.srv.cfg.Logger.Error("strand: upgrade without handlers", "entry", e.String())
+				x.srv.cfg.Logger.Error("strand: upgrade without handlers", "route", x.rt.pattern, "entry", e.String())
 				x.answerError(http.StatusInternalServerError)
 				x.finish()
 				return
@@ -176,6 +176,7 @@ func (x *exchange) upgrade(re routeEntry, rc *core.RequestContext, h *core.WebSo
 	x.values = rc.Values()
 	x.log()
 	if c != nil {
+		c.route = x.rt
 		c.serve(x.srv.hardCtx, info)
 	}
 }
@@ -252,7 +253,7 @@ func (x *exchange) wait(p phaseSignal, rc *core.RequestContext) outcome {
 			if p.Running() {
 				x.srv.stats.phaseStuck.Add(1)
 				x.srv.cfg.Logger.Warn("strand: phase handler still running after its timeout",
-					"path", x.req.Path, "timeout", x.srv.cfg.PhaseTimeout)
+					"route", x.rt.pattern, "path", x.req.Path, "timeout", x.srv.cfg.PhaseTimeout)
 			}
 			return outTimeout
 		case <-x.r.Context().Done():

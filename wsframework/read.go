@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"runtime/debug"
@@ -318,8 +319,8 @@ func (c *conn) fail(reason CloseReason, text string) readResult {
 // counted; no other connection is affected.
 func (c *conn) readerPanic(r any) readResult {
 	c.srv.stats.panics.Add(1)
-	c.srv.cfg.Logger.Error("strand: panic while reading a connection; closing it with 1011",
-		"conn", c.id, "panic", r, "stack", string(debug.Stack()))
+	c.logConn(slog.LevelError, "strand: panic while reading a connection; closing it with 1011",
+		"panic", r, "stack", string(debug.Stack()))
 	return readResult{reason: ReasonInternal, code: core.CloseInternalError, text: "internal error", violation: true}
 }
 

@@ -83,6 +83,8 @@ type Server struct {
 	hooks    testHooks
 
 	stats serverCounters
+
+	health health // readiness checks and liveness (health.go)
 }
 
 // testHooks let tests see or disturb a connection's reading; all nil
@@ -95,6 +97,7 @@ type testHooks struct {
 type serverCounters struct {
 	accepted       atomic.Uint64
 	polled         atomic.Uint64
+	tls            atomic.Uint64 // of accepted, over TLS
 	rejectedOrigin atomic.Uint64
 	rejectedCap    atomic.Uint64
 	rejectedIP     atomic.Uint64
@@ -120,6 +123,7 @@ type serverCounters struct {
 	handshakesEvicted   atomic.Uint64
 	rejectedHandshakeIP atomic.Uint64
 	rejectedHeaderBytes atomic.Uint64
+	tlsHandshakeErrors  atomic.Uint64
 }
 
 // Stats are a Server's counters.
@@ -127,6 +131,7 @@ type Stats struct {
 	Open           int64             // WebSocket connections open now
 	Accepted       uint64            // handshakes completed
 	Polled         uint64            // connections read by the poll reader (ReaderPoll), of Accepted
+	TLS            uint64            // connections over TLS, of Accepted: read by a reader goroutine in every mode
 	RejectedOrigin uint64            // 403: Origin not allowed
 	RejectedCap    uint64            // 503: MaxConns reached or shutting down
 	RejectedIP     uint64            // 429: MaxConnsPerIP reached
@@ -147,6 +152,7 @@ type Stats struct {
 	HandshakesEvicted   uint64 // of those, closed unread to make room under MaxHandshakes
 	RejectedHandshakeIP uint64 // 503: MaxHandshakesPerIP reached
 	RejectedHeaderBytes uint64 // 431: a request head over MaxHeaderBytes
+	TLSHandshakeErrors  uint64 // TLS handshakes that failed (or timed out) on the accept path
 
 	PhaseTimeouts uint64 // phase handlers that did not decide within PhaseTimeout
 	PhasePanics   uint64 // phase handlers that panicked
@@ -298,8 +304,10 @@ func (s *Server) ListenAndServe(addr string) error {
 // already open are served on until Shutdown). It takes ownership of l.
 //
 // WebSocket handshakes are read and upgraded by Strand itself, with small
-// pooled buffers; every other request, and every TLS connection, is served
-// by a net/http Server (accept.go).
+// pooled buffers; every other request is served by a net/http Server
+// (accept.go). Connections that l returns as *tls.Conn (ServeTLS's, or a
+// tls.NewListener of your own) have their TLS handshake run on the same
+// path first, under the same limits.
 func (s *Server) Serve(l net.Listener) error {
 	a := newAcceptor(s, l, &s.acceptWG)
 	s.mu.Lock()
@@ -310,8 +318,11 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.acceptors = append(s.acceptors, a)
 	s.acceptWG.Add(1) // a's http.Server
+	s.health.listening.Add(1)
 	s.mu.Unlock()
-	if err := a.serve(); err != nil {
+	err := a.serve()
+	s.health.listening.Add(-1)
+	if err != nil {
 		return err
 	}
 	return ErrServerClosed
@@ -365,6 +376,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = a.hs.Close()
 	}
 	s.mu.Unlock()
+	s.health.done.Store(true)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -409,6 +421,7 @@ func (s *Server) Stats() Stats {
 		Open:           s.open.Load(),
 		Accepted:       c.accepted.Load(),
 		Polled:         c.polled.Load(),
+		TLS:            c.tls.Load(),
 		RejectedOrigin: c.rejectedOrigin.Load(),
 		RejectedCap:    c.rejectedCap.Load(),
 		RejectedIP:     c.rejectedIP.Load(),
@@ -435,5 +448,6 @@ func (s *Server) Stats() Stats {
 		HandshakesEvicted:   c.handshakesEvicted.Load(),
 		RejectedHandshakeIP: c.rejectedHandshakeIP.Load(),
 		RejectedHeaderBytes: c.rejectedHeaderBytes.Load(),
+		TLSHandshakeErrors:  c.tlsHandshakeErrors.Load(),
 	}
 }

@@ -2,6 +2,7 @@ package wsframework
 
 import (
 	"encoding/binary"
+	"log/slog"
 	"net"
 	"runtime/debug"
 	"strings"
@@ -181,8 +182,8 @@ func (c *conn) writeLoop() {
 func (c *conn) writerPanic(r any) {
 	s := c.srv
 	s.stats.panics.Add(1)
-	s.cfg.Logger.Error("strand: panic while writing a connection; closing it with 1011",
-		"conn", c.id, "panic", r, "stack", string(debug.Stack()))
+	c.logConn(slog.LevelError, "strand: panic while writing a connection; closing it with 1011",
+		"panic", r, "stack", string(debug.Stack()))
 	c.mu.Lock()
 	c.writing = false
 	if c.idle != nil {

@@ -1,19 +1,25 @@
 // Command echo serves WebSocket echo on /echo with Strand: text comes back as
 // text, binary as binary, in order. /broadcast sends every message to all
 // clients connected there, the sender included, each sender's messages in
-// order. GET /healthz answers 200. With -token, /echo upgrades without the
-// token get 401.
+// order. GET /healthz answers 200 while the server is alive, GET /readyz
+// 200 while it is ready for traffic (503 once it shuts down). With -token,
+// /echo upgrades without the token get 401.
 //
-//	go run ./examples/echo -addr 127.0.0.1:8080 [-token SECRET] [-reader auto|goroutine|poll] [-debug-addr 127.0.0.1:6060]
+//	go run ./examples/echo -addr 127.0.0.1:8080 [-token SECRET] [-reader auto|goroutine|poll]
+//	    [-tls-cert cert.pem -tls-key key.pem] [-debug-addr 127.0.0.1:6060]
+//	    [-log-format text|json] [-log-level debug|info|warn|error]
 //
 // -reader picks wsframework.Config.Reader: auto (the default) is the poll
-// reader on Linux and goroutines elsewhere.
+// reader on Linux and goroutines elsewhere. With -tls-cert and -tls-key
+// (PEM files) it serves wss:// and https:// instead (ALPN http/1.1); the
+// files are read again when they change, so a renewed certificate needs no
+// restart. TLS connections are read by goroutines in every -reader mode.
 //
 // With port 0 in -addr (or -debug-addr) the system picks a free port. Once
 // listening, the program logs one line with the bound addresses as
 // key=value pairs, for scripts and tests to read:
 //
-//	... INFO echo: listening addr=127.0.0.1:41234 reader=poll debug_addr=127.0.0.1:41235 ...
+//	... msg="echo: listening" addr=127.0.0.1:41234 reader=poll tls=false debug_addr=127.0.0.1:41235 ...
 //
 // (debug_addr only with -debug-addr). -debug-addr serves a separate debug
 // listener, never the public one, off by default: /debug/vars (expvar:
@@ -22,55 +28,78 @@
 // live heap) and /debug/pprof/ (net/http/pprof). Bind it to loopback: it
 // exposes profiles and the command line (including -token) to whoever can
 // reach it.
+//
+// Logs go to stderr as text (or JSON with -log-format json) from
+// -log-level up (info by default; debug adds a line per connection opened
+// and closed, with its conn, route and plugin). A bad flag value exits
+// with status 2.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
-	"expvar"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/strandws/strand/examples/echo/echoplugin"
+	"github.com/strandws/strand/internal/debugserver"
+	"github.com/strandws/strand/internal/logsetup"
 	"github.com/strandws/strand/wsframework"
 )
 
+// options are the command line's settings.
+type options struct {
+	addr, debugAddr  string
+	maxMsg           int64
+	token            string
+	mode             wsframework.ReaderMode
+	tlsCert, tlsKey  string
+	logFormat, level string
+}
+
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8080", "listen address (port 0: a free port, logged as addr=)")
-	maxMsg := flag.Int64("max-message-bytes", 1<<20, "largest message accepted (1009 beyond)")
-	token := flag.String("token", "", "if set, upgrades need ?token=TOKEN or Authorization: Bearer TOKEN (401 otherwise)")
-	reader := flag.String("reader", "auto", "how connections are read: auto (poll on Linux), goroutine or poll")
-	debugAddr := flag.String("debug-addr", "", "if set, serve /debug/vars and /debug/pprof/ on this separate address (off by default)")
+	var o options
+	var reader string
+	flag.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address (port 0: a free port, logged as addr=)")
+	flag.Int64Var(&o.maxMsg, "max-message-bytes", 1<<20, "largest message accepted (1009 beyond)")
+	flag.StringVar(&o.token, "token", "", "if set, upgrades need ?token=TOKEN or Authorization: Bearer TOKEN (401 otherwise)")
+	flag.StringVar(&reader, "reader", "auto", "how connections are read: auto (poll on Linux), goroutine or poll")
+	flag.StringVar(&o.debugAddr, "debug-addr", "", "if set, serve /debug/vars and /debug/pprof/ on this separate address (off by default)")
+	flag.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate file: serve wss:// and https:// (with -tls-key); reread when it changes")
+	flag.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of -tls-cert")
+	flag.StringVar(&o.logFormat, "log-format", "text", "log format: "+logsetup.Formats)
+	flag.StringVar(&o.level, "log-level", "info", "lowest level logged: "+logsetup.Levels)
 	flag.Parse()
-	mode, err := parseReader(*reader)
-	if err == nil && *debugAddr != "" && *debugAddr == *addr && !anyPort(*addr) {
-		err = errors.New("-debug-addr must differ from -addr: the debug listener is never the public one")
+	log, err := logsetup.New(os.Stderr, o.logFormat, o.level)
+	if err == nil {
+		o.mode, err = parseReader(reader)
+	}
+	if err == nil {
+		err = debugserver.CheckAddrs(o.addr, o.debugAddr)
+	}
+	if err == nil && (o.tlsCert == "") != (o.tlsKey == "") {
+		err = errors.New("-tls-cert and -tls-key go together")
+	}
+	if err == nil && flag.NArg() > 0 {
+		err = fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "echo:", err)
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*addr, *debugAddr, *maxMsg, *token, mode); err != nil {
-		slog.Error("echo", "err", err)
+	slog.SetDefault(log)
+	if err := run(o, log); err != nil {
+		log.Error("echo", "err", err)
 		os.Exit(1)
 	}
-}
-
-// anyPort reports whether addr asks for a free port (port 0): two such
-// listeners get different ports.
-func anyPort(addr string) bool {
-	_, port, err := net.SplitHostPort(addr)
-	return err == nil && port == "0"
 }
 
 // parseReader maps a -reader value to a ReaderMode.
@@ -86,53 +115,68 @@ func parseReader(s string) (wsframework.ReaderMode, error) {
 	return 0, fmt.Errorf("unknown -reader %q: want auto, goroutine or poll", s)
 }
 
-func run(addr, debugAddr string, maxMsg int64, token string, mode wsframework.ReaderMode) error {
-	srv, err := wsframework.New(wsframework.Config{MaxMessageBytes: maxMsg, Reader: mode})
+func run(o options, log *slog.Logger) error {
+	srv, err := wsframework.New(wsframework.Config{MaxMessageBytes: o.maxMsg, Reader: o.mode, Logger: log})
 	if err != nil {
 		return err
 	}
-	plugin := echoplugin.WithToken(token)
+	plugin := echoplugin.WithToken(o.token)
 	if err := srv.Route("/echo", nil, plugin.Entry("echo")); err != nil {
 		return err
 	}
 	if err := srv.Route("/broadcast", nil, plugin.Entry("broadcast")); err != nil {
 		return err
 	}
-	if err := srv.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})); err != nil {
+	if err := srv.Handle("GET /healthz", srv.HealthzHandler()); err != nil {
 		return err
+	}
+	if err := srv.Handle("GET /readyz", srv.ReadyzHandler()); err != nil {
+		return err
+	}
+	ws, web := "ws", "http"
+	if o.tlsCert != "" {
+		// Read once here so that a bad pair fails before "listening";
+		// ServeTLS reads the files itself, and again when they change.
+		if _, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey); err != nil {
+			return err
+		}
+		ws, web = "wss", "https"
 	}
 
 	// Listen before logging, so the line carries the bound addresses (a
 	// port 0 becomes the one the system picked).
-	l, err := net.Listen("tcp", addr)
+	l, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
 	}
-	var dbg *http.Server
-	var dl net.Listener
-	if debugAddr != "" {
-		if dl, err = net.Listen("tcp", debugAddr); err != nil {
+	var dbg *debugserver.Server
+	if o.debugAddr != "" {
+		if dbg, err = debugserver.Listen(o.debugAddr, debugserver.Vars{"strand": func() any { return srv.Stats() }}); err != nil {
 			_ = l.Close()
-			return fmt.Errorf("debug listener: %w", err)
+			return err
 		}
-		dbg = debugServer(srv)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
+	go func() {
+		if o.tlsCert != "" {
+			errc <- srv.ServeTLS(l, o.tlsCert, o.tlsKey)
+			return
+		}
+		errc <- srv.Serve(l)
+	}()
 	dbgc := make(chan error, 1)
 	bound := l.Addr().String()
-	attrs := []any{"addr", bound, "reader", mode.String(),
-		"ws", "ws://" + bound + "/echo", "health", "http://" + bound + "/healthz"}
+	attrs := []any{"addr", bound, "reader", o.mode.String(), "tls", o.tlsCert != "",
+		"ws", ws + "://" + bound + "/echo", "health", web + "://" + bound + "/healthz", "ready", web + "://" + bound + "/readyz"}
 	if dbg != nil {
-		go func() { dbgc <- dbg.Serve(dl) }()
-		attrs = append(attrs, "debug_addr", dl.Addr().String(), "debug", "http://"+dl.Addr().String()+"/debug/vars")
+		go func() { dbgc <- dbg.Serve() }()
+		da := dbg.Addr().String()
+		attrs = append(attrs, "debug_addr", da, "debug", "http://"+da+"/debug/vars")
 	}
-	slog.Info("echo: listening", attrs...)
+	log.Info("echo: listening", attrs...)
 	select {
 	case err := <-errc:
 		if dbg != nil {
@@ -144,9 +188,10 @@ func run(addr, debugAddr string, maxMsg int64, token string, mode wsframework.Re
 		// than run on without what it was asked to serve.
 		_ = srv.Close()
 		<-errc
-		return fmt.Errorf("debug listener: %w", err)
+		return err
 	case <-ctx.Done():
 	}
+	log.Info("echo: shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if dbg != nil {
@@ -157,25 +202,4 @@ func run(addr, debugAddr string, maxMsg int64, token string, mode wsframework.Re
 		return serr
 	}
 	return err
-}
-
-// debugServer returns the debug listener's server: expvar and pprof on a
-// ServeMux of its own (never http.DefaultServeMux, never the public port).
-func debugServer(srv *wsframework.Server) *http.Server {
-	expvar.Publish("strand", expvar.Func(func() any { return srv.Stats() }))
-	vars := expvar.Handler()
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /debug/vars", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("gc") == "1" {
-			// Debug only: memstats after a collection are the live heap.
-			runtime.GC()
-		}
-		vars.ServeHTTP(w, r)
-	})
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 }

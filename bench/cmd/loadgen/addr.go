@@ -9,15 +9,16 @@ import (
 	"strings"
 )
 
-// checkURL accepts only ws:// URLs whose host is a loopback address, and
-// rewrites "localhost" to 127.0.0.1 so that IPv4 source addresses apply.
+// checkURL accepts only ws:// and wss:// URLs whose host is a loopback
+// address, and rewrites "localhost" to 127.0.0.1 so that IPv4 source
+// addresses apply.
 func checkURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", fmt.Errorf("-url: %w", err)
 	}
-	if u.Scheme != "ws" {
-		return "", fmt.Errorf("-url: scheme %q: only ws:// is supported", u.Scheme)
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		return "", fmt.Errorf("-url: scheme %q: only ws:// and wss:// are supported", u.Scheme)
 	}
 	host := u.Hostname()
 	if host == "localhost" {
@@ -30,6 +31,9 @@ func checkURL(raw string) (string, error) {
 	port := u.Port()
 	if port == "" {
 		port = "80"
+		if u.Scheme == "wss" {
+			port = "443"
+		}
 	}
 	u.Host = net.JoinHostPort(ip.String(), port)
 	return u.String(), nil

@@ -3,11 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,8 +58,8 @@ type client struct {
 }
 
 // dial opens one WebSocket connection to url from source address src (nil
-// means the kernel's choice).
-func dial(ctx context.Context, url string, src net.IP, bufSize int) (net.Conn, *bufio.Reader, error) {
+// means the kernel's choice); a wss:// one with tlsCfg.
+func dial(ctx context.Context, url string, src net.IP, bufSize int, tlsCfg *tls.Config) (net.Conn, *bufio.Reader, error) {
 	nd := &net.Dialer{}
 	if src != nil {
 		nd.LocalAddr = &net.TCPAddr{IP: src}
@@ -64,6 +67,7 @@ func dial(ctx context.Context, url string, src net.IP, bufSize int) (net.Conn, *
 	d := ws.Dialer{
 		ReadBufferSize: bufSize,
 		NetDial:        nd.DialContext,
+		TLSConfig:      tlsCfg,
 	}
 	conn, br, _, err := d.Dial(ctx, url)
 	if err != nil {
@@ -73,6 +77,23 @@ func dial(ctx context.Context, url string, src net.IP, bufSize int) (net.Conn, *
 		br = bufio.NewReaderSize(conn, bufSize)
 	}
 	return conn, br, nil
+}
+
+// clientTLS returns the TLS configuration of wss:// connections: the
+// certificates in the PEM file ca as roots, or the system's without one.
+func clientTLS(ca string) (*tls.Config, error) {
+	if ca == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(ca)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no PEM certificate", ca)
+	}
+	return &tls.Config{RootCAs: pool}, nil
 }
 
 func newClient(id uint32, nc net.Conn, br *bufio.Reader, bufSize, payloadSize, depth int) *client {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,7 +32,26 @@ func pass(_ int, op ws.OpCode, p []byte) []frame { return []frame{{op: op, p: p}
 // echoServer is a gobwas echo server whose replies go through f.
 func echoServer(t *testing.T, f fault) string {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(echoHandler(f))
+	t.Cleanup(srv.Close)
+	return "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+// tlsEchoServer is echoServer over TLS: its wss:// URL and a PEM file with
+// its certificate, for -ca.
+func tlsEchoServer(t *testing.T) (url, ca string) {
+	t.Helper()
+	srv := httptest.NewTLSServer(echoHandler(pass))
+	t.Cleanup(srv.Close)
+	ca = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return "wss" + strings.TrimPrefix(srv.URL, "https"), ca
+}
+
+func echoHandler(f fault) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		nc, rw, _, err := ws.UpgradeHTTP(r, w)
 		if err != nil {
 			return
@@ -47,9 +68,7 @@ func echoServer(t *testing.T, f fault) string {
 				}
 			}
 		}
-	}))
-	t.Cleanup(srv.Close)
-	return "ws" + strings.TrimPrefix(srv.URL, "http")
+	})
 }
 
 // broadcastServer relays every message to every connection.
@@ -226,6 +245,24 @@ func TestBroadcastChecksEverySender(t *testing.T) {
 	}
 }
 
+// TestWSS: echo and idle runs over TLS, trusting the server's
+// certificate through -ca; without it the system's roots refuse it.
+func TestWSS(t *testing.T) {
+	url, ca := tlsEchoServer(t)
+	code, r, out := runLoadgen(t, "-url", url+"/echo", "-ca", ca, "-conns", "3", "-depth", "4")
+	if code != 0 || r.ErrorTotal != 0 || r.Delivered == 0 {
+		t.Fatalf("exit %d errors %v delivered %d\n%s", code, r.Errors, r.Delivered, out)
+	}
+	code, r, out = runLoadgen(t, "-url", url+"/echo", "-ca", ca, "-mode", "idle", "-conns", "3", "-hold", "100ms")
+	if code != 0 || r.ErrorTotal != 0 || r.Connected != 3 {
+		t.Fatalf("idle: exit %d errors %v connected %d\n%s", code, r.Errors, r.Connected, out)
+	}
+	code, r, _ = runLoadgen(t, "-url", url+"/echo", "-conns", "1")
+	if code != 1 || r.Errors["dial"] != 1 {
+		t.Fatalf("without -ca: exit %d errors %v, want a dial error", code, r.Errors)
+	}
+}
+
 func TestRefusesUnsafeRuns(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -233,7 +270,9 @@ func TestRefusesUnsafeRuns(t *testing.T) {
 	}{
 		{"remote-host", []string{"-url", "ws://192.0.2.1:80/echo"}},
 		{"hostname", []string{"-url", "ws://example.com/echo"}},
-		{"tls", []string{"-url", "wss://127.0.0.1:1/echo"}},
+		{"http", []string{"-url", "http://127.0.0.1:1/echo"}},
+		{"remote-tls", []string{"-url", "wss://example.com/echo"}},
+		{"missing-ca", []string{"-url", "wss://127.0.0.1:1/echo", "-ca", "/nonexistent/ca.pem"}},
 		{"too-many-conns", []string{"-conns", "19001"}},
 		{"non-loopback-source", []string{"-src-ips", "10.0.0.1"}},
 		{"size-below-header", []string{"-size", "8"}},

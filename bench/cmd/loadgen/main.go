@@ -20,6 +20,9 @@
 // reordered, duplicated or lost message counts as an error; any error makes
 // the exit status 1. Exit status 2 is a usage error, 3 a hard stop.
 //
+// wss:// URLs are dialled over TLS, trusting the certificates in -ca (a
+// PEM file; the system's roots without it).
+//
 // Safety bounds: only loopback URLs are dialled; at most 19000 connections
 // (the open-file limit here is 20000); every run ends by itself after
 // connect + warmup + duration (+ hold) + drain, and a watchdog ends the
@@ -85,6 +88,7 @@ type config struct {
 	serverPID           int
 	srcIPs              string
 	cpuProfile          string
+	ca                  string
 }
 
 func main() {
@@ -95,7 +99,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.url, "url", "ws://127.0.0.1:8080/echo", "server URL (ws://, loopback host only)")
+	fs.StringVar(&cfg.url, "url", "ws://127.0.0.1:8080/echo", "server URL (ws:// or wss://, loopback host only)")
+	fs.StringVar(&cfg.ca, "ca", "", "wss: PEM file of the certificates to trust (default: the system's roots)")
 	fs.StringVar(&cfg.mode, "mode", "echo", "echo, broadcast or idle")
 	fs.IntVar(&cfg.conns, "conns", 1, fmt.Sprintf("connections (at most %d; broadcast at most %d)", maxConns, maxBroadcastConns))
 	fs.IntVar(&cfg.size, "size", 64, "payload bytes per message")
@@ -402,6 +407,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "loadgen: -size:", err)
 		return 2
 	}
+	tlsCfg, err := clientTLS(cfg.ca)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadgen: -ca:", err)
+		return 2
+	}
 
 	if cfg.cpuProfile != "" {
 		f, err := os.Create(cfg.cpuProfile)
@@ -501,7 +511,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			if len(srcIPs) > 0 {
 				src = srcIPs[i%len(srcIPs)]
 			}
-			nc, br, err := dial(dctx, cfg.url, src, rbuf)
+			nc, br, err := dial(dctx, cfg.url, src, rbuf, tlsCfg)
 			if err != nil {
 				g.errorf(kindDial, "conn %d: %v", i, err)
 				return

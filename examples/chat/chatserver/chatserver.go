@@ -94,7 +94,8 @@ func New(cfg Config) (*Chat, error) {
 		pattern string
 		h       http.Handler
 	}{
-		{"GET /healthz", http.HandlerFunc(healthz)},
+		{"GET /healthz", srv.HealthzHandler()},
+		{"GET /readyz", srv.ReadyzHandler()},
 		{"GET /", pageHeaders(http.FileServerFS(web))},
 	}
 	if err := srv.Route("GET /ws", nil, p.Entry()); err != nil {
@@ -188,11 +189,6 @@ func (c *cluster) Members(ctx context.Context, room string) ([][]byte, error) {
 		out[i] = m.Payload
 	}
 	return out, nil
-}
-
-func healthz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte("ok\n"))
 }
 
 // pageHeaders adds headers that keep the page to its own scripts and

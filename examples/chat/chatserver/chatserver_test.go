@@ -58,6 +58,7 @@ func TestRoutes(t *testing.T) {
 		status                      int
 	}{
 		{"/healthz", "text/plain; charset=utf-8", "ok", 200},
+		{"/readyz", "text/plain; charset=utf-8", "ok", 200},
 		{"/", "text/html; charset=utf-8", `<form id="join-form"`, 200},
 		{"/app.js", "text/javascript; charset=utf-8", "textContent", 200},
 		{"/style.css", "text/css; charset=utf-8", ".messages", 200},

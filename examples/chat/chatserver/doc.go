@@ -1,7 +1,9 @@
 // Package chatserver assembles the chat example: a wsframework.Server with
 // the chat plugin on GET /ws, the chat page (embedded in the binary) on
-// GET /, and GET /healthz. The example's main and the integration tests
-// both build their server here, so they serve the same thing.
+// GET /, and the Server's own GET /healthz and GET /readyz
+// (wsframework.Server.HealthzHandler, ReadyzHandler). The example's main
+// and the integration tests both build their server here, so they serve
+// the same thing.
 //
 // # Concurrency
 //
