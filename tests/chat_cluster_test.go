@@ -3,6 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -242,4 +243,24 @@ func TestChatClusterProcesses(t *testing.T) {
 	require.ElementsMatch(t, []string{"n0", "n1"}, members())
 	cs[0].close(t)
 	cs[1].close(t)
+}
+
+// TestChatClusterReadiness: a clustered chat node answers /readyz with 503
+// while its Redis is unreachable, and 200 again once Redis is back.
+func TestChatClusterReadiness(t *testing.T) {
+	rs := redistest.Start(t)
+	node := clusterChat(t, rs.URL(), 1)[0]
+	readyz := func() int {
+		resp, err := http.Get("http://" + node.addr + "/readyz")
+		if err != nil {
+			return 0
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Eventually(t, func() bool { return readyz() == http.StatusOK }, chatTimeout, 10*time.Millisecond, "ready with Redis up")
+	rs.Kill()
+	require.Eventually(t, func() bool { return readyz() == http.StatusServiceUnavailable }, chatTimeout, 10*time.Millisecond, "not ready with Redis down")
+	rs.Restart()
+	require.Eventually(t, func() bool { return readyz() == http.StatusOK }, chatTimeout, 10*time.Millisecond, "ready again with Redis back")
 }

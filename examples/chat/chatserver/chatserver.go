@@ -85,6 +85,9 @@ func New(cfg Config) (*Chat, error) {
 		srv.OnRoomGap(func(g wsframework.RoomGap) {
 			_ = srv.BroadcastLocal(g.Room, sdk.Text, p.GapNotice(g.Room))
 		})
+		// Not ready while Redis is unreachable: a load balancer sends new
+		// clients to other nodes meanwhile.
+		srv.AddReadinessCheck("redis", ra.Ready)
 	}
 	web, err := fs.Sub(webFS, "web")
 	if err != nil {
