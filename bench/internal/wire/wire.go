@@ -66,8 +66,12 @@ var jsonLiterals = []struct {
 }
 
 // jsonSpan is how many bytes of word text the JSON fill's starting point
-// ranges over; the fill of (conn, seq) starts at a word boundary in it.
-const jsonSpan = 4096
+// ranges over; the fill of (conn, seq) starts at a word boundary in it,
+// picked by a hash of (conn, seq). It is far larger than deflate's 32 KiB
+// window, so that with context takeover a message rarely finds its text in
+// the connection's earlier ones: it compresses like new text in the same
+// vocabulary, not like a repeat.
+const jsonSpan = 1 << 20
 
 // jsonWords is the vocabulary of the JSON fill.
 var jsonWords = strings.Fields(`the be to of and a in that have I it for not on with he as you do at
@@ -202,7 +206,11 @@ func (c *Codec) HeaderLen() int {
 
 // jsonFill is the text of (conn, seq)'s JSON payload.
 func (c *Codec) jsonFill(conn uint32, seq uint64) []byte {
-	off := c.starts[(uint64(conn)*7+seq)%uint64(len(c.starts))]
+	x := uint64(conn)<<40 ^ seq // splitmix64 finalizer
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	x ^= x >> 31
+	off := c.starts[x%uint64(len(c.starts))]
 	return c.pattern[off : off+c.size-JSONMinSize]
 }
 
