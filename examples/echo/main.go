@@ -7,7 +7,8 @@
 //	go run ./examples/echo -addr 127.0.0.1:8080 [-token SECRET] [-reader auto|goroutine|poll] [-debug-addr 127.0.0.1:6060]
 //
 // -reader picks wsframework.Config.Reader: auto (the default) is the poll
-// reader on Linux and goroutines elsewhere.
+// reader on Linux and goroutines elsewhere. -compress on|off (default on)
+// and -compress-takeover set wsframework.Config.Compression.
 //
 // With port 0 in -addr (or -debug-addr) the system picks a free port. Once
 // listening, the program logs one line with the bound addresses as
@@ -49,9 +50,15 @@ func main() {
 	maxMsg := flag.Int64("max-message-bytes", 1<<20, "largest message accepted (1009 beyond)")
 	token := flag.String("token", "", "if set, upgrades need ?token=TOKEN or Authorization: Bearer TOKEN (401 otherwise)")
 	reader := flag.String("reader", "auto", "how connections are read: auto (poll on Linux), goroutine or poll")
+	compress := flag.String("compress", "on", "permessage-deflate for clients that offer it: on or off")
+	takeover := flag.Bool("compress-takeover", false, "with -compress on: allow context takeover (more memory per connection)")
 	debugAddr := flag.String("debug-addr", "", "if set, serve /debug/vars and /debug/pprof/ on this separate address (off by default)")
 	flag.Parse()
 	mode, err := parseReader(*reader)
+	if err == nil && *compress != "on" && *compress != "off" {
+		err = fmt.Errorf("unknown -compress %q: want on or off", *compress)
+	}
+	comp := wsframework.CompressionConfig{Disabled: *compress == "off", ContextTakeover: *takeover}
 	if err == nil && *debugAddr != "" && *debugAddr == *addr && !anyPort(*addr) {
 		err = errors.New("-debug-addr must differ from -addr: the debug listener is never the public one")
 	}
@@ -60,7 +67,7 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*addr, *debugAddr, *maxMsg, *token, mode); err != nil {
+	if err := run(*addr, *debugAddr, *maxMsg, *token, mode, comp); err != nil {
 		slog.Error("echo", "err", err)
 		os.Exit(1)
 	}
@@ -86,8 +93,8 @@ func parseReader(s string) (wsframework.ReaderMode, error) {
 	return 0, fmt.Errorf("unknown -reader %q: want auto, goroutine or poll", s)
 }
 
-func run(addr, debugAddr string, maxMsg int64, token string, mode wsframework.ReaderMode) error {
-	srv, err := wsframework.New(wsframework.Config{MaxMessageBytes: maxMsg, Reader: mode})
+func run(addr, debugAddr string, maxMsg int64, token string, mode wsframework.ReaderMode, comp wsframework.CompressionConfig) error {
+	srv, err := wsframework.New(wsframework.Config{MaxMessageBytes: maxMsg, Reader: mode, Compression: comp})
 	if err != nil {
 		return err
 	}
