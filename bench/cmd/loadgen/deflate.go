@@ -2,16 +2,18 @@ package main
 
 import (
 	"bytes"
-	"compress/flate"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsflate"
+	"github.com/klauspost/compress/flate"
 )
 
 // permessage-deflate (RFC 7692) on the client side.
@@ -23,6 +25,15 @@ import (
 // server_no_context_takeover in the answer), the client keeps the last
 // 32 KiB of what it inflated on that connection as the next message's
 // dictionary, and nothing more, so a connection costs 32 KiB at most.
+//
+// Broadcast without server context takeover: a server that compresses a
+// broadcast once sends every receiver the same bytes, so inflating each
+// copy would make the load generator, not the server, the bottleneck.
+// Receivers share a small cache of the last messages inflated: a copy whose
+// compressed bytes equal a cached message's, byte for byte, gets that
+// message's inflated bytes, which the wire codec then checks like any other.
+// It uses klauspost/compress/flate, which reads and writes the same format
+// as compress/flate, faster, for the same reason.
 
 const flateWindow = 32 << 10
 
@@ -42,8 +53,9 @@ func compressOffer(takeover bool) []httphead.Option {
 
 // flateState is one connection's negotiated permessage-deflate.
 type flateState struct {
-	serverTakeover bool   // the server refers back to earlier messages: keep window
-	window         []byte // serverTakeover: the last 32 KiB inflated
+	serverTakeover bool          // the server refers back to earlier messages: keep window
+	cache          *inflateCache // nil: none (set only without serverTakeover)
+	window         []byte        // serverTakeover: the last 32 KiB inflated
 	in             bytes.Reader
 	out            []byte // inflated message; valid until the next readMessage
 	comp           sliceWriter
@@ -67,6 +79,59 @@ func negotiated(exts []httphead.Option) (*flateState, error) {
 		return &flateState{serverTakeover: !p.ServerNoContextTakeover}, nil
 	}
 	return nil, nil
+}
+
+// inflateCache holds the last messages inflated by the connections of a
+// broadcast run, compressed and inflated, by a hash of the compressed
+// bytes. It must hold every message in flight to all receivers: a reader
+// goes through everything buffered on its connection before the next runs.
+type inflateCache struct {
+	mu    sync.Mutex
+	seed  maphash.Seed
+	byKey map[uint64]*cacheEntry
+	ring  [cacheSize]*cacheEntry // eviction order
+	next  int
+}
+
+const cacheSize = 4096
+
+type cacheEntry struct {
+	key    uint64
+	z, out []byte
+}
+
+func newInflateCache() *inflateCache {
+	return &inflateCache{seed: maphash.MakeSeed(), byKey: make(map[uint64]*cacheEntry, cacheSize)}
+}
+
+// get appends to dst the inflated form of z if the cache holds it.
+func (c *inflateCache) get(z, dst []byte) ([]byte, bool) {
+	k := maphash.Bytes(c.seed, z)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.byKey[k]; e != nil && bytes.Equal(e.z, z) {
+		return append(dst, e.out...), true
+	}
+	return dst, false
+}
+
+// put remembers that z inflates to out, evicting the oldest entry.
+func (c *inflateCache) put(z, out []byte) {
+	k := maphash.Bytes(c.seed, z)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.ring[c.next]
+	if e == nil {
+		e = new(cacheEntry)
+		c.ring[c.next] = e
+	} else if c.byKey[e.key] == e {
+		delete(c.byKey, e.key)
+	}
+	c.next = (c.next + 1) % cacheSize
+	e.key = k
+	e.z = append(e.z[:0], z...)
+	e.out = append(e.out[:0], out...)
+	c.byKey[k] = e
 }
 
 type sliceWriter struct{ b []byte }
@@ -116,6 +181,13 @@ func (f *flateState) compress(p []byte) ([]byte, error) {
 // append to), at most limit bytes. The result is valid until the next
 // inflate on f.
 func (f *flateState) inflate(in []byte, limit int) ([]byte, error) {
+	if f.cache != nil {
+		if out, ok := f.cache.get(in, f.out[:0]); ok {
+			f.out = out
+			return out, nil
+		}
+	}
+	z := in
 	in = append(in, flateTail...)
 	f.in.Reset(in)
 	var r io.ReadCloser
@@ -154,6 +226,9 @@ func (f *flateState) inflate(in []byte, limit int) ([]byte, error) {
 			err = fmt.Errorf("%w: inflating: %v", errProtocol, err)
 		}
 		return nil, err
+	}
+	if f.cache != nil {
+		f.cache.put(z[:len(z):len(z)], out)
 	}
 	if f.serverTakeover {
 		f.window = append(f.window, out...)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -119,5 +120,25 @@ func TestCompressBroadcastAndIdle(t *testing.T) {
 		if code, _, _ := runLoadgen(t, append([]string{"-url", url}, bad...)...); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (usage)", bad, code)
 		}
+	}
+}
+
+func TestInflateCache(t *testing.T) {
+	c := newInflateCache()
+	if _, ok := c.get([]byte("z0"), nil); ok {
+		t.Fatal("hit in an empty cache")
+	}
+	for i := range cacheSize + 1 {
+		c.put(fmt.Appendf(nil, "z%d", i), fmt.Appendf(nil, "out%d", i))
+	}
+	if _, ok := c.get([]byte("z0"), nil); ok {
+		t.Fatal("the oldest entry was not evicted")
+	}
+	if len(c.byKey) != cacheSize {
+		t.Fatalf("%d entries indexed, want %d", len(c.byKey), cacheSize)
+	}
+	out, ok := c.get([]byte("z1"), []byte("x"))
+	if !ok || string(out) != "xout1" {
+		t.Fatalf("get z1 = %q, %v", out, ok)
 	}
 }

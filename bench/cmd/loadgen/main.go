@@ -555,11 +555,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	dialWG.Wait()
 	dcancel()
+	var cache *inflateCache
+	if cfg.mode == "broadcast" {
+		cache = newInflateCache()
+	}
 	for _, c := range g.clients {
 		if c == nil {
 			continue
 		}
 		g.connected++
+		if c.flate != nil && !c.flate.serverTakeover {
+			c.flate.cache = cache
+		}
 		if c.flate != nil {
 			res.CompressedConns++
 			if c.flate.serverTakeover {
