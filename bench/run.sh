@@ -5,6 +5,9 @@
 #   bench/run.sh                      # full matrix, 3 repeats x 5 s per cell
 #   QUICK=1 bench/run.sh              # fewer cells, 1 repeat x 2 s: a few minutes
 #   SERVERS="strand gws" bench/run.sh # only these servers
+#   CELLS='^z' SERVERS=strand REPEAT=1 DURATION=3s bench/run.sh
+#                                     # the compression cells (Strand only,
+#                                     # never in the default matrix)
 #
 # Settings (environment): QUICK REPEAT DURATION WARMUP SERVERS CELLS PORT
 # SRC_IPS SERVER_CPU LOADGEN_CPU RESULTS DOCS KEEP_RESULTS REPORT.
@@ -101,7 +104,9 @@ for name in $SERVERS; do
 done
 ((${#RUN_SERVERS[@]} > 0)) || die "no server to run"
 
-# ---- cells: name|path|loadgen arguments ----------------------------------------
+# ---- cells: name|path|loadgen arguments[|server arguments] ----------------------
+# A cell with server arguments runs against Strand only (the peers do not
+# take them).
 CELL_LIST=()
 if [[ $QUICK == 1 ]]; then
 	CELL_LIST+=(
@@ -124,12 +129,30 @@ CELL_LIST+=(
 	"bcast-c100-s64|/broadcast|-mode broadcast -conns 100 -size 64"
 	"idle-c10000|/echo|-mode idle -conns 10000 -hold $DURATION"
 )
+# The compression cells (permessage-deflate, 4 KiB JSON-like messages): only
+# when CELLS selects them, e.g. CELLS='^z'. The load generator always offers
+# compression (as browsers do); the server has it off or on. zidle: 5000
+# connections each echo one message (-prime), so a server with context
+# takeover has made its per-connection compressor, then are held idle.
+if [[ -n $CELLS ]]; then
+	json="-size 4096 -payload json -compress"
+	CELL_LIST+=(
+		"zecho-c100-4k-json-off|/echo|-mode echo -conns 100 -depth 16 $json|-compress off"
+		"zecho-c100-4k-json-on|/echo|-mode echo -conns 100 -depth 16 $json|-compress on"
+		"zbcast-c100-4k-json-off|/broadcast|-mode broadcast -conns 100 $json|-compress off"
+		"zbcast-c100-4k-json-on|/broadcast|-mode broadcast -conns 100 $json|-compress on"
+		"zidle-c5k-off|/echo|-mode idle -conns 5000 -prime -hold $DURATION $json|-compress off"
+		"zidle-c5k-on|/echo|-mode idle -conns 5000 -prime -hold $DURATION $json|-compress on"
+		"zidle-c5k-takeover|/echo|-mode idle -conns 5000 -prime -hold $DURATION $json -compress-takeover|-compress on -compress-takeover"
+	)
+fi
 
 # ---- server lifecycle ----------------------------------------------------------
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 
-start_server() { # name logfile
-	GOMAXPROCS=1 "${SRV_PIN[@]}" "${BIN[$1]}" -addr "127.0.0.1:$PORT" >"$2" 2>&1 &
+start_server() { # name logfile [server arguments]
+	# shellcheck disable=SC2086 # $3 is a list of flags
+	GOMAXPROCS=1 "${SRV_PIN[@]}" "${BIN[$1]}" -addr "127.0.0.1:$PORT" ${3:-} >"$2" 2>&1 &
 	SERVER_PID=$!
 	for _ in $(seq 100); do
 		port_open && return 0
@@ -168,22 +191,26 @@ mkdir -p "$RAW"
 
 # ---- the matrix ----------------------------------------------------------------
 ncells=0
+ran_e2e=0 ran_comp=0 # which reports to make
 for cell in "${CELL_LIST[@]}"; do
 	name=${cell%%|*}
-	[[ -z $CELLS || $name =~ $CELLS ]] && ncells=$((ncells + 1))
+	[[ -z $CELLS || $name =~ $CELLS ]] || continue
+	ncells=$((ncells + 1))
+	if [[ $name == z* ]]; then ran_comp=1; else ran_e2e=1; fi
 done
 log "servers: ${RUN_SERVERS[*]}; $ncells cells x $REPEAT repeats; duration $DURATION, warmup $WARMUP"
 
 failures=0
 for server in "${RUN_SERVERS[@]}"; do
 	for cell in "${CELL_LIST[@]}"; do
-		IFS='|' read -r cname path args <<<"$cell"
+		IFS='|' read -r cname path args srvargs <<<"$cell"
 		[[ -z $CELLS || $cname =~ $CELLS ]] || continue
+		[[ -z $srvargs || $server == strand ]] || continue
 		dir="$RAW/$server/$cname"
 		mkdir -p "$dir"
 		for ((i = 1; i <= REPEAT; i++)); do
 			rm -f "$dir/r$i.json"
-			if ! start_server "$server" "$dir/r$i.server.log"; then
+			if ! start_server "$server" "$dir/r$i.server.log" "$srvargs"; then
 				failures=$((failures + 1))
 				continue
 			fi
@@ -194,8 +221,8 @@ for server in "${RUN_SERVERS[@]}"; do
 				-server-pid "$SERVER_PID" -server "$server" -cell "$cname" \
 				-json "$dir/r$i.json" >"$dir/r$i.log" 2>&1 || rc=$?
 			stop_server
-			summary=$(grep -E '^  (throughput|server rss|errors)' "$dir/r$i.log" | sed -E 's/^ +//' | paste -sd ';' - || true)
-			printf '%-7s %-22s #%d rc=%d  %s\n' "$server" "$cname" "$i" "$rc" "$summary"
+			summary=$(grep -E '^  (throughput|server rss|wire bytes|errors)' "$dir/r$i.log" | sed -E 's/^ +//' | paste -sd ';' - || true)
+			printf '%-7s %-25s #%d rc=%d  %s\n' "$server" "$cname" "$i" "$rc" "$summary"
 			if ((rc != 0)); then
 				failures=$((failures + 1))
 				grep -E '^     ' "$dir/r$i.log" | head -3 || true
@@ -205,12 +232,20 @@ for server in "${RUN_SERVERS[@]}"; do
 done
 
 # ---- report --------------------------------------------------------------------
-if [[ $REPORT == 1 ]]; then
+if [[ $REPORT == 1 && $ran_e2e == 1 ]]; then
 	cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
 	note="Run $(date -u +%Y-%m-%dT%H:%MZ) on ${cpu:-unknown CPU} ($(nproc) cores), Linux $(uname -r), $(go env GOVERSION); REPEAT=$REPEAT DURATION=$DURATION WARMUP=$WARMUP QUICK=$QUICK; load average $load1 at the start."
 	printf '%s\n' "$note" >"$RESULTS/note.txt"
 	"$OUT/report" -results "$RAW" -docs "$DOCS" -summary "$RESULTS/summary.json" -note "$note"
 	log "wrote $DOCS/benchmarks.md (e2e section), $DOCS/bench-e2e-*.svg and $RESULTS/summary.json"
+fi
+if [[ $ran_comp == 1 ]]; then
+	# The compression cells: a table on stdout (and in $RAW), for
+	# docs/benchmarks.md's Compression section by hand; docs/ is not touched.
+	if "$OUT/report" -results "$RAW" -compression >"$RAW/compression.md"; then
+		log "compression cells ($RAW/compression.md):"
+		cat "$RAW/compression.md"
+	fi
 fi
 if ((failures > 0)); then
 	log "$failures run(s) reported errors or failed to start: see $RAW/<server>/<cell>/r<N>.log"

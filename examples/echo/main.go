@@ -14,6 +14,8 @@
 // (PEM files) it serves wss:// and https:// instead (ALPN http/1.1); the
 // files are read again when they change, so a renewed certificate needs no
 // restart. TLS connections are read by goroutines in every -reader mode.
+// -compress on|off (default on) and -compress-takeover set
+// wsframework.Config.Compression.
 //
 // With port 0 in -addr (or -debug-addr) the system picks a free port. Once
 // listening, the program logs one line with the bound addresses as
@@ -62,6 +64,8 @@ type options struct {
 	mode             wsframework.ReaderMode
 	tlsCert, tlsKey  string
 	logFormat, level string
+	compress         string
+	takeover         bool
 }
 
 func main() {
@@ -71,6 +75,8 @@ func main() {
 	flag.Int64Var(&o.maxMsg, "max-message-bytes", 1<<20, "largest message accepted (1009 beyond)")
 	flag.StringVar(&o.token, "token", "", "if set, upgrades need ?token=TOKEN or Authorization: Bearer TOKEN (401 otherwise)")
 	flag.StringVar(&reader, "reader", "auto", "how connections are read: auto (poll on Linux), goroutine or poll")
+	flag.StringVar(&o.compress, "compress", "on", "permessage-deflate for clients that offer it: on or off")
+	flag.BoolVar(&o.takeover, "compress-takeover", false, "with -compress on: allow context takeover (more memory per connection)")
 	flag.StringVar(&o.debugAddr, "debug-addr", "", "if set, serve /debug/vars and /debug/pprof/ on this separate address (off by default)")
 	flag.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate file: serve wss:// and https:// (with -tls-key); reread when it changes")
 	flag.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of -tls-cert")
@@ -80,6 +86,9 @@ func main() {
 	log, err := logsetup.New(os.Stderr, o.logFormat, o.level)
 	if err == nil {
 		o.mode, err = parseReader(reader)
+	}
+	if err == nil && o.compress != "on" && o.compress != "off" {
+		err = fmt.Errorf("unknown -compress %q: want on or off", o.compress)
 	}
 	if err == nil {
 		err = debugserver.CheckAddrs(o.addr, o.debugAddr)
@@ -116,7 +125,8 @@ func parseReader(s string) (wsframework.ReaderMode, error) {
 }
 
 func run(o options, log *slog.Logger) error {
-	srv, err := wsframework.New(wsframework.Config{MaxMessageBytes: o.maxMsg, Reader: o.mode, Logger: log})
+	comp := wsframework.CompressionConfig{Disabled: o.compress == "off", ContextTakeover: o.takeover}
+	srv, err := wsframework.New(wsframework.Config{MaxMessageBytes: o.maxMsg, Reader: o.mode, Logger: log, Compression: comp})
 	if err != nil {
 		return err
 	}

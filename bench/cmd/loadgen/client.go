@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 )
 
@@ -31,7 +32,8 @@ var (
 // client is one WebSocket client connection: a small hand-rolled RFC 6455
 // client on top of gobwas/ws frame helpers. Frames it sends are masked;
 // frames it receives must not be. Fragmented messages are reassembled;
-// pings are answered. No extension is negotiated.
+// pings are answered. permessage-deflate is offered with -compress
+// (deflate.go); no other extension.
 //
 // The reader goroutine alone calls readMessage; writes go through wmu so the
 // writer goroutine and the reader's pong replies never interleave.
@@ -39,6 +41,10 @@ type client struct {
 	id uint32
 	nc net.Conn
 	br *bufio.Reader
+
+	cc               *countingConn // nc's bytes on the wire
+	readBase, wrBase uint64        // cc's counts after the handshake
+	flate            *flateState   // nil: permessage-deflate not negotiated
 
 	hdrIn [ws.MaxHeaderSize - 2]byte // ReadHeaderBuffer scratch
 	rbuf  []byte                     // message reassembly; valid until the next readMessage
@@ -57,26 +63,48 @@ type client struct {
 	dead    atomic.Bool   // set when the connection failed
 }
 
+// dialed is an open WebSocket connection before it becomes a client.
+type dialed struct {
+	nc    net.Conn      // the connection to read and write: cc, or TLS over it
+	cc    *countingConn // the TCP connection, counting the bytes on the wire
+	br    *bufio.Reader
+	flate *flateState
+}
+
 // dial opens one WebSocket connection to url from source address src (nil
-// means the kernel's choice); a wss:// one with tlsCfg.
-func dial(ctx context.Context, url string, src net.IP, bufSize int, tlsCfg *tls.Config) (net.Conn, *bufio.Reader, error) {
+// means the kernel's choice), offering exts; a wss:// one with tlsCfg.
+func dial(ctx context.Context, url string, src net.IP, bufSize int, tlsCfg *tls.Config, exts []httphead.Option) (dialed, error) {
 	nd := &net.Dialer{}
 	if src != nil {
 		nd.LocalAddr = &net.TCPAddr{IP: src}
 	}
+	var cc *countingConn
 	d := ws.Dialer{
 		ReadBufferSize: bufSize,
-		NetDial:        nd.DialContext,
 		TLSConfig:      tlsCfg,
+		Extensions:     exts,
+		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := nd.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			cc = &countingConn{Conn: nc}
+			return cc, nil
+		},
 	}
-	conn, br, _, err := d.Dial(ctx, url)
+	conn, br, hs, err := d.Dial(ctx, url)
 	if err != nil {
-		return nil, nil, err
+		return dialed{}, err
+	}
+	fs, err := negotiated(hs.Extensions)
+	if err != nil {
+		_ = conn.Close()
+		return dialed{}, err
 	}
 	if br == nil {
 		br = bufio.NewReaderSize(conn, bufSize)
 	}
-	return conn, br, nil
+	return dialed{nc: conn, cc: cc, br: br, flate: fs}, nil
 }
 
 // clientTLS returns the TLS configuration of wss:// connections: the
@@ -96,14 +124,18 @@ func clientTLS(ca string) (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool}, nil
 }
 
-func newClient(id uint32, nc net.Conn, br *bufio.Reader, bufSize, payloadSize, depth int) *client {
+func newClient(id uint32, d dialed, bufSize, payloadSize, depth int) *client {
 	c := &client{
-		id:     id,
-		nc:     nc,
-		br:     br,
-		bw:     bufio.NewWriterSize(nc, bufSize),
-		wbuf:   make([]byte, payloadSize),
-		tokens: make(chan struct{}, depth),
+		id:       id,
+		nc:       d.nc,
+		br:       d.br,
+		cc:       d.cc,
+		readBase: d.cc.read.Load(),
+		wrBase:   d.cc.written.Load(),
+		flate:    d.flate,
+		bw:       bufio.NewWriterSize(d.nc, bufSize),
+		wbuf:     make([]byte, payloadSize),
+		tokens:   make(chan struct{}, depth),
 	}
 	for range depth {
 		c.tokens <- struct{}{}
@@ -121,6 +153,31 @@ func (c *client) writeFrameLocked(op ws.OpCode, p []byte) error {
 	ws.Cipher(p, h.Mask, 0)
 	_, err := c.bw.Write(p)
 	return err
+}
+
+// writeDataLocked appends one data message, compressed if the connection
+// negotiated permessage-deflate; the caller holds wmu and flushes. p may be
+// masked in place.
+func (c *client) writeDataLocked(op ws.OpCode, p []byte) error {
+	if c.flate == nil {
+		return c.writeFrameLocked(op, p)
+	}
+	z, err := c.flate.compress(p)
+	if err != nil {
+		return err
+	}
+	h := ws.Header{Fin: true, Rsv: rsv1, OpCode: op, Masked: true, Mask: ws.NewMask(), Length: int64(len(z))}
+	if err := ws.WriteHeaderBuffer(c.bw, h, c.hdrOut[:]); err != nil {
+		return err
+	}
+	ws.Cipher(z, h.Mask, 0)
+	_, err = c.bw.Write(z)
+	return err
+}
+
+// wireBytes returns the bytes read and written since the handshake.
+func (c *client) wireBytes() (read, written uint64) {
+	return c.cc.read.Load() - c.readBase, c.cc.written.Load() - c.wrBase
 }
 
 // writeControl sends one control frame right away.
@@ -154,17 +211,22 @@ func (c *client) flushLocked() error {
 // next call.
 func (c *client) readMessage() (ws.OpCode, []byte, error) {
 	var op ws.OpCode
+	var compressed bool
 	buf := c.rbuf[:0]
 	for {
 		h, err := ws.ReadHeaderBuffer(c.br, c.hdrIn[:])
 		if err != nil {
 			return 0, nil, err
 		}
+		if h.Rsv == rsv1 && c.flate != nil && !h.OpCode.IsControl() && h.OpCode != ws.OpContinuation {
+			compressed = true // RFC 7692: RSV1 on a message's first frame only
+			h.Rsv = 0
+		}
 		switch {
 		case h.Masked:
 			return 0, nil, fmt.Errorf("%w: server frame is masked", errProtocol)
 		case h.Rsv != 0:
-			return 0, nil, fmt.Errorf("%w: reserved bits %#x set without an extension", errProtocol, h.Rsv)
+			return 0, nil, fmt.Errorf("%w: reserved bits %#x set on a %v frame (deflate negotiated: %v)", errProtocol, h.Rsv, h.OpCode, c.flate != nil)
 		case h.Length > maxFrame || int64(len(buf))+h.Length > maxFrame:
 			return 0, nil, fmt.Errorf("%w: frame of %d bytes exceeds %d", errProtocol, h.Length, maxFrame)
 		}
@@ -217,6 +279,11 @@ func (c *client) readMessage() (ws.OpCode, []byte, error) {
 			return 0, nil, err
 		}
 		if h.Fin {
+			if compressed {
+				p, err := c.flate.inflate(buf, maxFrame)
+				c.rbuf = buf[:0]
+				return op, p, err
+			}
 			c.rbuf = buf
 			return op, buf, nil
 		}

@@ -22,6 +22,10 @@
 //
 // wss:// URLs are dialled over TLS, trusting the certificates in -ca (a
 // PEM file; the system's roots without it).
+// -payload json sends compressible JSON-like text (package wire), checked as
+// strictly. -compress offers permessage-deflate (deflate.go): the load
+// generator then compresses what it sends and inflates what it gets. Every
+// result counts the bytes on the wire each way, per message.
 //
 // Safety bounds: only loopback URLs are dialled; at most 19000 connections
 // (the open-file limit here is 20000); every run ends by itself after
@@ -46,6 +50,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 
 	"github.com/strandws/strand/bench/internal/result"
@@ -81,6 +86,9 @@ type config struct {
 	conns, size, depth  int
 	rate                float64
 	text, quiet         bool
+	payload             string // binary, text or json
+	compress, takeover  bool   // offer permessage-deflate; with context takeover
+	prime               bool   // idle mode: one message per connection before the hold
 	duration, warmup    time.Duration
 	hold, drain         time.Duration
 	connectTimeout      time.Duration
@@ -104,7 +112,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.mode, "mode", "echo", "echo, broadcast or idle")
 	fs.IntVar(&cfg.conns, "conns", 1, fmt.Sprintf("connections (at most %d; broadcast at most %d)", maxConns, maxBroadcastConns))
 	fs.IntVar(&cfg.size, "size", 64, "payload bytes per message")
-	fs.BoolVar(&cfg.text, "text", false, "send text messages (default binary)")
+	fs.BoolVar(&cfg.text, "text", false, "send text messages (default binary); short for -payload text")
+	fs.StringVar(&cfg.payload, "payload", "", "payload flavour: binary, text or json (compressible JSON-like text); default binary, or text with -text")
+	fs.BoolVar(&cfg.compress, "compress", false, "offer permessage-deflate (client_no_context_takeover, server_no_context_takeover); compress what is sent, inflate what comes back")
+	fs.BoolVar(&cfg.takeover, "compress-takeover", false, "with -compress: offer context takeover on both sides instead")
+	fs.BoolVar(&cfg.prime, "prime", false, "idle mode: send one message on each connection and wait for it before the hold, so connections are measured after use")
 	fs.IntVar(&cfg.depth, "depth", 1, "messages in flight per connection (pipelining)")
 	fs.Float64Var(&cfg.rate, "rate", 0, "messages/s per connection; 0 = as fast as -depth allows")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured duration")
@@ -125,6 +137,25 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	switch {
+	case cfg.payload == "" && cfg.text:
+		cfg.payload = "text"
+	case cfg.payload == "":
+		cfg.payload = "binary"
+	case cfg.text && cfg.payload != "text":
+		return cfg, fmt.Errorf("-text with -payload %s", cfg.payload)
+	}
+	f, err := wire.ParseFlavour(cfg.payload)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.text = f != wire.Binary
+	if cfg.takeover && !cfg.compress {
+		return cfg, errors.New("-compress-takeover needs -compress")
+	}
+	if cfg.prime && cfg.mode != "idle" {
+		return cfg, errors.New("-prime is for -mode idle")
 	}
 	url, err := checkURL(cfg.url)
 	if err != nil {
@@ -229,7 +260,7 @@ func (g *gen) sendLocked(c *client, ts int64) error {
 	if g.inWindow(ts) {
 		g.sentMeasured.Add(1)
 	}
-	return c.writeFrameLocked(g.op, p)
+	return c.writeDataLocked(g.op, p)
 }
 
 func (g *gen) readLoop(c *client, wg *sync.WaitGroup) {
@@ -402,7 +433,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "loadgen:", err)
 		return 2
 	}
-	codec, err := wire.NewCodec(cfg.size, cfg.text)
+	flavour, _ := wire.ParseFlavour(cfg.payload) // checked by parseFlags
+	codec, err := wire.NewFlavourCodec(cfg.size, flavour)
 	if err != nil {
 		fmt.Fprintln(stderr, "loadgen: -size:", err)
 		return 2
@@ -492,6 +524,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cfg.mode == "idle" {
 		rbuf, wbuf = bufSize(cfg.size+14, 512, 64<<10), bufSize(cfg.size+14, 512, 64<<10)
 	}
+	var exts []httphead.Option
+	if cfg.compress {
+		exts = compressOffer(cfg.takeover)
+		res.CompressOffer = "no-takeover"
+		if cfg.takeover {
+			res.CompressOffer = "takeover"
+		}
+	}
+	if flavour == wire.JSON {
+		res.Payload = "json"
+	}
 	dctx, dcancel := context.WithTimeout(ctx, cfg.connectTimeout)
 	sem := make(chan struct{}, cfg.dialConcurrency)
 	var dialWG sync.WaitGroup
@@ -511,19 +554,33 @@ func run(args []string, stdout, stderr io.Writer) int {
 			if len(srcIPs) > 0 {
 				src = srcIPs[i%len(srcIPs)]
 			}
-			nc, br, err := dial(dctx, cfg.url, src, rbuf, tlsCfg)
+			d, err := dial(dctx, cfg.url, src, rbuf, tlsCfg, exts)
 			if err != nil {
 				g.errorf(kindDial, "conn %d: %v", i, err)
 				return
 			}
-			g.clients[i] = newClient(uint32(i), nc, br, wbuf, cfg.size, cfg.depth)
+			g.clients[i] = newClient(uint32(i), d, wbuf, cfg.size, cfg.depth)
 		}()
 	}
 	dialWG.Wait()
 	dcancel()
+	var cache *inflateCache
+	if cfg.mode == "broadcast" {
+		cache = newInflateCache()
+	}
 	for _, c := range g.clients {
-		if c != nil {
-			g.connected++
+		if c == nil {
+			continue
+		}
+		g.connected++
+		if c.flate != nil && !c.flate.serverTakeover {
+			c.flate.cache = cache
+		}
+		if c.flate != nil {
+			res.CompressedConns++
+			if c.flate.serverTakeover {
+				res.ServerTakeoverConns++
+			}
 		}
 	}
 	res.Connected = g.connected
@@ -544,6 +601,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var window time.Duration
 	if g.connected > 0 && ctx.Err() == nil {
 		if cfg.mode == "idle" {
+			if cfg.prime {
+				g.phase.Store("prime")
+				g.sendOneEach()
+				deadline := time.Now().Add(cfg.drain)
+				for g.deliveredTotal.Load() < g.sentTotal.Load() && time.Now().Before(deadline) && ctx.Err() == nil {
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
 			g.phase.Store("hold")
 			sleepCtx(ctx, cfg.hold)
 			if cfg.serverPID > 0 {
@@ -553,21 +618,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			// Liveness: one message on every connection, all measured.
 			g.phase.Store("check")
 			g.warmupEnd.Store(g.now())
-			for _, c := range g.clients {
-				if c == nil || c.dead.Load() {
-					continue
-				}
-				<-c.tokens
-				c.wmu.Lock()
-				err := g.sendLocked(c, g.now())
-				if err == nil {
-					err = c.flushLocked()
-				}
-				c.wmu.Unlock()
-				if err != nil {
-					g.fail(c, err)
-				}
-			}
+			g.sendOneEach()
 		} else {
 			if cfg.mode == "broadcast" {
 				// Let servers that register a connection asynchronously
@@ -644,6 +695,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	res.Latency = stats.Summarize(g.lat.Merged())
+	for _, c := range g.clients {
+		if c != nil {
+			r, w := c.wireBytes()
+			res.WireBytesRecv += r
+			res.WireBytesSent += w
+		}
+	}
+	if n := g.sentTotal.Load(); n > 0 {
+		res.WireBytesPerMsgSent = float64(res.WireBytesSent) / float64(n)
+	}
+	if n := g.deliveredTotal.Load(); n > 0 {
+		res.WireBytesPerMsgRecv = float64(res.WireBytesRecv) / float64(n)
+	}
 	res.Errors = make(map[string]uint64)
 	for _, k := range errorKinds {
 		if n := g.errs[k].Load(); n > 0 {
@@ -668,6 +732,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// sendOneEach sends one message on every live connection (idle mode).
+func (g *gen) sendOneEach() {
+	for _, c := range g.clients {
+		if c == nil || c.dead.Load() {
+			continue
+		}
+		<-c.tokens
+		c.wmu.Lock()
+		err := g.sendLocked(c, g.now())
+		if err == nil {
+			err = c.flushLocked()
+		}
+		c.wmu.Unlock()
+		if err != nil {
+			g.fail(c, err)
+		}
+	}
+}
+
 // sleepCtx sleeps for d; it returns false if ctx ended first.
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -685,6 +768,9 @@ func printResult(w io.Writer, r *result.Result) {
 	if r.Text {
 		kind = "text"
 	}
+	if r.Payload != "" {
+		kind = r.Payload
+	}
 	fmt.Fprintf(w, "server=%s cell=%s mode=%s conns=%d/%d size=%d(%s) depth=%d rate=%g/s go=%s\n",
 		r.Server, r.Cell, r.Mode, r.Connected, r.Conns, r.Size, kind, r.Depth, r.Rate, runtime.Version())
 	if r.Mode == "idle" {
@@ -699,6 +785,12 @@ func printResult(w io.Writer, r *result.Result) {
 		}
 		fmt.Fprintln(w)
 	}
+	if r.CompressOffer != "" {
+		fmt.Fprintf(w, "  compression: offered %s, negotiated on %d/%d connections (server context takeover on %d)\n",
+			r.CompressOffer, r.CompressedConns, r.Connected, r.ServerTakeoverConns)
+	}
+	fmt.Fprintf(w, "  wire bytes: sent %d (%.0f per message), received %d (%.0f per message)\n",
+		r.WireBytesSent, r.WireBytesPerMsgSent, r.WireBytesRecv, r.WireBytesPerMsgRecv)
 	l := r.Latency
 	fmt.Fprintf(w, "  latency us: p50=%.1f p90=%.1f p99=%.1f p99.9=%.1f max=%.1f mean=%.1f (n=%d)\n",
 		l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean, l.Count)

@@ -5,11 +5,18 @@
 // file with a heading and the markers if it does not exist.
 //
 //	go run ./cmd/report -results results/raw -docs ../docs -note "..."
+//
+// Results of the compression cells (a JSON payload or a permessage-deflate
+// offer, bench/run.sh's z* cells) stay out of those tables; -compression
+// prints them as a table of their own on stdout and writes nothing:
+//
+//	go run ./cmd/report -results results/raw -compression
 package main
 
 import (
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -23,16 +30,25 @@ func main() {
 	docsDir := flag.String("docs", "../docs", "directory holding benchmarks.md; charts are written here")
 	summaryPath := flag.String("summary", "", "also write the per-cell medians as JSON to this file")
 	note := flag.String("note", "", "one line about how the results were produced (machine, settings)")
+	compression := flag.Bool("compression", false, "print the compression cells (JSON payload or permessage-deflate) as a Markdown table on stdout, and touch nothing else")
 	flag.Parse()
+	if *compression {
+		if err := printCompression(os.Stdout, *resultsDir); err != nil {
+			fmt.Fprintln(os.Stderr, "report:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*resultsDir, *docsDir, *summaryPath, *note); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
 }
 
-func run(resultsDir, docsDir, summaryPath, note string) error {
+// readRuns loads every result file under dir.
+func readRuns(dir string) ([]*result.Result, error) {
 	var runs []*result.Result
-	err := filepath.WalkDir(resultsDir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -46,11 +62,32 @@ func run(resultsDir, docsDir, summaryPath, note string) error {
 		runs = append(runs, r)
 		return nil
 	})
+	return runs, err
+}
+
+// printCompression writes the compression cells' table to w.
+func printCompression(w io.Writer, resultsDir string) error {
+	runs, err := readRuns(resultsDir)
 	if err != nil {
 		return err
 	}
+	_, comp := splitRuns(runs)
+	if len(comp) == 0 {
+		return fmt.Errorf("no compression results under %s", resultsDir)
+	}
+	_, err = io.WriteString(w, compressionTable(comp))
+	return err
+}
+
+func run(resultsDir, docsDir, summaryPath, note string) error {
+	runs, err := readRuns(resultsDir)
+	if err != nil {
+		return err
+	}
+	// The compression cells have a table of their own (-compression).
+	runs, _ = splitRuns(runs)
 	if len(runs) == 0 {
-		return fmt.Errorf("no result files under %s", resultsDir)
+		return fmt.Errorf("no end-to-end result files under %s", resultsDir)
 	}
 	t := aggregate(runs)
 	if summaryPath != "" {

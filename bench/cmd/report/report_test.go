@@ -111,3 +111,37 @@ func TestTargets(t *testing.T) {
 		t.Fatalf("markdown lacks the targets table:\n%s", md)
 	}
 }
+
+func TestCompressionRunsKeptApart(t *testing.T) {
+	echo := func(cell string, rate float64, offer string, comp int, sent, recv float64) *result.Result {
+		return &result.Result{Server: "strand", Cell: cell, Mode: "echo", Conns: 100, Connected: 100, Size: 4096, Depth: 16,
+			Payload: "json", CompressOffer: offer, CompressedConns: comp, MsgsPerSec: rate, ServerCPUPct: 99,
+			WireBytesPerMsgSent: sent, WireBytesPerMsgRecv: recv}
+	}
+	plain := &result.Result{Server: "strand", Mode: "echo", Conns: 100, Connected: 100, Size: 4096, Depth: 16, MsgsPerSec: 1000}
+	runs := []*result.Result{
+		plain,
+		echo("zecho-on", 30000, "no-takeover", 100, 1770, 1766),
+		echo("zecho-off", 90000, "no-takeover", 0, 4104, 4100),
+		echo("zecho-off", 110000, "no-takeover", 0, 4104, 4100),
+		{Server: "strand", Cell: "zidle-takeover", Mode: "idle", Conns: 5000, Connected: 5000, Payload: "json",
+			CompressOffer: "takeover", CompressedConns: 5000, ServerTakeoverConns: 5000, RSSPerConnBytes: 190 << 10},
+	}
+	e2e, comp := splitRuns(runs)
+	if len(e2e) != 1 || e2e[0] != plain || len(comp) != 4 {
+		t.Fatalf("split: %d end-to-end, %d compression runs", len(e2e), len(comp))
+	}
+	got := compressionTable(comp)
+	for _, want := range []string{
+		"| strand | zecho-off | 2 | no-takeover offered (0/100) | 100k | 99% | 4104 | 4100 | – | 0 |",
+		"| strand | zecho-on | 1 | no-takeover offered (100/100) | 30k | 99% | 1770 | 1766 | – | 0 |",
+		"| strand | zidle-takeover | 1 | takeover offered (5000/5000, takeover 5000) | – | – | 0 | 0 | 190.0 KiB | 0 |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Index(got, "zecho-off") > strings.Index(got, "zecho-on") {
+		t.Errorf("rows not in cell order:\n%s", got)
+	}
+}

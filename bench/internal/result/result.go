@@ -24,7 +24,11 @@ type Result struct {
 	Rate        float64 `json:"rate"` // messages/s per connection; 0 = as fast as possible
 	DurationSec float64 `json:"duration_s"`
 	WarmupSec   float64 `json:"warmup_s"`
-	StartedAt   string  `json:"started_at"` // RFC 3339
+	StartedAt   string  `json:"started_at"`        // RFC 3339
+	Payload     string  `json:"payload,omitempty"` // "json" for the JSON-like flavour; empty: binary, or text if Text
+	// CompressOffer is the permessage-deflate offer: "" (none),
+	// "no-takeover" or "takeover".
+	CompressOffer string `json:"compress_offer,omitempty"`
 
 	// Outcome.
 	Connected    int               `json:"connected"`  // connections whose handshake succeeded
@@ -35,6 +39,15 @@ type Result struct {
 	Errors       map[string]uint64 `json:"errors"`     // by kind; see cmd/loadgen
 	ErrorTotal   uint64            `json:"error_total"`
 	ErrorSamples []string          `json:"error_samples,omitempty"`
+
+	// Compression and bytes on the wire (results before these fields have
+	// none: zero).
+	CompressedConns     int     `json:"compressed_conns,omitempty"`        // connections that negotiated permessage-deflate
+	ServerTakeoverConns int     `json:"server_takeover_conns,omitempty"`   // ... with the server keeping its context
+	WireBytesSent       uint64  `json:"wire_bytes_sent,omitempty"`         // TCP payload bytes written after the handshakes, whole run
+	WireBytesRecv       uint64  `json:"wire_bytes_recv,omitempty"`         // TCP payload bytes read after the handshakes, whole run
+	WireBytesPerMsgSent float64 `json:"wire_bytes_per_msg_sent,omitempty"` // WireBytesSent / messages sent in the whole run
+	WireBytesPerMsgRecv float64 `json:"wire_bytes_per_msg_recv,omitempty"` // WireBytesRecv / messages received (broadcast: copies) in the whole run
 
 	// Resource use, when known.
 	ClientCPUPct      float64 `json:"client_cpu_pct"`           // load generator CPU over the measured window, % of one core

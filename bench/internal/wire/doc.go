@@ -6,7 +6,10 @@
 //
 // Binary payloads use a 20-byte little-endian header; text payloads use a
 // 40-character lower-case hex header and printable ASCII fill, so they are
-// valid UTF-8.
+// valid UTF-8. JSON payloads are a JSON object,
+// {"conn":"…","seq":"…","ts":"…","user":"user-…","text":"…"}, whose text is
+// common English words in a deterministic order: compressible like chat
+// messages, for permessage-deflate benchmarks, and checked as strictly.
 //
 // Concurrency: Codec is immutable after NewCodec and safe for concurrent use.
 // Tracker is not safe for concurrent use: each receiving connection owns one.

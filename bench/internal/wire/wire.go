@@ -5,13 +5,111 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 )
 
-// Header lengths of the two payload flavours.
+// Header lengths of the payload flavours.
 const (
 	BinaryHeaderLen = 4 + 8 + 8 // conn id, seq, send time
 	TextHeaderLen   = 8 + 16 + 16
+	// JSONHeaderLen is everything of a JSON payload before its text:
+	// {"conn":"<8 hex>","seq":"<16 hex>","ts":"<16 hex>","user":"user-<8 hex>","text":"
+	JSONHeaderLen = 99
+	// JSONMinSize is the smallest JSON payload: the header, an empty text
+	// and the closing "}.
+	JSONMinSize = JSONHeaderLen + 2
 )
+
+// Flavour is the kind of payload a Codec makes.
+type Flavour uint8
+
+// Payload flavours.
+const (
+	Binary Flavour = iota // 20-byte binary header, binary fill
+	Text                  // 40-character hex header, printable ASCII fill
+	// JSON is a JSON object with the header as fixed-width hex strings and
+	// a "text" of common English words in a deterministic pseudo-random
+	// order: valid UTF-8 (and valid JSON) that compresses about as well as
+	// chat messages do, without repeating itself within a message.
+	JSON
+)
+
+// ParseFlavour maps "binary", "text" or "json" to a Flavour.
+func ParseFlavour(s string) (Flavour, error) {
+	switch s {
+	case "binary":
+		return Binary, nil
+	case "text":
+		return Text, nil
+	case "json":
+		return JSON, nil
+	}
+	return 0, fmt.Errorf("unknown payload flavour %q: want binary, text or json", s)
+}
+
+func (f Flavour) String() string {
+	switch f {
+	case Text:
+		return "text"
+	case JSON:
+		return "json"
+	}
+	return "binary"
+}
+
+// The fixed parts of a JSON payload, at their offsets.
+var jsonLiterals = []struct {
+	at  int
+	lit string
+}{
+	{0, `{"conn":"`}, {17, `","seq":"`}, {42, `","ts":"`}, {66, `","user":"user-`}, {89, `","text":"`},
+}
+
+// jsonSpan is how many bytes of word text the JSON fill's starting point
+// ranges over; the fill of (conn, seq) starts at a word boundary in it,
+// picked by a hash of (conn, seq). It is far larger than deflate's 32 KiB
+// window, so that with context takeover a message rarely finds its text in
+// the connection's earlier ones: it compresses like new text in the same
+// vocabulary, not like a repeat.
+const jsonSpan = 1 << 20
+
+// jsonWords is the vocabulary of the JSON fill.
+var jsonWords = strings.Fields(`the be to of and a in that have I it for not on with he as you do at
+this but his by from they we say her she or an will my one all would there their what so up out if
+about who get which go me when make can like time no just him know take people into year your good
+some could them see other than then now look only come its over think also back after use two how our
+work first well way even new want because any these give day most us is was are were been has had did
+said message meeting tomorrow today thanks please sure sounds great let's check later deploy release
+build test server client room channel team update status ready done review merge branch issue fixed
+lunch coffee morning afternoon weekend question answer idea plan schedule call video link file report`)
+
+// jsonPattern returns the word text the JSON fill is cut from (at least n
+// bytes) and the offsets below jsonSpan where a word starts.
+func jsonPattern(n int) ([]byte, []int) {
+	var (
+		pat    = make([]byte, 0, n+16)
+		starts []int
+		x      = uint64(0x9e3779b97f4a7c15)
+	)
+	for len(pat) < n {
+		x ^= x << 13 // xorshift64: the same text on every platform and Go version
+		x ^= x >> 7
+		x ^= x << 17
+		if len(pat) < jsonSpan {
+			starts = append(starts, len(pat))
+		}
+		pat = append(pat, jsonWords[x%uint64(len(jsonWords))]...)
+		switch x >> 60 {
+		case 0:
+			pat = append(pat, ". "...)
+		case 1:
+			pat = append(pat, ", "...)
+		default:
+			pat = append(pat, ' ')
+		}
+	}
+	return pat, starts
+}
 
 // period is the length of the repeating fill pattern. It is prime so that
 // the fills of neighbouring (conn, seq) pairs differ.
@@ -37,19 +135,38 @@ type Header struct {
 // Codec encodes and verifies payloads of one fixed size and flavour.
 type Codec struct {
 	size    int
-	text    bool
-	pattern []byte // fill pattern repeated to size+period bytes
+	flavour Flavour
+	text    bool   // Text or JSON: valid UTF-8
+	pattern []byte // fill pattern repeated to size+period bytes; JSON: word text
+	starts  []int  // JSON: word starts in pattern, below jsonSpan
 }
 
 // NewCodec returns a codec for payloads of exactly size bytes; text selects
 // the UTF-8 flavour. size must hold at least the header.
 func NewCodec(size int, text bool) (*Codec, error) {
-	min := BinaryHeaderLen
 	if text {
+		return NewFlavourCodec(size, Text)
+	}
+	return NewFlavourCodec(size, Binary)
+}
+
+// NewFlavourCodec returns a codec for payloads of exactly size bytes of
+// flavour f. size must hold at least the header (JSON: JSONMinSize).
+func NewFlavourCodec(size int, f Flavour) (*Codec, error) {
+	text := f != Binary
+	min := BinaryHeaderLen
+	switch f {
+	case Text:
 		min = TextHeaderLen
+	case JSON:
+		min = JSONMinSize
 	}
 	if size < min {
 		return nil, fmt.Errorf("%w: size %d is below the %d-byte header", ErrSize, size, min)
+	}
+	if f == JSON {
+		pat, starts := jsonPattern(size + jsonSpan)
+		return &Codec{size: size, flavour: f, text: true, pattern: pat, starts: starts}, nil
 	}
 	base := make([]byte, period)
 	for i := range base {
@@ -63,21 +180,38 @@ func NewCodec(size int, text bool) (*Codec, error) {
 	for len(pat) < size+period {
 		pat = append(pat, base...)
 	}
-	return &Codec{size: size, text: text, pattern: pat[:size+period]}, nil
+	return &Codec{size: size, flavour: f, text: text, pattern: pat[:size+period]}, nil
 }
 
 // Size is the payload size in bytes.
 func (c *Codec) Size() int { return c.size }
 
-// Text reports whether payloads are the UTF-8 flavour.
+// Text reports whether payloads are valid UTF-8 (the text and JSON
+// flavours), to be sent as text messages.
 func (c *Codec) Text() bool { return c.text }
+
+// Flavour is the codec's payload flavour.
+func (c *Codec) Flavour() Flavour { return c.flavour }
 
 // HeaderLen is the length of the header for this codec's flavour.
 func (c *Codec) HeaderLen() int {
-	if c.text {
+	switch c.flavour {
+	case Text:
 		return TextHeaderLen
+	case JSON:
+		return JSONHeaderLen
 	}
 	return BinaryHeaderLen
+}
+
+// jsonFill is the text of (conn, seq)'s JSON payload.
+func (c *Codec) jsonFill(conn uint32, seq uint64) []byte {
+	x := uint64(conn)<<40 ^ seq // splitmix64 finalizer
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	x ^= x >> 31
+	off := c.starts[x%uint64(len(c.starts))]
+	return c.pattern[off : off+c.size-JSONMinSize]
 }
 
 func fillOffset(conn uint32, seq uint64) int {
@@ -88,6 +222,18 @@ func fillOffset(conn uint32, seq uint64) int {
 // bytes long, and returns dst[:Size()].
 func (c *Codec) Encode(dst []byte, h Header) []byte {
 	dst = dst[:c.size]
+	if c.flavour == JSON {
+		for _, l := range jsonLiterals {
+			copy(dst[l.at:], l.lit)
+		}
+		putHex(dst[9:17], uint64(h.Conn))
+		putHex(dst[26:42], h.Seq)
+		putHex(dst[50:66], uint64(h.SentNanos))
+		putHex(dst[81:89], uint64(h.Conn))
+		copy(dst[JSONHeaderLen:], c.jsonFill(h.Conn, h.Seq))
+		copy(dst[c.size-2:], `"}`)
+		return dst
+	}
 	hl := c.HeaderLen()
 	if c.text {
 		putHex(dst[0:8], uint64(h.Conn))
@@ -110,6 +256,9 @@ func (c *Codec) Decode(p []byte) (Header, error) {
 	if len(p) != c.size {
 		return h, fmt.Errorf("%w: got %d bytes, want %d", ErrSize, len(p), c.size)
 	}
+	if c.flavour == JSON {
+		return c.decodeJSON(p)
+	}
 	hl := c.HeaderLen()
 	if c.text {
 		conn, ok1 := parseHex(p[0:8])
@@ -131,6 +280,30 @@ func (c *Codec) Decode(p []byte) (Header, error) {
 	}
 	off := fillOffset(h.Conn, h.Seq)
 	if !bytes.Equal(p[hl:], c.pattern[off:off+c.size-hl]) {
+		return h, fmt.Errorf("%w: conn %d seq %d", ErrFill, h.Conn, h.Seq)
+	}
+	return h, nil
+}
+
+func (c *Codec) decodeJSON(p []byte) (Header, error) {
+	var h Header
+	for _, l := range jsonLiterals {
+		if string(p[l.at:l.at+len(l.lit)]) != l.lit {
+			return h, fmt.Errorf("%w: %q", ErrHeader, p[:JSONHeaderLen])
+		}
+	}
+	conn, ok1 := parseHex(p[9:17])
+	seq, ok2 := parseHex(p[26:42])
+	ts, ok3 := parseHex(p[50:66])
+	user, ok4 := parseHex(p[81:89])
+	if !ok1 || !ok2 || !ok3 || !ok4 || user != conn || string(p[c.size-2:]) != `"}` {
+		return h, fmt.Errorf("%w: %q", ErrHeader, p[:JSONHeaderLen])
+	}
+	h = Header{Conn: uint32(conn), Seq: seq, SentNanos: int64(ts)}
+	if h.Seq == 0 {
+		return h, fmt.Errorf("%w: sequence number 0", ErrHeader)
+	}
+	if !bytes.Equal(p[JSONHeaderLen:c.size-2], c.jsonFill(h.Conn, h.Seq)) {
 		return h, fmt.Errorf("%w: conn %d seq %d", ErrFill, h.Conn, h.Seq)
 	}
 	return h, nil

@@ -1,6 +1,9 @@
 package wire
 
 import (
+	"bytes"
+	"compress/flate"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -207,4 +210,86 @@ func ExampleCodec() {
 	// Output:
 	// 7 1 1000 <nil>
 	// true
+}
+
+func TestJSONCodec(t *testing.T) {
+	for _, size := range []int{JSONMinSize, 256, 4096} {
+		c, err := NewFlavourCodec(size, JSON)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.Text() || c.Flavour() != JSON {
+			t.Fatalf("JSON codec: Text %v, Flavour %v", c.Text(), c.Flavour())
+		}
+		buf := make([]byte, size)
+		for _, h := range []Header{
+			{Conn: 0, Seq: 1, SentNanos: 0},
+			{Conn: 18999, Seq: 1 << 40, SentNanos: 123456789012},
+			{Conn: ^uint32(0), Seq: ^uint64(0), SentNanos: 1<<63 - 1},
+		} {
+			p := c.Encode(buf, h)
+			if !json.Valid(p) {
+				t.Fatalf("size %d: not valid JSON: %.120q", size, p)
+			}
+			var m map[string]string
+			if err := json.Unmarshal(p, &m); err != nil || len(m) != 5 || m["text"] == "" && size > JSONMinSize {
+				t.Fatalf("size %d: fields %v (%v)", size, m, err)
+			}
+			got, err := c.Decode(p)
+			if err != nil || got != h {
+				t.Fatalf("Decode(Encode(%+v)) = %+v, %v", h, got, err)
+			}
+		}
+	}
+	if _, err := NewFlavourCodec(JSONMinSize-1, JSON); !errors.Is(err, ErrSize) {
+		t.Fatalf("size below the JSON header: %v", err)
+	}
+}
+
+func TestJSONCodecDetectsDamage(t *testing.T) {
+	c, err := NewFlavourCodec(1024, JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := func() []byte { return c.Encode(make([]byte, 1024), Header{Conn: 3, Seq: 9, SentNanos: 77}) }
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte) []byte
+		want   error
+	}{
+		{"literal", func(p []byte) []byte { p[3] = 'x'; return p }, ErrHeader},
+		{"user differs from conn", func(p []byte) []byte { p[88] = '9'; return p }, ErrHeader},
+		{"closing brace", func(p []byte) []byte { p[len(p)-1] = ' '; return p }, ErrHeader},
+		{"text", func(p []byte) []byte { p[500] ^= 1; return p }, ErrFill},
+		{"other seq's text", func(p []byte) []byte {
+			q := c.Encode(make([]byte, 1024), Header{Conn: 3, Seq: 10})
+			copy(p[JSONHeaderLen:], q[JSONHeaderLen:])
+			return p
+		}, ErrFill},
+		{"short", func(p []byte) []byte { return p[:1000] }, ErrSize},
+	} {
+		if _, err := c.Decode(tc.damage(good())); !errors.Is(err, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestJSONCompressible: deflate shrinks a JSON payload the way it does
+// prose (a few times), not to almost nothing (a payload that repeats itself
+// would flatter compression).
+func TestJSONCompressible(t *testing.T) {
+	c, err := NewFlavourCodec(4096, JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Encode(make([]byte, 4096), Header{Conn: 42, Seq: 7, SentNanos: 1})
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.BestSpeed)
+	_, _ = w.Write(p)
+	_ = w.Close()
+	ratio := float64(len(p)) / float64(b.Len())
+	t.Logf("4 KiB JSON payload: %d bytes deflated (ratio %.2f)", b.Len(), ratio)
+	if ratio < 1.8 || ratio > 6 {
+		t.Fatalf("compression ratio %.2f: want prose-like, 1.8..6", ratio)
+	}
 }
