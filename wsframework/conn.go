@@ -42,6 +42,7 @@ type conn struct {
 	closeDeadline atomic.Int64              // clock reading; reads must end by then (0: none)
 	ping          *time.Timer               // a reader goroutine's keepalive; set once, under mu (sendPing reads it under mu)
 	rooms         atomic.Pointer[connRooms] // the rooms it is in (rooms.go); made by the first join
+	metrics       *routeMetrics             // its route's counters (metrics.go); set before serve, nil without metrics
 
 	mu        sync.Mutex  // guards the fields below
 	wq        *writeQueue // made by the first queued frame
@@ -430,6 +431,7 @@ func (c *conn) serve(ctx context.Context, info core.ConnInfo) {
 func (c *conn) forget(clientIP string) {
 	c.srv.conns.Delete(c.id)
 	c.srv.release(clientIP)
+	c.metrics.released()
 }
 
 // abortHandshake closes a connection that never reached the plugin.
@@ -539,5 +541,6 @@ func (c *conn) teardown(res readResult) {
 	c.mu.Unlock()
 	s.rooms.leaveAll(c)
 	s.stats.closes[reason].Add(1)
+	s.metrics.closed(reason, code)
 	c.rt.Closed(c.sc, code, text)
 }

@@ -234,6 +234,7 @@ func (c *conn) acceptMessage(ev *wsproto.Event) (res readResult, deliver, done b
 		return c.fail(ReasonMessageLimit, "message rate exceeded"), false, true
 	}
 	c.srv.stats.messagesIn.Add(1)
+	c.srv.metrics.received(len(ev.Msg.B))
 	return readResult{}, true, false
 }
 

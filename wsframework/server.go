@@ -82,6 +82,8 @@ type Server struct {
 	hooks  testHooks
 
 	stats serverCounters
+
+	metrics *serverMetrics // Config.Metrics (metrics.go); nil: none
 }
 
 // testHooks let tests see or disturb a connection's reading; all nil
@@ -175,7 +177,13 @@ func New(cfg Config) (*Server, error) {
 	s.batches.New = func() any { return new(writeBatch) }
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, acceptReaderSize) }
 	s.writers.New = func() any { return bufio.NewWriterSize(nil, acceptWriterSize) }
+	if c.Metrics != nil {
+		if s.metrics, err = newServerMetrics(s, c.Metrics); err != nil {
+			return nil, fmt.Errorf("wsframework: Config.Metrics: %w", err)
+		}
+	}
 	if s.rooms, err = newHub(s, c.Adapter); err != nil {
+		s.metrics.unregister()
 		return nil, err
 	}
 	return s, nil
@@ -217,6 +225,7 @@ func (s *Server) Route(pattern string, terminal http.Handler, entries ...*sdk.En
 		}
 	}()
 	s.mux.Handle(pattern, rt)
+	s.metrics.addRoute(rt.metrics)
 	return nil
 }
 
@@ -245,6 +254,8 @@ func (s *Server) runtimeFor(p *core.Plugin) (*core.Runtime, error) {
 		Buffers:         s.cfg.Buffers,
 		MaxPendingBytes: s.cfg.MaxPendingBytes,
 		Logger:          s.cfg.Logger,
+		Observer:        s.metrics.observer(p.Name()),
+		ObserveEvery:    s.cfg.MetricsSampleEvery,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wsframework: plugin %q: %w", p.Name(), err)

@@ -110,7 +110,7 @@ func (c *conn) writeLoop() {
 		hdrs := wb.hdrs[:need]
 		vec := wb.vec[:0]
 		off := 0
-		data := 0
+		data, dataBytes := 0, 0
 		for _, it := range items {
 			n := putHeader(hdrs[off:], it.op, len(it.buf.B))
 			vec = append(vec, hdrs[off:off+n])
@@ -120,6 +120,7 @@ func (c *conn) writeLoop() {
 			off += n
 			if it.op == opText || it.op == opBinary {
 				data++
+				dataBytes += len(it.buf.B)
 			}
 		}
 		wb.vec = vec[:0]
@@ -159,6 +160,7 @@ func (c *conn) writeLoop() {
 			c.kickReader()
 			continue
 		}
+		s.metrics.sent(dataBytes)
 		s.stats.messagesOut.Add(uint64(data))
 	}
 }
