@@ -303,3 +303,21 @@ func TestMetricsCloseCodes(t *testing.T) {
 		require.True(t, code == "3xxx" || code == "4xxx" || code == "other" || len(code) == 4 && strings.HasPrefix(code, "10"), "code label %q", code)
 	}
 }
+
+// TestEchoProgramMetrics: examples/echo, run as a program, serves its
+// metrics on GET /metrics: the Server's families next to the Go runtime's
+// and the process's.
+func TestEchoProgramMetrics(t *testing.T) {
+	e := startEchoProgram(t)
+	c := e.dial(t, "/echo")
+	for range 5 {
+		c.echo(t, ws.OpText, []byte("hello"))
+	}
+	scrape := func() metricSet { return scrapeMetrics(t, e.client, "http://"+e.addr+"/metrics") }
+	m := waitMetric(t, scrape, "strand_messages_sent_total", nil, 5)
+	require.Equal(t, 5.0, m.value(t, "strand_messages_received_total", nil))
+	require.Equal(t, 1.0, m.value(t, "strand_connections", map[string]string{"route": "/echo"}))
+	require.Equal(t, 0.0, m.value(t, "strand_connections", map[string]string{"route": "/broadcast"}))
+	require.Positive(t, m.value(t, "go_goroutines", nil))
+	require.Positive(t, m.value(t, "process_resident_memory_bytes", nil))
+}

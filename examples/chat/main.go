@@ -6,7 +6,8 @@
 //	go run ./examples/chat -addr :9000
 //
 // Routes: GET / (the page), GET /ws?room=NAME&name=NICK (the WebSocket; see
-// README.md for the protocol), GET /healthz.
+// README.md for the protocol), GET /healthz, GET /metrics (Prometheus; see
+// docs/metrics.md).
 package main
 
 import (
@@ -33,11 +34,15 @@ func main() {
 }
 
 func run(addr string) error {
-	chat, err := chatserver.New(chatserver.Config{})
+	reg := metricsRegistry()
+	chat, err := chatserver.New(chatserver.Config{Server: wsframework.Config{Metrics: reg}})
 	if err != nil {
 		return err
 	}
 	srv := chat.Server
+	if err := srv.Handle("GET /metrics", metricsHandler(reg)); err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

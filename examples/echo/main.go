@@ -1,8 +1,9 @@
 // Command echo serves WebSocket echo on /echo with Strand: text comes back as
 // text, binary as binary, in order. /broadcast sends every message to all
 // clients connected there, the sender included, each sender's messages in
-// order. GET /healthz answers 200. With -token, /echo upgrades without the
-// token get 401.
+// order. GET /healthz answers 200; GET /metrics serves the Prometheus
+// metrics (docs/metrics.md). With -token, /echo upgrades without the token
+// get 401.
 //
 //	go run ./examples/echo -addr 127.0.0.1:8080 [-token SECRET] [-reader auto|goroutine|poll] [-debug-addr 127.0.0.1:6060]
 //
@@ -87,8 +88,12 @@ func parseReader(s string) (wsframework.ReaderMode, error) {
 }
 
 func run(addr, debugAddr string, maxMsg int64, token string, mode wsframework.ReaderMode) error {
-	srv, err := wsframework.New(wsframework.Config{MaxMessageBytes: maxMsg, Reader: mode})
+	reg := metricsRegistry()
+	srv, err := wsframework.New(wsframework.Config{MaxMessageBytes: maxMsg, Reader: mode, Metrics: reg})
 	if err != nil {
+		return err
+	}
+	if err := srv.Handle("GET /metrics", metricsHandler(reg)); err != nil {
 		return err
 	}
 	plugin := echoplugin.WithToken(token)
