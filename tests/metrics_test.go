@@ -87,6 +87,7 @@ func TestMetricsScrape(t *testing.T) {
 	route := map[string]string{"route": "/echo"}
 	echoPlugin := map[string]string{"plugin": "echo"}
 	waitMetric(t, scrape, "strand_messages_sent_total", nil, conns*msgs)
+	waitMetric(t, scrape, "strand_bytes_received_total", nil, conns*msgs*size) // published at the reader's next read
 	m := waitMetric(t, scrape, "strand_handler_duration_seconds", map[string]string{"plugin": "echo", "event": "message"}, conns*msgs)
 	require.Equal(t, float64(conns), m.value(t, "strand_connections", route))
 	require.Equal(t, float64(conns), m.value(t, "strand_connections_accepted_total", route))

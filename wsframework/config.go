@@ -286,7 +286,7 @@ type Config struct {
 	// MetricsSampleEvery samples the WebSocket messages whose dispatch
 	// delay and handler duration are timed (each costs clock reads): one
 	// in this many per connection, its first included. Zero means
-	// DefaultMetricsSampleEvery (32); 1 times every message.
+	// DefaultMetricsSampleEvery (64); 1 times every message.
 	MetricsSampleEvery int
 	// Logger receives the server's logs. Nil means slog.Default().
 	Logger *slog.Logger

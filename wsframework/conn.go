@@ -65,6 +65,7 @@ type conn struct {
 	parser   wsproto.Parser
 	msgStart int64      // clock reading at the first frame of the fragmented message being read (0: none)
 	msgID    uint32     // the parser's MessageID that msgStart is for
+	rxBytes  uint64     // payload bytes read and not yet published to the metrics (metrics.go)
 	rate     *rateState // the message token bucket (Config.MessageRate), made by the first message
 
 	// Reader-owned deadline state (ReaderGoroutine), clock readings.
@@ -542,5 +543,6 @@ func (c *conn) teardown(res readResult) {
 	s.rooms.leaveAll(c)
 	s.stats.closes[reason].Add(1)
 	s.metrics.closed(reason, code)
+	c.flushReceived()
 	c.rt.Closed(c.sc, code, text)
 }

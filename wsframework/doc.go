@@ -82,13 +82,13 @@
 //
 // Nil Config.Metrics costs nothing but a few nil checks. With metrics on,
 // most families are read at scrape time from counters the Server keeps
-// anyway; per message, a connection adds one atomic add for its bytes read
-// and one per write batch for its bytes written. Timing a handler takes
-// clock reads, so one message in Config.MetricsSampleEvery (32) per
-// connection is timed (open, error and close handlers always are): the
-// message series of strand_handler_duration_seconds and
+// anyway; a reader adds up the bytes it reads on a counter of its own and
+// publishes them once per read, a writer once per write batch. Timing a
+// handler takes clock reads, so one message in Config.MetricsSampleEvery
+// (64) per connection is timed (open, error and close handlers always
+// are): the message series of strand_handler_duration_seconds and
 // strand_dispatch_delay_seconds count the sampled messages, about one in
-// 32. BenchmarkEventPath/metrics=on measures the whole path against
+// 64. BenchmarkEventPath/metrics=on measures the whole path against
 // metrics=off (docs/benchmarks.md).
 //
 // # Concurrency

@@ -26,8 +26,9 @@ type serverMetrics struct {
 	srv *Server
 	reg prometheus.Registerer
 
-	bytesIn  atomic.Uint64 // payload bytes of data messages read
-	bytesOut atomic.Uint64 // payload bytes of data frames written
+	bytesIn  atomic.Uint64 // payload bytes of data messages read (readers)
+	_        [56]byte      // (bytesIn and bytesOut are written on different cores)
+	bytesOut atomic.Uint64 // payload bytes of data frames written (writers)
 	// Compression, by direction (compressed, decompressed): bytes before
 	// compression (uncompressed) and after (compressed).
 	compPlain [2]atomic.Uint64
@@ -254,10 +255,22 @@ func (m *serverMetrics) writeQueues() (sum, most int64) {
 	return sum, most
 }
 
-// received counts the payload of a data message read (acceptMessage).
-func (m *serverMetrics) received(n int) {
-	if m != nil {
-		m.bytesIn.Add(uint64(n))
+// countReceived counts the payload of a data message read (acceptMessage)
+// on the reader's own counter, which flushReceived publishes: no atomic
+// operation per message.
+func (c *conn) countReceived(n int) {
+	if c.srv.metrics != nil {
+		c.rxBytes += uint64(n)
+	}
+}
+
+// flushReceived publishes the bytes countReceived counted. The reader calls
+// it where it may wait (before a blocking read, after a poll turn) and
+// teardown at the end, so a scrape lags by at most what one read brought.
+func (c *conn) flushReceived() {
+	if n := c.rxBytes; n != 0 {
+		c.srv.metrics.bytesIn.Add(n)
+		c.rxBytes = 0
 	}
 }
 

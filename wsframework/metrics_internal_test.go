@@ -87,7 +87,6 @@ func TestCloseCodeBuckets(t *testing.T) {
 // nil receiver, and the runtime gets no Observer.
 func TestMetricsNilHooks(t *testing.T) {
 	var m *serverMetrics
-	m.received(1)
 	m.sent(1)
 	m.compressed(1, 1)
 	m.decompressed(1, 1)

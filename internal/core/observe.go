@@ -4,7 +4,7 @@ import "time"
 
 // DefaultObserveEvery is RuntimeConfig.ObserveEvery's default: one message
 // in this many, per connection, is timed.
-const DefaultObserveEvery = 32
+const DefaultObserveEvery = 64
 
 // Observer receives the timings of a runtime's WebSocket handlers, for a
 // host's metrics (RuntimeConfig.Observer). Its methods are called on the
