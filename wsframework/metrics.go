@@ -220,9 +220,9 @@ func (m *serverMetrics) Collect(ch chan<- prometheus.Metric) {
 
 	for _, r := range s.runtimesSnapshot() {
 		name := r.Plugin().Name()
-		rs := r.Stats()
-		counter(descHandlerPanics, rs.Panics, name)
-		gauge(descQueued, float64(rs.Dispatcher.Queued), name)
+		ds, panics := r.EventStats()
+		counter(descHandlerPanics, panics, name)
+		gauge(descQueued, float64(ds.Queued), name)
 	}
 	ps := s.cfg.Buffers.Stats()
 	counter(descPoolGets, ps.Hits, "hit")

@@ -1,12 +1,15 @@
 package wsframework_test
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
@@ -113,4 +116,47 @@ func TestMetricsOff(t *testing.T) {
 	for _, mf := range mfs {
 		require.False(t, strings.HasPrefix(mf.GetName(), "strand_"), "%s registered globally", mf.GetName())
 	}
+}
+
+// TestMetricsConcurrentScrape: scrapes run alongside connections, messages,
+// closes and the phase pool's start, under the race detector.
+func TestMetricsConcurrentScrape(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	entry := sdk.NewPlugin("scraped").Entry("ws").
+		RequestFilter(func(rc *sdk.RequestContext) { rc.Upgrade(nil) }).
+		WebSocket(sdk.WebSocketHandlers{OnMessage: func(c *sdk.Conn, m sdk.Message) { _ = c.Send(m.Type, m.Data) }})
+	_, base := phaseServer(t, wsframework.Config{Metrics: reg, Logger: slog.New(slog.DiscardHandler), MetricsSampleEvery: 2}, "/ws", nil, entry)
+	stop := make(chan struct{})
+	scraped := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				scraped <- n
+				return
+			default:
+			}
+			_, err := reg.Gather()
+			if err != nil {
+				panic(err)
+			}
+			n++
+		}
+	}()
+	for range 4 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn, _, _, err := ws.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws")
+		cancel()
+		require.NoError(t, err)
+		for range 20 {
+			require.NoError(t, wsutil.WriteClientText(conn, []byte("hi")))
+			b, err := wsutil.ReadServerText(conn)
+			require.NoError(t, err)
+			require.Equal(t, "hi", string(b))
+		}
+		require.NoError(t, conn.Close())
+	}
+	close(stop)
+	require.Positive(t, <-scraped)
 }

@@ -1,6 +1,10 @@
 package core
 
-import "time"
+import (
+	"time"
+
+	"github.com/strandws/strand/dispatcher"
+)
 
 // DefaultObserveEvery is RuntimeConfig.ObserveEvery's default: one message
 // in this many, per connection, is timed.
@@ -49,6 +53,14 @@ func (e HandlerEvent) String() string {
 		return "close"
 	}
 	return "unknown"
+}
+
+// EventStats returns what a host's metrics read of the runtime at a
+// scrape: its event dispatcher's counters and the handler panics it
+// recovered (events and phases). Unlike Stats it does not look at the
+// phase pool, whose start may be under way on another goroutine.
+func (rt *Runtime) EventStats() (dispatcher.ShardedStats, uint64) {
+	return rt.exec.Stats(), rt.panics.Load()
 }
 
 // observing is a runtime's Observer and its sampling; fn nil: none.
