@@ -14,6 +14,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsflate"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -459,4 +460,42 @@ func TestSendUncompressed(t *testing.T) {
 	f, err = c.readFrame(ioTimeout)
 	require.NoError(t, err)
 	require.Equal(t, rsv1, f.rsv, "Send did not compress")
+}
+
+// TestCompressionMetrics: bytes before and after compression are counted
+// both ways, once per message.
+func TestCompressionMetrics(t *testing.T) {
+	p := newProbe("zmetrics")
+	reg := prometheus.NewRegistry()
+	h := startServer(t, wsframework.Config{Metrics: reg}, map[string]*sdk.Entry{"/z": p.entry})
+	c, _ := h.dialDeflate(t, tagPath("/z", t.Name()), chromiumOffer)
+	msg := compressible(4096)
+	require.NoError(t, c.sendCompressed(ws.OpBinary, deflateMsg(t, msg)))
+	_, got, compressed := c.readMessage(t)
+	require.True(t, compressed)
+	require.Equal(t, msg, got)
+	values := func(name string) map[string]float64 {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		out := map[string]float64{}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "direction" {
+						out[l.GetValue()] = m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return out
+	}
+	plain, wire := values("strand_compression_bytes_in_total"), values("strand_compression_bytes_out_total")
+	for _, dir := range []string{"send", "receive"} {
+		require.Equal(t, float64(len(msg)), plain[dir], "plain bytes, %s", dir)
+		require.Greater(t, wire[dir], float64(0), "wire bytes, %s", dir)
+		require.Less(t, wire[dir], plain[dir], "compressed smaller, %s", dir)
+	}
 }

@@ -334,6 +334,7 @@ func (c *conn) deflateOwn(it *outItem) {
 	}
 	out := w.deflate(it.buf.B, max(len(it.buf.B)/2, 64))
 	c.zw = w
+	c.srv.metrics.compressed(len(it.buf.B), len(out.B))
 	it.buf.Release()
 	it.buf, it.op, it.deflate = out, it.op|rsv1, false
 }

@@ -10,6 +10,8 @@ import (
 	"path"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/strandws/strand/dispatcher"
 	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk/bufpool"
@@ -33,6 +35,7 @@ const (
 	DefaultMessageTimeout      = 30 * time.Second
 	DefaultMaxHeaderBytes      = 16 << 10
 	DefaultCertCheckInterval   = 5 * time.Second
+	DefaultMetricsSampleEvery  = core.DefaultObserveEvery
 	// DefaultMaxHandshakes is MaxHandshakes's default where the process's
 	// open-file limit cannot be read; elsewhere the default follows that
 	// limit (see Config.MaxHandshakes).
@@ -336,6 +339,22 @@ type Config struct {
 	// rooms. Nil means a node of its own in-memory bus (one node). The
 	// Server binds it in New and closes it at the end of Shutdown.
 	Adapter Adapter
+	// Metrics is the Prometheus registry the Server's metrics are
+	// registered on, as one collector, by New (docs/metrics.md lists the
+	// families): typically the application's own prometheus.NewRegistry(),
+	// served with promhttp.HandlerFor. Nil means no metrics and no cost;
+	// the library never registers anything globally. New fails if the
+	// registration does, as for a second Server on the same registry:
+	// give each Server a registry of its own, or wrap the shared one for
+	// every Server on it with prometheus.WrapRegistererWith and a label
+	// that tells them apart. The metrics stay registered after Shutdown,
+	// with their final values.
+	Metrics prometheus.Registerer
+	// MetricsSampleEvery samples the WebSocket messages whose dispatch
+	// delay and handler duration are timed (each costs clock reads): one
+	// in this many per connection, its first included. Zero means
+	// DefaultMetricsSampleEvery (64); 1 times every message.
+	MetricsSampleEvery int
 	// Logger receives the server's logs. Nil means slog.Default().
 	Logger *slog.Logger
 	// Reader selects how connections are read (see ReaderMode); behaviour,
@@ -369,7 +388,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.WriteTimeout < 0 || c.ReadTimeout < 0 || c.CloseTimeout < 0 ||
 		c.PhaseTimeout < 0 || c.MaxRequestBodyBytes < 0 || c.MaxBodyFilterBytes < 0 ||
 		c.MessageTimeout < 0 || c.MessageRate < 0 || c.MessageBurst < 0 || math.IsNaN(c.MessageRate) || math.IsInf(c.MessageRate, 0) ||
-		c.MaxHandshakesPerIP < 0 || c.MaxHeaderBytes < 0 {
+		c.MaxHandshakesPerIP < 0 || c.MaxHeaderBytes < 0 || c.MetricsSampleEvery < 0 {
 		return c, errors.New("wsframework: negative limit in Config")
 	}
 	if c.Compression.Threshold < 0 {

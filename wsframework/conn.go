@@ -57,7 +57,8 @@ type conn struct {
 	// zw is the connection's own compressor (pmdOwn), made by its first
 	// compressed message: used by the writer, given back by teardown once
 	// no writer runs.
-	zw *flateWriter
+	zw      *flateWriter
+	metrics *routeMetrics // its route's counters (metrics.go); set before serve, nil without metrics
 
 	mu        sync.Mutex  // guards the fields below
 	wq        *writeQueue // made by the first queued frame
@@ -80,6 +81,7 @@ type conn struct {
 	parser   wsproto.Parser
 	msgStart int64      // clock reading at the first frame of the fragmented message being read (0: none)
 	msgID    uint32     // the parser's MessageID that msgStart is for
+	rxBytes  uint64     // payload bytes read and not yet published to the metrics (metrics.go)
 	rate     *rateState // the message token bucket (Config.MessageRate), made by the first message
 
 	// Reader-owned deadline state (ReaderGoroutine), clock readings.
@@ -178,6 +180,7 @@ func (c *conn) write(typ core.MessageType, b *bufpool.Buffer, compress bool) err
 		if c.pmd == pmdOwn {
 			deflate = true
 		} else if z := c.srv.deflater.compress(b.B); z != nil {
+			c.srv.metrics.compressed(raw, len(z.B))
 			b.Release()
 			b, op = z, op|rsv1
 		}
@@ -489,6 +492,7 @@ func (c *conn) serve(ctx context.Context, info core.ConnInfo) {
 func (c *conn) forget(clientIP string) {
 	c.srv.conns.Delete(c.id)
 	c.srv.release(clientIP)
+	c.metrics.released()
 }
 
 // abortHandshake closes a connection that never reached the plugin.
@@ -606,5 +610,7 @@ func (c *conn) teardown(res readResult) {
 	if s.connLogOn(slog.LevelDebug) {
 		c.logConn(slog.LevelDebug, "strand: connection closed", "reason", reason.String(), "code", int(code), "text", text)
 	}
+	s.metrics.closed(reason, code)
+	c.flushReceived()
 	c.rt.Closed(c.sc, code, text)
 }

@@ -125,6 +125,31 @@
 // sees one order, and each sender's order. Rooms travel between nodes
 // through an Adapter: MemoryBus connects the Servers of one process.
 //
+// # Metrics
+//
+// With Config.Metrics set to a prometheus.Registerer (the application's own
+// registry; nothing is ever registered globally), New registers one
+// collector with the Server's Prometheus metrics: connections open and
+// accepted per route pattern, closes by reason and code, messages and bytes
+// each way, handshake rejections by reason, write-queue bytes, the buffer
+// pool's hits and misses, compression bytes, and per plugin the dispatch
+// delay, handler and HTTP phase durations and phase failures.
+// docs/metrics.md lists every family with its type and labels. Labels are
+// bounded: route patterns, plugin names, reasons and close codes (a
+// client's own codes grouped by range), never connection IDs or room
+// names.
+//
+// Nil Config.Metrics costs nothing but a few nil checks. With metrics on,
+// most families are read at scrape time from counters the Server keeps
+// anyway; a reader adds up the bytes it reads on a counter of its own and
+// publishes them once per read, a writer once per write batch. Timing a
+// handler takes clock reads, so one message in Config.MetricsSampleEvery
+// (64) per connection is timed (open, error and close handlers always
+// are): the message series of strand_handler_duration_seconds and
+// strand_dispatch_delay_seconds count the sampled messages, about one in
+// 64. BenchmarkEventPath/metrics=on measures the whole path against
+// metrics=off (docs/benchmarks.md).
+//
 // # Concurrency
 //
 // A Server is safe for concurrent use. Route must be called before serving.
@@ -139,6 +164,10 @@
 // taken under conn.mu and is taken before its loop's. An acceptor's lock
 // (accept.go) may be taken before the Server's list of handshakes in
 // progress (handshakes.go), whose lock takes nothing.
+//
+// The metrics collector's lock (metrics.go) may be taken under
+// Server.mu and takes nothing itself; a scrape takes each connection's
+// conn.mu in turn, holding nothing else.
 //
 // Rooms (rooms.go): connRooms.mu → hub subscription lock → adapter locks
 // (MemoryAdapter.mu → MemoryBus.mu → busRoom.mu) → room.mu → conn.mu. A

@@ -3,6 +3,7 @@ package wsframework
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/wsframework/internal/wsproto"
@@ -76,21 +78,31 @@ func clientFrame(payload []byte) []byte {
 // BenchmarkEventPath: from a fully read frame to the handler running to its
 // Send being written into the connection's (in-memory) socket: header
 // parse, unmask, dispatch on the ordered executor, the handler's pooled
-// copy, the write queue and the vectored write.
+// copy, the write queue and the vectored write. metrics=on is the same path
+// with Config.Metrics set (the default sampling of handler timings), to
+// compare with metrics=off in the same run.
 func BenchmarkEventPath(b *testing.B) {
 	const size = 64
 	echo := &core.WebSocketHandlers{OnMessage: func(c *core.Conn, m core.Message) { _ = c.Send(m.Type, m.Data) }}
-	benchPath(b, size, func(s *Server, m *replayConn) {
-		p := core.NewPlugin("bench")
-		rt, err := s.runtimeFor(p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		c := newConn(s, 1, m, bufio.NewReaderSize(m, 4096), rt)
-		s.connWG.Add(1)
-		s.open.Add(1)
-		c.serve(context.Background(), core.ConnInfo{ID: 1, Handlers: echo})
-	})
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("metrics=%s", map[bool]string{false: "off", true: "on"}[on]), func(b *testing.B) {
+			var cfg Config
+			if on {
+				cfg.Metrics = prometheus.NewRegistry()
+			}
+			benchPathConfig(b, size, cfg, func(s *Server, m *replayConn) {
+				p := core.NewPlugin("bench")
+				rt, err := s.runtimeFor(p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c := newConn(s, 1, m, bufio.NewReaderSize(m, 4096), rt)
+				s.connWG.Add(1)
+				s.open.Add(1)
+				c.serve(context.Background(), core.ConnInfo{ID: 1, Handlers: echo})
+			})
+		})
+	}
 }
 
 // BenchmarkBaselineGoroutinePerEvent is the unordered design Strand
@@ -124,9 +136,16 @@ func BenchmarkBaselineGoroutinePerEvent(b *testing.B) {
 }
 
 func benchPath(b *testing.B, size int, run func(*Server, *replayConn)) {
+	benchPathConfig(b, size, Config{}, run)
+}
+
+// benchPathConfig is benchPath on a Server configured by cfg, whose
+// keepalive and write queue bounds it sets.
+func benchPathConfig(b *testing.B, size int, cfg Config, run func(*Server, *replayConn)) {
 	// Queues large enough that the unbounded go-per-event baseline, which
 	// has no backpressure, is not closed as a slow consumer mid-run.
-	s, err := New(Config{PingInterval: -1, IdleTimeout: -1, WriteQueueMessages: 1 << 24, WriteQueueBytes: 1 << 32})
+	cfg.PingInterval, cfg.IdleTimeout, cfg.WriteQueueMessages, cfg.WriteQueueBytes = -1, -1, 1<<24, 1<<32
+	s, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

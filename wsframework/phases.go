@@ -95,9 +95,11 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rc := x.nextContext()
 		out := outRejected
+		start := re.metrics.phaseStart()
 		if re.rt.StartRequestFilter(e, rc) == nil {
 			out = x.wait(rc, rc)
 		}
+		re.metrics.phaseDone(core.PhaseRequestFilter, out, start)
 		if out != outDecided {
 			if x.fail(re, out) {
 				x.finish()
@@ -177,6 +179,7 @@ func (x *exchange) upgrade(re routeEntry, rc *core.RequestContext, h *core.WebSo
 	x.log()
 	if c != nil {
 		c.route = x.rt
+		x.rt.metrics.opened(c)
 		c.serve(x.srv.hardCtx, info)
 	}
 }
@@ -351,6 +354,7 @@ func (x *exchange) log() {
 		if re.entry.Has(core.PhaseLogging) {
 			if err := re.rt.StartLogging(re.entry, le); err != nil {
 				x.srv.stats.phaseRejected.Add(1)
+				re.metrics.phaseDone(core.PhaseLogging, outRejected, time.Time{})
 			}
 		}
 	}

@@ -127,6 +127,7 @@ func (c *conn) readLoop(ctx context.Context) (res readResult) {
 // deadline is only moved later when it gains more than an eighth of
 // IdleTimeout.
 func (c *conn) beforeRead(ps *wsproto.Parser) {
+	c.flushReceived()
 	cfg := &c.srv.cfg
 	now := c.srv.clock.Now()
 	c.trackMessage(ps, now)
@@ -240,6 +241,10 @@ func (c *conn) acceptMessage(ev *wsproto.Event) (res readResult, deliver, done b
 		return c.fail(ReasonMessageLimit, "message rate exceeded"), false, true
 	}
 	c.srv.stats.messagesIn.Add(1)
+	c.countReceived(len(ev.Msg.B))
+	if ev.Wire > 0 {
+		c.srv.metrics.decompressed(ev.Wire, len(ev.Msg.B))
+	}
 	return readResult{}, true, false
 }
 

@@ -213,6 +213,7 @@ func (c *conn) Ready() {
 		}
 	}
 	res, done := c.pollTurn(now)
+	c.flushReceived()
 	if done {
 		c.pollEnd(res)
 		return

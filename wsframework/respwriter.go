@@ -171,9 +171,11 @@ func (x *exchange) responseFilters() bool {
 		// ends (as with every buffer Strand lends a handler).
 		c := re.rt.AcquireResponseContext(x.r.Context(), x.req, &x.values, rw.status, rw.w.Header())
 		out := outRejected
+		start := re.metrics.phaseStart()
 		if re.rt.StartResponseFilter(re.entry, c) == nil {
 			out = x.wait(c, nil)
 		}
+		re.metrics.phaseDone(core.PhaseResponseFilter, out, start)
 		if out != outDecided {
 			c.Release()
 			if x.fail(re, out) {
@@ -201,9 +203,11 @@ func (x *exchange) bodyFilters(body []byte) ([]byte, bool) {
 		}
 		c := re.rt.AcquireBodyContext(x.r.Context(), x.req, &x.values, rw.status, body)
 		out := outRejected
+		start := re.metrics.phaseStart()
 		if re.rt.StartBodyFilter(re.entry, c) == nil {
 			out = x.wait(c, nil)
 		}
+		re.metrics.phaseDone(core.PhaseResponseBodyFilter, out, start)
 		if out != outDecided {
 			c.Release()
 			if x.fail(re, out) {

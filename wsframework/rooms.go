@@ -357,6 +357,9 @@ func (h *hub) deliver(msg RoomMessage, setPos bool) {
 			} else {
 				if !zMade {
 					z, zMade = h.srv.deflater.compress(msg.Data.B), true // nil: not smaller
+					if z != nil {
+						h.srv.metrics.compressed(raw, len(z.B)) // once per broadcast
+					}
 				}
 				if z != nil {
 					b, op = z, op|rsv1

@@ -18,6 +18,7 @@ type routeEntry struct {
 	entry    *core.Entry
 	rt       *core.Runtime
 	failOpen bool
+	metrics  *pluginMetrics // nil without Config.Metrics
 }
 
 // route runs a chain of plugin entries in front of a terminal handler.
@@ -27,7 +28,8 @@ type route struct {
 	params   []string
 	chain    []routeEntry
 	terminal http.Handler
-	compress bool // permessage-deflate may be negotiated (Config.Compression, RouteOptions)
+	compress bool          // permessage-deflate may be negotiated (Config.Compression, RouteOptions)
+	metrics  *routeMetrics // nil without Config.Metrics
 
 	// What the chain registered, so unregistered phases cost nothing.
 	anyResponseFilter bool
@@ -37,9 +39,11 @@ type route struct {
 
 func (rt *route) init() {
 	rt.params = core.PatternWildcards(rt.pattern)
+	rt.metrics = rt.srv.metrics.newRoute(rt)
 	for i := range rt.chain {
 		e := rt.chain[i].entry
 		rt.chain[i].failOpen = rt.srv.cfg.Plugins[e.Plugin().Name()].FailOpen
+		rt.chain[i].metrics = rt.srv.metrics.plugin(e.Plugin().Name())
 		rt.anyResponseFilter = rt.anyResponseFilter || e.Has(core.PhaseResponseFilter)
 		rt.anyBodyFilter = rt.anyBodyFilter || e.Has(core.PhaseResponseBodyFilter)
 		rt.anyLogging = rt.anyLogging || e.Has(core.PhaseLogging)

@@ -84,7 +84,8 @@ type Server struct {
 
 	stats serverCounters
 
-	health health // readiness checks and liveness (health.go)
+	health  health         // readiness checks and liveness (health.go)
+	metrics *serverMetrics // Config.Metrics (metrics.go); nil: none
 }
 
 // testHooks let tests see or disturb a connection's reading; all nil
@@ -183,7 +184,7 @@ func New(cfg Config) (*Server, error) {
 		proxies:  proxies,
 	}
 	s.clock = clock.New()
-	s.limits = wsproto.Limits{MaxMessage: c.MaxMessageBytes, MaxFragments: c.MaxFragments, Buffers: c.Buffers, Inflated: &s.stats.messagesInZ}
+	s.limits = wsproto.Limits{MaxMessage: c.MaxMessageBytes, MaxFragments: c.MaxFragments, Buffers: c.Buffers, Inflated: &s.stats.messagesInZ, Inflaters: wsproto.NewInflaters()}
 	s.deflater = newDeflater(c.Compression.Level, c.Buffers)
 	s.handshakes = newHandshakeList(c.MaxHandshakes, c.MaxHandshakesPerIP, &s.stats)
 	s.phaseDeadlines = newDeadlines(c.PhaseTimeout, s.clock)
@@ -191,7 +192,13 @@ func New(cfg Config) (*Server, error) {
 	s.batches.New = func() any { return new(writeBatch) }
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, acceptReaderSize) }
 	s.writers.New = func() any { return bufio.NewWriterSize(nil, acceptWriterSize) }
+	if c.Metrics != nil {
+		if s.metrics, err = newServerMetrics(s, c.Metrics); err != nil {
+			return nil, fmt.Errorf("wsframework: Config.Metrics: %w", err)
+		}
+	}
 	if s.rooms, err = newHub(s, c.Adapter); err != nil {
+		s.metrics.unregister()
 		return nil, err
 	}
 	return s, nil
@@ -249,6 +256,7 @@ func (s *Server) RouteWith(pattern string, opts RouteOptions, terminal http.Hand
 		}
 	}()
 	s.mux.Handle(pattern, rt)
+	s.metrics.addRoute(rt.metrics)
 	return nil
 }
 
@@ -277,6 +285,8 @@ func (s *Server) runtimeFor(p *core.Plugin) (*core.Runtime, error) {
 		Buffers:         s.cfg.Buffers,
 		MaxPendingBytes: s.cfg.MaxPendingBytes,
 		Logger:          s.cfg.Logger,
+		Observer:        s.metrics.observer(p.Name()),
+		ObserveEvery:    s.cfg.MetricsSampleEvery,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wsframework: plugin %q: %w", p.Name(), err)

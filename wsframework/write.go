@@ -112,7 +112,7 @@ func (c *conn) writeLoop() {
 		hdrs := wb.hdrs[:need]
 		vec := wb.vec[:0]
 		off := 0
-		data, compressed := 0, 0
+		data, compressed, dataBytes := 0, 0, 0
 		for i := range items {
 			it := &items[i]
 			if it.deflate {
@@ -126,6 +126,7 @@ func (c *conn) writeLoop() {
 			off += n
 			if op := it.op &^ rsv1; op == opText || op == opBinary {
 				data++
+				dataBytes += len(it.buf.B)
 				if it.op&rsv1 != 0 {
 					compressed++
 				}
@@ -168,6 +169,7 @@ func (c *conn) writeLoop() {
 			c.kickReader()
 			continue
 		}
+		s.metrics.sent(dataBytes)
 		s.stats.messagesOut.Add(uint64(data))
 		if compressed > 0 {
 			s.stats.messagesOutZ.Add(uint64(compressed))

@@ -9,7 +9,8 @@
 //
 // Routes: GET / (the page), GET /ws?room=NAME&name=NICK (the WebSocket; see
 // README.md for the protocol), GET /healthz (200 while alive), GET /readyz
-// (200 while ready for traffic, 503 once shutting down).
+// (200 while ready for traffic, 503 once shutting down), GET /metrics
+// (Prometheus; see docs/metrics.md).
 //
 // Flags: -addr (port 0: a free port, logged as addr=); -tls-cert and
 // -tls-key (PEM files, reread when they change); -debug-addr (a separate
@@ -81,7 +82,8 @@ func main() {
 }
 
 func run(o options, log *slog.Logger) error {
-	cfg := chatserver.Config{Server: wsframework.Config{Logger: log}}
+	reg := metricsRegistry()
+	cfg := chatserver.Config{Server: wsframework.Config{Logger: log, Metrics: reg}}
 	if o.redisURL != "" {
 		cfg.Redis = &redisadapter.Config{URL: o.redisURL}
 	}
@@ -97,6 +99,9 @@ func run(o options, log *slog.Logger) error {
 		log.Info("chat: cluster node", "redis", shown, "node", chat.Redis.Node())
 	}
 	srv := chat.Server
+	if err := srv.Handle("GET /metrics", metricsHandler(reg)); err != nil {
+		return err
+	}
 	ws, web := "ws", "http"
 	if o.tlsCert != "" {
 		// Read once here so that a bad pair fails before "listening".

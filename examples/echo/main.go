@@ -2,7 +2,8 @@
 // text, binary as binary, in order. /broadcast sends every message to all
 // clients connected there, the sender included, each sender's messages in
 // order. GET /healthz answers 200 while the server is alive, GET /readyz
-// 200 while it is ready for traffic (503 once it shuts down). With -token,
+// 200 while it is ready for traffic (503 once it shuts down), GET /metrics
+// the Prometheus metrics (docs/metrics.md). With -token,
 // /echo upgrades without the token get 401.
 //
 //	go run ./examples/echo -addr 127.0.0.1:8080 [-token SECRET] [-reader auto|goroutine|poll]
@@ -125,9 +126,13 @@ func parseReader(s string) (wsframework.ReaderMode, error) {
 }
 
 func run(o options, log *slog.Logger) error {
+	reg := metricsRegistry()
 	comp := wsframework.CompressionConfig{Disabled: o.compress == "off", ContextTakeover: o.takeover}
-	srv, err := wsframework.New(wsframework.Config{MaxMessageBytes: o.maxMsg, Reader: o.mode, Logger: log, Compression: comp})
+	srv, err := wsframework.New(wsframework.Config{MaxMessageBytes: o.maxMsg, Reader: o.mode, Logger: log, Compression: comp, Metrics: reg})
 	if err != nil {
+		return err
+	}
+	if err := srv.Handle("GET /metrics", metricsHandler(reg)); err != nil {
 		return err
 	}
 	plugin := echoplugin.WithToken(o.token)

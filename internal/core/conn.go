@@ -89,6 +89,8 @@ type Conn struct {
 	waiting atomic.Bool                 // the host waits for pending to drop
 	closing atomic.Bool                 // Close event submitted
 	ctxDone atomic.Bool                 // OnClose ran (or never will): the context is cancelled
+
+	sampleLeft uint32 // messages before the next one an Observer times (observe.go); the delivering goroutine's
 }
 
 // connContext is a Conn's context, made by the first Context call, so that

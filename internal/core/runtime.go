@@ -37,6 +37,13 @@ type RuntimeConfig struct {
 	// Logger receives handler panics and slow handlers. Nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Observer receives handler timings for metrics (observe.go). Nil
+	// means none: an event then costs one nil check more.
+	Observer Observer
+	// ObserveEvery samples the messages an Observer times: one in this
+	// many per connection. Zero means DefaultObserveEvery; 1 times every
+	// message.
+	ObserveEvery int
 }
 
 // RuntimeStats are a runtime's counters.
@@ -70,6 +77,7 @@ type Runtime struct {
 
 	open   atomic.Int64
 	panics atomic.Uint64
+	obs    observing // RuntimeConfig.Observer (observe.go)
 
 	poolCfg  dispatcher.PoolConfig
 	poolOnce sync.Once
@@ -112,6 +120,7 @@ func NewRuntime(p *Plugin, cfg RuntimeConfig) (*Runtime, error) {
 	rt.exec = exec
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
 	rt.events.New = func() any { return new(event) }
+	rt.obs.init(cfg)
 	return rt, nil
 }
 
@@ -151,6 +160,7 @@ type event struct {
 	reason string
 	err    error
 	fn     func() // evSync
+	enq    int64  // observing's reading at submit, for a timed message (0: not timed)
 }
 
 func (rt *Runtime) newEvent(c *Conn, k eventKind) *event {
@@ -161,7 +171,12 @@ func (rt *Runtime) newEvent(c *Conn, k eventKind) *event {
 
 func runEvent(arg any) {
 	ev := arg.(*event)
-	ev.conn.rt.run(ev)
+	rt := ev.conn.rt
+	if rt.obs.fn != nil && rt.obs.timed(ev) {
+		rt.runObserved(ev)
+		return
+	}
+	rt.run(ev)
 }
 
 // Open creates the plugin-side connection for a new WebSocket and submits its
@@ -204,6 +219,9 @@ func (rt *Runtime) submitErr(err error) error {
 func (rt *Runtime) Message(ctx context.Context, c *Conn, typ MessageType, b *bufpool.Buffer) error {
 	ev := rt.newEvent(c, evMessage)
 	ev.typ, ev.buf = typ, b
+	if rt.obs.fn != nil {
+		rt.obs.stamp(c, ev)
+	}
 	n := int64(len(b.B))
 	c.pending.Add(n)
 	if err := rt.exec.Submit(ctx, c.id, dispatcher.Task{Fn: runEvent, Arg: ev}); err != nil {
@@ -225,6 +243,9 @@ func (rt *Runtime) Message(ctx context.Context, c *Conn, typ MessageType, b *buf
 func (rt *Runtime) TryMessage(c *Conn, typ MessageType, b *bufpool.Buffer, wake func()) error {
 	ev := rt.newEvent(c, evMessage)
 	ev.typ, ev.buf = typ, b
+	if rt.obs.fn != nil {
+		rt.obs.stamp(c, ev)
+	}
 	n := int64(len(b.B))
 	c.pending.Add(n)
 	if err := rt.exec.TrySubmit(c.id, dispatcher.Task{Fn: runEvent, Arg: ev}, wake); err != nil {

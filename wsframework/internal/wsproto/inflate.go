@@ -80,11 +80,33 @@ type inflater struct {
 	fr  io.ReadCloser // compress/flate's, reading src
 }
 
-var inflaters = sync.Pool{New: func() any {
+func newInflater() *inflater {
 	z := new(inflater)
 	z.fr = flate.NewReader(&z.src) // src is an io.ByteReader: no bufio under it
 	return z
-}}
+}
+
+// Inflaters pools the inflaters of the Parsers that share a Limits: made
+// by NewInflaters, owned by whoever owns the Limits (a Server).
+type Inflaters struct{ pool sync.Pool }
+
+// NewInflaters returns an empty pool.
+func NewInflaters() *Inflaters {
+	return &Inflaters{pool: sync.Pool{New: func() any { return newInflater() }}}
+}
+
+func (z *Inflaters) get() *inflater {
+	if z == nil {
+		return newInflater()
+	}
+	return z.pool.Get().(*inflater)
+}
+
+func (z *Inflaters) put(x *inflater) {
+	if z != nil {
+		z.pool.Put(x)
+	}
+}
 
 // source reads b, then inflateTail. It is an io.ByteReader, so that
 // compress/flate reads it byte by byte instead of buffering ahead.
@@ -132,12 +154,13 @@ func (p *Parser) inflate(in *bufpool.Buffer) Kind {
 	if p.hist != nil {
 		dict = p.hist.B
 	}
-	z := inflaters.Get().(*inflater)
+	z := p.lim.Inflaters.get()
 	z.src = source{b: in.B}
 	_ = z.fr.(flate.Resetter).Reset(&z.src, dict) // never fails on a Reader made by flate.NewReader
 	out, code, reason := p.inflateTo(z, op == OpText, int64(len(in.B)))
 	z.src = source{}
-	inflaters.Put(z)
+	p.lim.Inflaters.put(z)
+	wire := len(in.B)
 	in.Release()
 	if code != 0 {
 		return p.violate(code, reason)
@@ -148,7 +171,7 @@ func (p *Parser) inflate(in *bufpool.Buffer) Kind {
 	if c := p.lim.Inflated; c != nil {
 		c.Add(1)
 	}
-	p.ev.Kind, p.ev.Op, p.ev.Msg = Message, op, out
+	p.ev.Kind, p.ev.Op, p.ev.Msg, p.ev.Wire = Message, op, out, wire
 	return Message
 }
 

@@ -152,7 +152,7 @@ func TestInflateStopsAtTheLimit(t *testing.T) {
 	var p Parser
 	p.Init(lim)
 	defer p.Release()
-	z := inflaters.Get().(*inflater)
+	z := newInflater()
 	z.src = source{b: bomb}
 	require.NoError(t, z.fr.(flate.Resetter).Reset(&z.src, nil))
 	out, code, _ := p.inflateTo(z, false, int64(len(bomb)))

@@ -48,6 +48,9 @@ type Limits struct {
 	// Inflated, when set, counts the compressed messages inflated
 	// (permessage-deflate, Parser.Deflate).
 	Inflated *atomic.Uint64
+	// Inflaters pools inflaters for compressed messages. Nil means a new
+	// inflater per compressed message.
+	Inflaters *Inflaters
 }
 
 // Kind says what an Event is.
@@ -100,6 +103,9 @@ type Event struct {
 	Msg     *bufpool.Buffer
 	Payload []byte
 	Reason  string
+	// Wire is a compressed message's size as it arrived (0 for one that
+	// was not compressed).
+	Wire int
 }
 
 // Parser is an incremental reader of the frames a WebSocket client sends
@@ -202,7 +208,7 @@ func (p *Parser) Feed(in []byte) (n int, ev *Event) {
 	if p.dead {
 		return 0, &p.ev
 	}
-	p.ev.Kind, p.ev.Msg = None, nil
+	p.ev.Kind, p.ev.Msg, p.ev.Wire = None, nil, 0
 	for n < len(in) {
 		if !p.inBody {
 			k, ok := p.takeHeader(in[n:])
@@ -278,7 +284,7 @@ func (p *Parser) Wrote(k int) *Event {
 	if p.dead {
 		return &p.ev
 	}
-	p.ev.Kind, p.ev.Msg = None, nil
+	p.ev.Kind, p.ev.Msg, p.ev.Wire = None, nil, 0
 	if k > 0 {
 		p.wrote(p.msg.B[len(p.msg.B) : len(p.msg.B)+k])
 	}
