@@ -373,7 +373,7 @@ func FuzzFrameParser(f *testing.F) {
 		for _, mode := range fuzzModes {
 			want := referenceVerdict(stream, mode)
 			pool := bufpool.New(bufpool.Config{Poison: true})
-			lim := &wsproto.Limits{MaxMessage: fuzzMaxMessage, MaxFragments: fuzzMaxFragments, Buffers: pool}
+			lim := &wsproto.Limits{MaxMessage: fuzzMaxMessage, MaxFragments: fuzzMaxFragments, Buffers: pool, Inflaters: wsproto.NewInflaters()}
 			for _, way := range []struct {
 				name string
 				run  func(*wsproto.Limits, fuzzMode, [][]byte) verdict

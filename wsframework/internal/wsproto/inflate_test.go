@@ -45,7 +45,7 @@ func compressed(op byte, payload []byte) []byte {
 
 func TestParserDeflate(t *testing.T) {
 	pool := bufpool.New(bufpool.Config{Poison: true})
-	lim := &Limits{MaxMessage: 64, MaxFragments: 4, Buffers: pool}
+	lim := &Limits{MaxMessage: 64, MaxFragments: 4, Buffers: pool, Inflaters: NewInflaters()}
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	hello := deflated(t, []byte("héllo"))
 	big := deflated(t, bytes.Repeat([]byte("a"), 200)) // a few bytes, 200 once inflated
@@ -116,7 +116,7 @@ func TestParserDeflate(t *testing.T) {
 // without it, such a message does not inflate.
 func TestParserDeflateTakeover(t *testing.T) {
 	pool := bufpool.New(bufpool.Config{Poison: true})
-	lim := &Limits{MaxMessage: 1 << 20, Buffers: pool}
+	lim := &Limits{MaxMessage: 1 << 20, Buffers: pool, Inflaters: NewInflaters()}
 	first := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog "), 1000) // 44 KB: more than the window
 	msgs := [][]byte{first, []byte("the quick brown fox jumps over the lazy dog"), []byte("xyz"), []byte("the lazy dog xyz")}
 	z := deflateMessages(t, true, msgs...)
@@ -147,7 +147,7 @@ func TestParserDeflateTakeover(t *testing.T) {
 // its input never read and no buffer past the limit.
 func TestInflateStopsAtTheLimit(t *testing.T) {
 	pool := bufpool.New(bufpool.Config{})
-	lim := &Limits{MaxMessage: 1 << 20, Buffers: pool}
+	lim := &Limits{MaxMessage: 1 << 20, Buffers: pool, Inflaters: NewInflaters()}
 	bomb := zeroBomb(100 << 20)
 	var p Parser
 	p.Init(lim)
@@ -217,7 +217,7 @@ func (w *bitWriter) flush() []byte {
 // TestZeroBomb: the hand-made bomb inflates as it says.
 func TestZeroBomb(t *testing.T) {
 	pool := bufpool.New(bufpool.Config{})
-	lim := &Limits{MaxMessage: 1 << 20, Buffers: pool}
+	lim := &Limits{MaxMessage: 1 << 20, Buffers: pool, Inflaters: NewInflaters()}
 	out := runWith(t, lim, compressed(OpBinary, zeroBomb(100_000)), 0, false, func(p *Parser) { p.Deflate(false) })
 	require.Len(t, out.events, 1)
 	require.Equal(t, "2:"+string(make([]byte, 100_000/258*258+258+1)), out.events[0])
@@ -259,7 +259,7 @@ func FuzzInflateSource(f *testing.F) {
 // 5:1) from bytes in memory to its inflated message, without context
 // takeover (a pooled inflater per message).
 func BenchmarkParserInflate(b *testing.B) {
-	lim := &Limits{MaxMessage: 1 << 20, Buffers: bufpool.New(bufpool.Config{})}
+	lim := &Limits{MaxMessage: 1 << 20, Buffers: bufpool.New(bufpool.Config{}), Inflaters: NewInflaters()}
 	var p Parser
 	p.Init(lim)
 	p.Deflate(false)

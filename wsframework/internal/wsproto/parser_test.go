@@ -109,7 +109,7 @@ func runWith(t *testing.T, lim *Limits, stream []byte, step int, direct bool, se
 
 func TestParser(t *testing.T) {
 	pool := bufpool.New(bufpool.Config{Poison: true})
-	lim := &Limits{MaxMessage: 64, MaxFragments: 4, Buffers: pool}
+	lim := &Limits{MaxMessage: 64, MaxFragments: 4, Buffers: pool, Inflaters: NewInflaters()}
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	for _, tc := range []struct {
 		name   string
@@ -162,7 +162,7 @@ func TestParser(t *testing.T) {
 // FirstChunk; the buffer doubles as bytes arrive.
 func TestParserGrowsWithPayload(t *testing.T) {
 	pool := bufpool.New(bufpool.Config{})
-	lim := &Limits{MaxMessage: 1 << 20, Buffers: pool}
+	lim := &Limits{MaxMessage: 1 << 20, Buffers: pool, Inflaters: NewInflaters()}
 	var p Parser
 	p.Init(lim)
 	defer p.Release()
@@ -210,7 +210,7 @@ func BenchmarkParserFeed(b *testing.B) {
 		op   byte
 	}{{"binary", OpBinary}, {"text", OpText}} {
 		b.Run(tc.name, func(b *testing.B) {
-			lim := &Limits{MaxMessage: 1 << 20, Buffers: bufpool.New(bufpool.Config{})}
+			lim := &Limits{MaxMessage: 1 << 20, Buffers: bufpool.New(bufpool.Config{}), Inflaters: NewInflaters()}
 			var p Parser
 			p.Init(lim)
 			f := whole(true, tc.op, bytes.Repeat([]byte("a"), 64))
