@@ -37,6 +37,7 @@ import (
 	"github.com/strandws/strand/examples/chat/chatserver"
 	"github.com/strandws/strand/internal/debugserver"
 	"github.com/strandws/strand/internal/logsetup"
+	"github.com/strandws/strand/internal/metricsetup"
 	"github.com/strandws/strand/wsframework"
 	"github.com/strandws/strand/wsframework/redisadapter"
 )
@@ -82,7 +83,7 @@ func main() {
 }
 
 func run(o options, log *slog.Logger) error {
-	reg := metricsRegistry()
+	reg := metricsetup.Registry()
 	cfg := chatserver.Config{Server: wsframework.Config{Logger: log, Metrics: reg}}
 	if o.redisURL != "" {
 		cfg.Redis = &redisadapter.Config{URL: o.redisURL}
@@ -99,7 +100,7 @@ func run(o options, log *slog.Logger) error {
 		log.Info("chat: cluster node", "redis", shown, "node", chat.Redis.Node())
 	}
 	srv := chat.Server
-	if err := srv.Handle("GET /metrics", metricsHandler(reg)); err != nil {
+	if err := srv.Handle("GET /metrics", metricsetup.Handler(reg)); err != nil {
 		return err
 	}
 	ws, web := "ws", "http"

@@ -54,6 +54,7 @@ import (
 	"github.com/strandws/strand/examples/echo/echoplugin"
 	"github.com/strandws/strand/internal/debugserver"
 	"github.com/strandws/strand/internal/logsetup"
+	"github.com/strandws/strand/internal/metricsetup"
 	"github.com/strandws/strand/wsframework"
 )
 
@@ -126,13 +127,13 @@ func parseReader(s string) (wsframework.ReaderMode, error) {
 }
 
 func run(o options, log *slog.Logger) error {
-	reg := metricsRegistry()
+	reg := metricsetup.Registry()
 	comp := wsframework.CompressionConfig{Disabled: o.compress == "off", ContextTakeover: o.takeover}
 	srv, err := wsframework.New(wsframework.Config{MaxMessageBytes: o.maxMsg, Reader: o.mode, Logger: log, Compression: comp, Metrics: reg})
 	if err != nil {
 		return err
 	}
-	if err := srv.Handle("GET /metrics", metricsHandler(reg)); err != nil {
+	if err := srv.Handle("GET /metrics", metricsetup.Handler(reg)); err != nil {
 		return err
 	}
 	plugin := echoplugin.WithToken(o.token)
