@@ -88,6 +88,13 @@ func New(cfg Config) (*Chat, error) {
 		// Not ready while Redis is unreachable: a load balancer sends new
 		// clients to other nodes meanwhile.
 		srv.AddReadinessCheck("redis", ra.Ready)
+		if sc.Metrics != nil {
+			// The adapter's counters next to the Server's.
+			if err := sc.Metrics.Register(ra.Collector()); err != nil {
+				_ = srv.Close()
+				return nil, err
+			}
+		}
 	}
 	web, err := fs.Sub(webFS, "web")
 	if err != nil {
