@@ -15,7 +15,12 @@ func (rt *Runtime) phasePool(start bool) *dispatcher.Pool {
 	if start {
 		rt.poolOnce.Do(func() {
 			rt.pool, rt.poolErr = dispatcher.NewPool(rt.poolCfg)
+			rt.poolSet.Store(true)
 		})
+	} else if !rt.poolSet.Load() {
+		// Not started (or being started by another goroutine): pool and
+		// poolErr may not be read yet.
+		return nil
 	}
 	if rt.poolErr != nil {
 		return nil

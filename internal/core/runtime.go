@@ -81,6 +81,7 @@ type Runtime struct {
 
 	poolCfg  dispatcher.PoolConfig
 	poolOnce sync.Once
+	poolSet  atomic.Bool // pool and poolErr are set (poolOnce's function returned)
 	pool     *dispatcher.Pool
 	poolErr  error
 
@@ -411,7 +412,10 @@ func (rt *Runtime) safeOnError(c *Conn, err error) {
 // before closing the runtime. Idempotent.
 func (rt *Runtime) Close(ctx context.Context) error {
 	err := rt.exec.Close(ctx)
-	rt.poolOnce.Do(func() { rt.poolErr = ErrRuntimeClosed })
+	rt.poolOnce.Do(func() {
+		rt.poolErr = ErrRuntimeClosed
+		rt.poolSet.Store(true)
+	})
 	if rt.pool != nil {
 		err = errors.Join(err, rt.pool.Close(ctx))
 	}

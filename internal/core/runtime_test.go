@@ -273,3 +273,25 @@ func TestRuntimeSyncRunsAfterEarlierEvents(t *testing.T) {
 	require.NoError(t, rt.Sync(c, func() { close(done) }), "a barrier after OnClose is accepted")
 	<-done
 }
+
+// TestStatsWhilePhasePoolStarts: Stats may run while the first phase
+// starts the pool (it used to read the pool unsynchronized).
+func TestStatsWhilePhasePoolStarts(t *testing.T) {
+	p := core.NewPlugin("stats")
+	e := p.Entry("e").RequestFilter(func(c *core.RequestContext) { c.Next() })
+	rt, err := core.NewRuntime(p, core.RuntimeConfig{})
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 1000 {
+			_ = rt.Stats()
+		}
+	}()
+	rc := core.NewRequestContext(context.Background(), &core.Request{}, nil)
+	d, err := rt.RequestFilter(e, rc, 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, core.DecisionNext, d)
+	<-done
+	require.NoError(t, rt.Close(context.Background()))
+}
