@@ -26,7 +26,7 @@ else
 	DURATION=${DURATION:-5s}
 	WARMUP=${WARMUP:-1s}
 fi
-ALL_SERVERS="strand gobwas gorilla coder gws melody nbio"
+ALL_SERVERS="strand gobwas gorilla coder gws melody nbio epoll"
 SERVERS=${SERVERS:-$ALL_SERVERS}
 CELLS=${CELLS:-}                          # optional regex: run only matching cell names
 PORT=${PORT:-18080}
