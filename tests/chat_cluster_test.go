@@ -199,15 +199,12 @@ var chatListening = regexp.MustCompile(`chat: listening.* addr=(\S+)`)
 // across processes; then one is killed and its members leave the others'
 // presence within two heartbeats.
 func TestChatClusterProcesses(t *testing.T) {
-	if readerMode != readerModes[0] {
-		t.Skip("the programs do not depend on the test's reader mode: run once")
-	}
 	rs := redistest.Start(t)
 	bin := buildProgram(t, "github.com/strandws/strand/examples/chat")
 	var procs []*child
 	var addrs []string
 	for range 3 {
-		p := startChild(t, bin, "-addr", "127.0.0.1:0", "-redis", rs.URL())
+		p := startChild(t, bin, "-addr", "127.0.0.1:0", "-reader", readerMode.String(), "-redis", rs.URL())
 		procs = append(procs, p)
 		addrs = append(addrs, p.waitLine(t, chatListening, 2*time.Minute)[1])
 	}

@@ -137,9 +137,6 @@ func TestChatProgram(t *testing.T) {
 // TestExampleBadFlags: a bad flag value is a clear error and exit status
 // 2, before anything listens.
 func TestExampleBadFlags(t *testing.T) {
-	if readerMode != readerModes[0] {
-		t.Skip("once: the programs do not depend on the reader mode")
-	}
 	for _, pkg := range []string{"echo", "chat"} {
 		bin := buildProgram(t, "github.com/strandws/strand/examples/"+pkg)
 		for _, tc := range []struct {
@@ -150,9 +147,13 @@ func TestExampleBadFlags(t *testing.T) {
 			{[]string{"-log-format", "xml"}, `unknown -log-format "xml": want text or json`},
 			{[]string{"-tls-cert", "cert.pem"}, "-tls-cert and -tls-key go together"},
 			{[]string{"-addr", "127.0.0.1:9", "-debug-addr", "127.0.0.1:9"}, "-debug-addr must differ from -addr: the debug listener is never the public one"},
+			{[]string{"-reader", "epoll"}, `unknown -reader "epoll": want auto, goroutine or poll`},
 		} {
 			ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
-			out, err := exec.CommandContext(ctx, bin, tc.args...).CombinedOutput()
+			// Each pass of the package's tests gives the program its reader
+			// mode; the last -reader on the command line wins.
+			args := append([]string{"-reader", readerMode.String()}, tc.args...)
+			out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 			cancel()
 			var ee *exec.ExitError
 			require.True(t, errors.As(err, &ee), "%s %q: %v\n%s", pkg, tc.args, err, out)

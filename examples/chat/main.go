@@ -15,8 +15,8 @@
 // Flags: -addr (port 0: a free port, logged as addr=); -tls-cert and
 // -tls-key (PEM files, reread when they change); -debug-addr (a separate
 // listener with /debug/vars and /debug/pprof/, off by default; bind it to
-// loopback); -log-format text|json and -log-level debug|info|warn|error
-// (logs on stderr); -redis URL (join a cluster of chat nodes through Redis).
+// loopback); -reader auto|goroutine|poll; -log-format text|json and
+// -log-level debug|info|warn|error (logs on stderr); -redis URL (join a cluster of chat nodes through Redis).
 // A bad flag value exits with status 2.
 package main
 
@@ -35,8 +35,8 @@ import (
 	"time"
 
 	"github.com/strandws/strand/examples/chat/chatserver"
+	"github.com/strandws/strand/internal/cliflags"
 	"github.com/strandws/strand/internal/debugserver"
-	"github.com/strandws/strand/internal/logsetup"
 	"github.com/strandws/strand/internal/metricsetup"
 	"github.com/strandws/strand/wsframework"
 	"github.com/strandws/strand/wsframework/redisadapter"
@@ -44,32 +44,16 @@ import (
 
 // options are the command line's settings.
 type options struct {
-	addr, debugAddr  string
-	tlsCert, tlsKey  string
-	logFormat, level string
-	redisURL         string
+	cliflags.Server
+	redisURL string
 }
 
 func main() {
 	var o options
-	flag.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address (port 0: a free port, logged as addr=)")
-	flag.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate file: serve https:// and wss:// (with -tls-key); reread when it changes")
-	flag.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of -tls-cert")
-	flag.StringVar(&o.debugAddr, "debug-addr", "", "if set, serve /debug/vars and /debug/pprof/ on this separate address (off by default)")
-	flag.StringVar(&o.logFormat, "log-format", "text", "log format: "+logsetup.Formats)
-	flag.StringVar(&o.level, "log-level", "info", "lowest level logged: "+logsetup.Levels)
+	o.Register(flag.CommandLine, "127.0.0.1:8080")
 	flag.StringVar(&o.redisURL, "redis", "", "join a cluster through this Redis (redis://[user:pass@]host:port[/db] or rediss://)")
 	flag.Parse()
-	log, err := logsetup.New(os.Stderr, o.logFormat, o.level)
-	if err == nil {
-		err = debugserver.CheckAddrs(o.addr, o.debugAddr)
-	}
-	if err == nil && (o.tlsCert == "") != (o.tlsKey == "") {
-		err = errors.New("-tls-cert and -tls-key go together")
-	}
-	if err == nil && flag.NArg() > 0 {
-		err = fmt.Errorf("unexpected arguments %q", flag.Args())
-	}
+	log, err := o.Check(flag.CommandLine, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chat:", err)
 		flag.Usage()
@@ -84,7 +68,7 @@ func main() {
 
 func run(o options, log *slog.Logger) error {
 	reg := metricsetup.Registry()
-	cfg := chatserver.Config{Server: wsframework.Config{Logger: log, Metrics: reg}}
+	cfg := chatserver.Config{Server: wsframework.Config{Logger: log, Metrics: reg, Reader: o.Mode}}
 	if o.redisURL != "" {
 		cfg.Redis = &redisadapter.Config{URL: o.redisURL}
 	}
@@ -104,25 +88,25 @@ func run(o options, log *slog.Logger) error {
 		return err
 	}
 	ws, web := "ws", "http"
-	if o.tlsCert != "" {
+	if o.TLSCert != "" {
 		// Read once here so that a bad pair fails before "listening".
-		if _, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey); err != nil {
+		if _, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey); err != nil {
 			return err
 		}
 		ws, web = "wss", "https"
 	}
 
-	l, err := net.Listen("tcp", o.addr)
+	l, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return err
 	}
 	var dbg *debugserver.Server
-	if o.debugAddr != "" {
+	if o.DebugAddr != "" {
 		vars := debugserver.Vars{
 			"strand": func() any { return srv.Stats() },
 			"rooms":  func() any { return srv.RoomStats() },
 		}
-		if dbg, err = debugserver.Listen(o.debugAddr, vars); err != nil {
+		if dbg, err = debugserver.Listen(o.DebugAddr, vars); err != nil {
 			_ = l.Close()
 			return err
 		}
@@ -132,15 +116,15 @@ func run(o options, log *slog.Logger) error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() {
-		if o.tlsCert != "" {
-			errc <- srv.ServeTLS(l, o.tlsCert, o.tlsKey)
+		if o.TLSCert != "" {
+			errc <- srv.ServeTLS(l, o.TLSCert, o.TLSKey)
 			return
 		}
 		errc <- srv.Serve(l)
 	}()
 	dbgc := make(chan error, 1)
 	bound := l.Addr().String()
-	attrs := []any{"addr", bound, "tls", o.tlsCert != "", "open", web + "://" + bound + "/",
+	attrs := []any{"addr", bound, "tls", o.TLSCert != "", "open", web + "://" + bound + "/",
 		"ws", ws + "://" + bound + "/ws?room=NAME&name=NICK", "health", web + "://" + bound + "/healthz"}
 	if dbg != nil {
 		go func() { dbgc <- dbg.Serve() }()

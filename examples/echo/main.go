@@ -52,54 +52,32 @@ import (
 	"time"
 
 	"github.com/strandws/strand/examples/echo/echoplugin"
+	"github.com/strandws/strand/internal/cliflags"
 	"github.com/strandws/strand/internal/debugserver"
-	"github.com/strandws/strand/internal/logsetup"
 	"github.com/strandws/strand/internal/metricsetup"
 	"github.com/strandws/strand/wsframework"
 )
 
 // options are the command line's settings.
 type options struct {
-	addr, debugAddr  string
-	maxMsg           int64
-	token            string
-	mode             wsframework.ReaderMode
-	tlsCert, tlsKey  string
-	logFormat, level string
-	compress         string
-	takeover         bool
+	cliflags.Server
+	maxMsg   int64
+	token    string
+	compress string
+	takeover bool
 }
 
 func main() {
 	var o options
-	var reader string
-	flag.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address (port 0: a free port, logged as addr=)")
+	o.Register(flag.CommandLine, "127.0.0.1:8080")
 	flag.Int64Var(&o.maxMsg, "max-message-bytes", 1<<20, "largest message accepted (1009 beyond)")
 	flag.StringVar(&o.token, "token", "", "if set, upgrades need ?token=TOKEN or Authorization: Bearer TOKEN (401 otherwise)")
-	flag.StringVar(&reader, "reader", "auto", "how connections are read: auto (poll on Linux), goroutine or poll")
 	flag.StringVar(&o.compress, "compress", "on", "permessage-deflate for clients that offer it: on or off")
 	flag.BoolVar(&o.takeover, "compress-takeover", false, "with -compress on: allow context takeover (more memory per connection)")
-	flag.StringVar(&o.debugAddr, "debug-addr", "", "if set, serve /debug/vars and /debug/pprof/ on this separate address (off by default)")
-	flag.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate file: serve wss:// and https:// (with -tls-key); reread when it changes")
-	flag.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of -tls-cert")
-	flag.StringVar(&o.logFormat, "log-format", "text", "log format: "+logsetup.Formats)
-	flag.StringVar(&o.level, "log-level", "info", "lowest level logged: "+logsetup.Levels)
 	flag.Parse()
-	log, err := logsetup.New(os.Stderr, o.logFormat, o.level)
-	if err == nil {
-		o.mode, err = parseReader(reader)
-	}
+	log, err := o.Check(flag.CommandLine, os.Stderr)
 	if err == nil && o.compress != "on" && o.compress != "off" {
 		err = fmt.Errorf("unknown -compress %q: want on or off", o.compress)
-	}
-	if err == nil {
-		err = debugserver.CheckAddrs(o.addr, o.debugAddr)
-	}
-	if err == nil && (o.tlsCert == "") != (o.tlsKey == "") {
-		err = errors.New("-tls-cert and -tls-key go together")
-	}
-	if err == nil && flag.NArg() > 0 {
-		err = fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "echo:", err)
@@ -113,23 +91,10 @@ func main() {
 	}
 }
 
-// parseReader maps a -reader value to a ReaderMode.
-func parseReader(s string) (wsframework.ReaderMode, error) {
-	switch s {
-	case "auto":
-		return wsframework.ReaderAuto, nil
-	case "goroutine":
-		return wsframework.ReaderGoroutine, nil
-	case "poll":
-		return wsframework.ReaderPoll, nil
-	}
-	return 0, fmt.Errorf("unknown -reader %q: want auto, goroutine or poll", s)
-}
-
 func run(o options, log *slog.Logger) error {
 	reg := metricsetup.Registry()
 	comp := wsframework.CompressionConfig{Disabled: o.compress == "off", ContextTakeover: o.takeover}
-	srv, err := wsframework.New(wsframework.Config{MaxMessageBytes: o.maxMsg, Reader: o.mode, Logger: log, Compression: comp, Metrics: reg})
+	srv, err := wsframework.New(wsframework.Config{MaxMessageBytes: o.maxMsg, Reader: o.Mode, Logger: log, Compression: comp, Metrics: reg})
 	if err != nil {
 		return err
 	}
@@ -150,10 +115,10 @@ func run(o options, log *slog.Logger) error {
 		return err
 	}
 	ws, web := "ws", "http"
-	if o.tlsCert != "" {
+	if o.TLSCert != "" {
 		// Read once here so that a bad pair fails before "listening";
 		// ServeTLS reads the files itself, and again when they change.
-		if _, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey); err != nil {
+		if _, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey); err != nil {
 			return err
 		}
 		ws, web = "wss", "https"
@@ -161,13 +126,13 @@ func run(o options, log *slog.Logger) error {
 
 	// Listen before logging, so the line carries the bound addresses (a
 	// port 0 becomes the one the system picked).
-	l, err := net.Listen("tcp", o.addr)
+	l, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return err
 	}
 	var dbg *debugserver.Server
-	if o.debugAddr != "" {
-		if dbg, err = debugserver.Listen(o.debugAddr, debugserver.Vars{"strand": func() any { return srv.Stats() }}); err != nil {
+	if o.DebugAddr != "" {
+		if dbg, err = debugserver.Listen(o.DebugAddr, debugserver.Vars{"strand": func() any { return srv.Stats() }}); err != nil {
 			_ = l.Close()
 			return err
 		}
@@ -177,15 +142,15 @@ func run(o options, log *slog.Logger) error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() {
-		if o.tlsCert != "" {
-			errc <- srv.ServeTLS(l, o.tlsCert, o.tlsKey)
+		if o.TLSCert != "" {
+			errc <- srv.ServeTLS(l, o.TLSCert, o.TLSKey)
 			return
 		}
 		errc <- srv.Serve(l)
 	}()
 	dbgc := make(chan error, 1)
 	bound := l.Addr().String()
-	attrs := []any{"addr", bound, "reader", o.mode.String(), "tls", o.tlsCert != "",
+	attrs := []any{"addr", bound, "reader", o.Mode.String(), "tls", o.TLSCert != "",
 		"ws", ws + "://" + bound + "/echo", "health", web + "://" + bound + "/healthz", "ready", web + "://" + bound + "/readyz"}
 	if dbg != nil {
 		go func() { dbgc <- dbg.Serve() }()
