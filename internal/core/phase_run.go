@@ -163,11 +163,14 @@ func (p *phase) finish() {
 }
 
 // RequestFilter runs e's request filter and waits up to timeout for its
-// decision, answering host calls with ErrPhaseOver. It is a convenience for
-// tests and tools; hosts use StartRequestFilter and serve calls. An entry
-// without a request filter upgrades when it has WebSocket handlers and lets
-// the request through otherwise.
-func (rt *Runtime) RequestFilter(e *Entry, c *RequestContext, timeout time.Duration) (Decision, error) {
+// decision, handing each host call to serve (nil: answered with
+// ErrPhaseOver). serve answers the call and returns true when the host
+// answered the request itself (as a server does with 413 for a body over
+// its cap): RequestFilter then stops waiting and returns DecisionNone. It
+// is for test kits and tools; hosts use StartRequestFilter and serve calls
+// on their own paths. An entry without a request filter upgrades when it
+// has WebSocket handlers and lets the request through otherwise.
+func (rt *Runtime) RequestFilter(e *Entry, c *RequestContext, timeout time.Duration, serve func(*HostCall) (stop bool)) (Decision, error) {
 	if e.requestFilter == nil {
 		if e.ws != nil {
 			return DecisionUpgrade, nil
@@ -183,7 +186,11 @@ func (rt *Runtime) RequestFilter(e *Entry, c *RequestContext, timeout time.Durat
 		select {
 		case hc := <-c.Signal():
 			if hc != nil {
-				hc.Reply(HostReply{Err: ErrPhaseOver})
+				if serve == nil {
+					hc.Reply(HostReply{Err: ErrPhaseOver})
+				} else if serve(hc) {
+					return DecisionNone, nil
+				}
 				continue
 			}
 			if v := c.Panicked(); v != nil {

@@ -289,7 +289,7 @@ func TestStatsWhilePhasePoolStarts(t *testing.T) {
 		}
 	}()
 	rc := core.NewRequestContext(context.Background(), &core.Request{}, nil)
-	d, err := rt.RequestFilter(e, rc, 5*time.Second)
+	d, err := rt.RequestFilter(e, rc, 5*time.Second, nil)
 	require.NoError(t, err)
 	require.Equal(t, core.DecisionNext, d)
 	<-done

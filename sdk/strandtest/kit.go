@@ -390,61 +390,44 @@ func (k *Kit) OpenRequest(req *sdk.Request) *Conn {
 // (Decision End). An entry without a request filter upgrades when it has
 // WebSocket handlers and lets the request through otherwise.
 func (k *Kit) runFilter(rc *core.RequestContext, res *FilterResult) (core.Decision, error) {
-	e := k.entry
-	if e.RequestFilterHandler() == nil {
-		if e.WebSocketHandlers() != nil {
-			return core.DecisionUpgrade, nil
-		}
-		return core.DecisionNext, nil
-	}
-	if err := k.rt.StartRequestFilter(e, rc); err != nil {
-		return core.DecisionNone, err
-	}
-	t := time.NewTimer(k.timeout)
-	defer t.Stop()
-	streamed := false
-	for {
-		select {
-		case hc := <-rc.Signal():
-			if hc == nil {
-				if v := rc.Panicked(); v != nil {
-					return core.DecisionNone, fmt.Errorf("strandtest: request filter of %s panicked: %v", e, v)
-				}
-				return rc.Decision(), nil
+	streamed, answered := false, false
+	d, err := k.rt.RequestFilter(k.entry, rc, k.timeout, func(hc *core.HostCall) bool {
+		switch hc.Method {
+		case core.MethodReadRequestBody:
+			if int64(len(k.opts.RequestBody)) > k.opts.MaxRequestBodyBytes {
+				// A server answers 413 at once; the filter's decision no
+				// longer matters.
+				hc.Reply(core.HostReply{Err: core.ErrBodyTooLarge})
+				res.Decision, res.Status = End, http.StatusRequestEntityTooLarge
+				res.Body = []byte(http.StatusText(http.StatusRequestEntityTooLarge) + "\n")
+				res.Header.Set("Content-Type", "text/plain; charset=utf-8")
+				res.Header.Set("X-Content-Type-Options", "nosniff")
+				answered = true
+				return true
 			}
-			switch hc.Method {
-			case core.MethodReadRequestBody:
-				if int64(len(k.opts.RequestBody)) > k.opts.MaxRequestBodyBytes {
-					// A server answers 413 at once; the filter's decision
-					// no longer matters.
-					hc.Reply(core.HostReply{Err: core.ErrBodyTooLarge})
-					res.Decision, res.Status = End, http.StatusRequestEntityTooLarge
-					res.Body = []byte(http.StatusText(http.StatusRequestEntityTooLarge) + "\n")
-					res.Header.Set("Content-Type", "text/plain; charset=utf-8")
-					res.Header.Set("X-Content-Type-Options", "nosniff")
-					return core.DecisionEnd, nil
+			hc.Reply(core.HostReply{Data: append([]byte(nil), k.opts.RequestBody...)})
+		case core.MethodResponseStreamHead, core.MethodResponseStreamData, core.MethodResponseStreamEnd:
+			if !streamed {
+				streamed = true
+				res.Decision, res.Status = End, http.StatusOK
+				if hc.Method == core.MethodResponseStreamHead && hc.Int != 0 {
+					res.Status = hc.Int
 				}
-				hc.Reply(core.HostReply{Data: append([]byte(nil), k.opts.RequestBody...)})
-			case core.MethodResponseStreamHead, core.MethodResponseStreamData, core.MethodResponseStreamEnd:
-				if !streamed {
-					streamed = true
-					res.Decision, res.Status = End, http.StatusOK
-					if hc.Method == core.MethodResponseStreamHead && hc.Int != 0 {
-						res.Status = hc.Int
-					}
-					core.ApplyHeaderEdits(res.Header, rc.HeaderEdits())
-				}
-				if hc.Method == core.MethodResponseStreamData {
-					res.Body = append(res.Body, hc.Data...)
-				}
-				hc.Reply(core.HostReply{})
-			default:
-				hc.Reply(core.HostReply{Err: core.ErrPhaseOver})
+				core.ApplyHeaderEdits(res.Header, rc.HeaderEdits())
 			}
-		case <-t.C:
-			return core.DecisionNone, fmt.Errorf("strandtest: request filter of %s did not decide within %v", e, k.timeout)
+			if hc.Method == core.MethodResponseStreamData {
+				res.Body = append(res.Body, hc.Data...)
+			}
+			hc.Reply(core.HostReply{})
+		default:
+			hc.Reply(core.HostReply{Err: core.ErrPhaseOver})
 		}
+		return false
+	})
+	if answered {
+		return core.DecisionEnd, nil
 	}
+	return d, err
 }
 
 func (r FilterResult) describe() string {
