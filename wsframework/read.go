@@ -302,6 +302,10 @@ func (c *conn) rateWait(ctx context.Context) (readResult, bool) {
 	}
 }
 
+// abnormalResult ends a read loop whose socket failed or whose peer did
+// not answer a close in time: 1006, no close frame.
+var abnormalResult = readResult{reason: ReasonAbnormal, code: core.CloseAbnormal}
+
 // shutdownResult ends a read loop whose runtime refused a message: the
 // server is being torn down under it.
 var shutdownResult = readResult{reason: ReasonShutdown, code: core.CloseGoingAway, text: "server shutting down"}
@@ -336,7 +340,7 @@ func (c *conn) readError(err error) readResult {
 		switch {
 		case c.isClosing():
 			// The peer did not answer our close in time.
-			return readResult{reason: ReasonAbnormal, code: core.CloseAbnormal}
+			return abnormalResult
 		case c.msgStart != 0 && now >= c.msgStart+int64(c.srv.cfg.MessageTimeout):
 			return c.fail(ReasonMessageLimit, "message assembly timeout")
 		case !c.deadlineIdle:
@@ -344,7 +348,7 @@ func (c *conn) readError(err error) readResult {
 		}
 		return c.fail(ReasonIdle, "idle timeout")
 	}
-	return readResult{reason: ReasonAbnormal, code: core.CloseAbnormal}
+	return abnormalResult
 }
 
 func isTimeout(err error) bool {

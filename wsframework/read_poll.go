@@ -335,7 +335,7 @@ func (c *conn) pollTurn(now int64) (res readResult, done bool) {
 			if err == nil || errors.Is(err, netpoll.ErrWouldBlock) {
 				return c.pollArm()
 			}
-			return c.pollReadError(), true
+			return abnormalResult, true
 		}
 		p.lastRead = now
 		if ev == nil || ev.Kind == wsproto.None {
@@ -384,11 +384,6 @@ func (c *conn) pollPaused(now int64) bool {
 	return false
 }
 
-// pollReadError maps a socket read error to a result.
-func (c *conn) pollReadError() readResult {
-	return readResult{reason: ReasonAbnormal, code: core.CloseAbnormal}
-}
-
 func (p *pollState) read(b []byte) (int, error) {
 	if p.src != nil {
 		return p.src(b)
@@ -402,7 +397,7 @@ func (c *conn) pollArm() (readResult, bool) {
 		return readResult{}, false
 	}
 	if err := c.poll.hd.Arm(); err != nil {
-		return c.pollReadError(), true // closed under us
+		return abnormalResult, true // closed under us
 	}
 	return readResult{}, false
 }
@@ -418,7 +413,7 @@ func (c *conn) pollDeadline(now int64) (readResult, bool) {
 	if cd := c.closeDeadline.Load(); cd != 0 {
 		if now >= cd {
 			// The peer did not answer our close in time.
-			return readResult{reason: ReasonAbnormal, code: core.CloseAbnormal}, true
+			return abnormalResult, true
 		}
 		return readResult{}, false
 	}
