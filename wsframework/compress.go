@@ -319,7 +319,7 @@ func (c *conn) setDeflate(p deflateParams) {
 	if p.serverTakeover {
 		c.pmd = pmdOwn
 	}
-	c.parser.Deflate(p.clientTakeover)
+	c.parked.Deflate(p.clientTakeover) // the parser starts from parked (takeParser)
 }
 
 // deflateOwn compresses a queued message with the connection's own

@@ -65,8 +65,11 @@ type conn struct {
 	// paused for the write queue).
 	readerWaiting bool
 
-	// Reader-owned state.
-	parser   wsproto.Parser
+	// Reader-owned state. parser is the frame parser while one is in use;
+	// a poll-read connection between messages gives it back to the
+	// Server's pool and keeps only parked (takeParser, parkParser).
+	parser   *wsproto.Parser
+	parked   wsproto.Parked
 	msgStart int64      // clock reading at the first frame of the fragmented message being read (0: none)
 	msgID    uint32     // the parser's MessageID that msgStart is for
 	rxBytes  uint64     // payload bytes read and not yet published to the metrics (metrics.go)
@@ -82,8 +85,51 @@ type conn struct {
 func newConn(s *Server, id uint64, nc net.Conn, br *bufio.Reader, rt *core.Runtime) *conn {
 	c := &conn{srv: s, id: id, nc: nc, br: br, rt: rt}
 	c.writeFn = c.writeLoop
-	c.parser.Init(&s.limits)
 	return c
+}
+
+// takeParser returns the connection's frame parser, taking one from the
+// Server's pool if it has none.
+func (c *conn) takeParser() *wsproto.Parser {
+	if c.parser == nil {
+		ps, _ := c.srv.parsers.Get().(*wsproto.Parser)
+		if ps == nil {
+			ps = new(wsproto.Parser)
+		}
+		ps.Unpark(&c.srv.limits, c.parked)
+		c.parser = ps
+	}
+	return c.parser
+}
+
+// parkParser gives the parser back to the pool when it is at rest between
+// messages (see wsproto.Parser.Park).
+func (c *conn) parkParser() {
+	ps := c.parser
+	if ps == nil {
+		return
+	}
+	if st, ok := ps.Park(); ok {
+		c.parked, c.parser = st, nil
+		c.srv.parsers.Put(ps)
+	}
+}
+
+// dropParser ends the reader's use of its parser: its buffers are
+// released and, unless a panic may have left it half-updated, it goes back
+// to the pool.
+func (c *conn) dropParser(panicked bool) {
+	ps := c.parser
+	if ps == nil {
+		return
+	}
+	c.parser = nil
+	if panicked {
+		releaseParser(ps)
+		return
+	}
+	ps.Release()
+	c.srv.parsers.Put(ps)
 }
 
 var _ core.ConnHost = (*conn)(nil)

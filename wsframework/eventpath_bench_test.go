@@ -120,7 +120,7 @@ func BenchmarkBaselineGoroutinePerEvent(b *testing.B) {
 		bufs := s.cfg.Buffers
 		for {
 			c.waitOutbound(context.Background()) // the same write-queue pause as the real reader
-			ev, err := readEvent(c.br, &c.parser, c)
+			ev, err := readEvent(c.br, c.takeParser(), c)
 			if err != nil || ev.Kind != wsproto.Message {
 				return
 			}

@@ -78,14 +78,14 @@ func readEvent(br *bufio.Reader, ps *wsproto.Parser, hook readHook) (*wsproto.Ev
 // readLoop reads frames until the connection ends and submits each complete
 // message to the runtime in wire order (ReaderGoroutine).
 func (c *conn) readLoop(ctx context.Context) (res readResult) {
-	ps := &c.parser
+	ps := c.takeParser()
 	defer func() {
 		if r := recover(); r != nil {
 			res = c.readerPanic(r)
-			releaseParser(ps) // the panic may have left it half-updated
+			c.dropParser(true) // the panic may have left it half-updated
 			return
 		}
-		ps.Release()
+		c.dropParser(false)
 	}()
 	for {
 		if ps.AtBoundary() {

@@ -232,11 +232,7 @@ func (c *conn) pollEnd(res readResult) {
 	held, heldType := p.held, p.heldType
 	p.held = nil
 	releaseAll(&p.feed.rb)
-	if res.reason == ReasonInternal {
-		releaseParser(&c.parser) // after a panic it may be half-updated
-	} else {
-		c.parser.Release()
-	}
+	c.dropParser(res.reason == ReasonInternal) // after a panic it may be half-updated
 	if p.src == nil {
 		p.hd.Deregister() // and its timer
 	}
@@ -302,8 +298,15 @@ func (f *pollFeed) dropConsumed() {
 // pollTurn reads and handles what is available. done reports that the
 // connection ended with res; otherwise the reader is armed or paused.
 func (c *conn) pollTurn(now int64) (res readResult, done bool) {
+	res, done = c.pollTurnWith(c.takeParser(), now)
+	if !done {
+		c.parkParser() // an idle connection holds no parser
+	}
+	return res, done
+}
+
+func (c *conn) pollTurnWith(ps *wsproto.Parser, now int64) (res readResult, done bool) {
 	p := c.poll
-	ps := &c.parser
 	if res, done := c.pollDeadline(now); done {
 		return res, true
 	}

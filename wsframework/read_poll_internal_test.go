@@ -134,8 +134,7 @@ func TestPollReaderSplitFrames(t *testing.T) {
 				h.feed(t, ch)
 			}
 			p := h.c.poll
-			require.True(t, h.c.parser.AtBoundary())
-			require.False(t, h.c.parser.InMessage())
+			require.Nil(t, h.c.parser, "a connection between messages holds a parser")
 			require.Nil(t, p.feed.rb, "read buffer kept between frames")
 			for _, w := range want {
 				select {
@@ -161,12 +160,13 @@ func TestPollReaderPartialFrame(t *testing.T) {
 	f := maskedFrame(true, opBinary, []byte("abcdefgh"))
 	h.feed(t, f[:len(f)-3])
 	p := h.c.poll
+	require.NotNil(t, h.c.parser, "a partly read frame lost its parser")
 	require.False(t, h.c.parser.AtBoundary())
 	require.Nil(t, p.feed.rb, "the read buffer outlived its bytes")
 	require.NotZero(t, p.frameDeadline)
 	require.Equal(t, p.frameDeadline, h.c.pollDue(), "the timer is not due at the frame deadline")
 	h.feed(t, f[len(f)-3:])
-	require.True(t, h.c.parser.AtBoundary())
+	require.Nil(t, h.c.parser, "the parser was not given back between messages")
 	select {
 	case g := <-h.got:
 		require.Equal(t, gotMessage{core.Binary, "abcdefgh"}, g)
@@ -203,7 +203,7 @@ func TestPollReaderProtocolErrors(t *testing.T) {
 			require.True(t, res.violation)
 			h.c.poll.done = true
 			releaseAll(&h.c.poll.feed.rb, &h.c.poll.held)
-			h.c.parser.Release()
+			h.c.dropParser(false)
 		})
 	}
 }

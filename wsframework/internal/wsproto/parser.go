@@ -184,6 +184,36 @@ func (p *Parser) releaseCtl() {
 	}
 }
 
+// Parked is what a Parser at rest keeps between uses (Park, Unpark): a
+// connection that is between messages holds this instead of a Parser.
+type Parked struct {
+	frame    uint32
+	deflate  bool
+	takeover bool
+}
+
+// Deflate marks the state as having negotiated permessage-deflate, as
+// Parser.Deflate does.
+func (s *Parked) Deflate(takeover bool) { s.deflate, s.takeover = true, takeover }
+
+// Park reports whether p is at rest (between messages, holding no buffer
+// and no violation) and, if so, returns what Unpark needs to go on where p
+// stopped; p may then be reused for another connection. A control payload
+// handed out in the last event is released first: the caller is done with
+// that event. A Parser with a context-takeover history never parks.
+func (p *Parser) Park() (Parked, bool) {
+	p.dropUsedCtl()
+	if p.inHdr || p.inBody || p.msgOp != 0 || p.msg != nil || p.ctl != nil || p.hist != nil || p.dead {
+		return Parked{}, false
+	}
+	return Parked{frame: p.frame, deflate: p.deflate, takeover: p.takeover}, true
+}
+
+// Unpark prepares p, for lim, to go on from s.
+func (p *Parser) Unpark(lim *Limits, s Parked) {
+	*p = Parser{lim: lim, frame: s.frame, deflate: s.deflate, takeover: s.takeover}
+}
+
 // AtBoundary reports that no frame is partly read: the next byte starts a
 // header.
 func (p *Parser) AtBoundary() bool { return !p.inHdr && !p.inBody }

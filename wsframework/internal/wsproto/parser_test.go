@@ -225,3 +225,56 @@ func BenchmarkParserFeed(b *testing.B) {
 		})
 	}
 }
+
+// TestParserPark: a Parser parks only at rest, and one unparked from that
+// state goes on as the first would have (frame numbers, deflate).
+func TestParserPark(t *testing.T) {
+	lim := &Limits{MaxMessage: 1 << 20, MaxFragments: 16, Buffers: bufpool.New(bufpool.Config{Poison: true})}
+	var p Parser
+	p.Init(lim)
+	p.Deflate(false)
+
+	// Mid-header, mid-payload and mid-message: no parking.
+	f := whole(true, 0x2, []byte("abcdef"))
+	n, ev := p.Feed(bytes.Clone(f[:1]))
+	require.Equal(t, 1, n)
+	require.Equal(t, None, ev.Kind)
+	_, ok := p.Park()
+	require.False(t, ok, "parked inside a header")
+	_, ev = p.Feed(bytes.Clone(f[1 : len(f)-2]))
+	require.Equal(t, None, ev.Kind)
+	_, ok = p.Park()
+	require.False(t, ok, "parked inside a payload")
+	_, ev = p.Feed(bytes.Clone(f[len(f)-2:]))
+	require.Equal(t, Message, ev.Kind)
+	ev.Msg.Release()
+	_, ev = p.Feed(whole(false, 0x1, []byte("ab")))
+	require.Equal(t, None, ev.Kind)
+	_, ok = p.Park()
+	require.False(t, ok, "parked inside a fragmented message")
+	_, ev = p.Feed(whole(true, 0x0, []byte("cd")))
+	require.Equal(t, Message, ev.Kind)
+	require.Equal(t, "abcd", string(ev.Msg.B))
+	ev.Msg.Release()
+
+	// At rest: parks, and the state carries on in another Parser.
+	frames := p.Frame()
+	st, ok := p.Park()
+	require.True(t, ok)
+	p.Release()
+	var q Parser
+	q.Unpark(lim, st)
+	require.True(t, q.deflate)
+	require.False(t, q.takeover)
+	_, ev = q.Feed(whole(true, 0x1, []byte("x")))
+	require.Equal(t, Message, ev.Kind)
+	require.NotEqual(t, frames, q.Frame(), "frame numbers restarted")
+	ev.Msg.Release()
+
+	// A violation is kept: no parking.
+	_, ev = q.Feed(whole(true, 0x3, nil))
+	require.Equal(t, Violation, ev.Kind)
+	_, ok = q.Park()
+	require.False(t, ok, "parked a dead parser")
+	q.Release()
+}
