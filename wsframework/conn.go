@@ -75,11 +75,17 @@ type conn struct {
 	rxBytes  uint64     // payload bytes read and not yet published to the metrics (metrics.go)
 	rate     *rateState // the message token bucket (Config.MessageRate), made by the first message
 
-	// Reader-owned deadline state (ReaderGoroutine), clock readings.
-	deadlineAt   int64  // the read deadline set on the socket (0: none)
-	frameAt      int64  // the deadline of the frame being read
-	frame        uint32 // the parser's frame that frameAt is for
-	deadlineIdle bool   // the read deadline is the idle one
+	// rd is the goroutine reader's deadline state, made by its first read
+	// (a poll-read connection keeps its deadlines in pollState).
+	rd *readDeadlines
+}
+
+// readDeadlines is the goroutine reader's deadline state, clock readings.
+type readDeadlines struct {
+	at      int64  // the read deadline set on the socket (0: none)
+	frameAt int64  // the deadline of the frame being read
+	frame   uint32 // the parser's frame that frameAt is for
+	idle    bool   // the read deadline is the idle one
 }
 
 func newConn(s *Server, id uint64, nc net.Conn, br *bufio.Reader, rt *core.Runtime) *conn {
@@ -211,7 +217,7 @@ func (c *conn) setCloseDeadline(at int64) {
 // reading; 0: none), never past a close deadline set concurrently by
 // closeWith.
 func (c *conn) setReadDeadline(at int64) {
-	c.deadlineAt = at
+	c.rd.at = at
 	if cd := c.closeDeadline.Load(); cd != 0 {
 		_ = c.nc.SetReadDeadline(c.srv.clock.Time(cd))
 		return

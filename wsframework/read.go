@@ -131,26 +131,31 @@ func (c *conn) beforeRead(ps *wsproto.Parser) {
 	cfg := &c.srv.cfg
 	now := c.srv.clock.Now()
 	c.trackMessage(ps, now)
+	d := c.rd
+	if d == nil {
+		d = new(readDeadlines)
+		c.rd = d
+	}
 	var want int64
 	if ps.AtBoundary() {
-		c.deadlineIdle = true
+		d.idle = true
 		if cfg.IdleTimeout > 0 {
 			want = now + int64(cfg.IdleTimeout)
 		}
 	} else {
-		if f := ps.Frame(); c.deadlineIdle || f != c.frame {
+		if f := ps.Frame(); d.idle || f != d.frame {
 			// A frame started: its rest must arrive within ReadTimeout.
-			c.frameAt, c.frame = now+int64(cfg.ReadTimeout), f
-			c.deadlineIdle = false
+			d.frameAt, d.frame = now+int64(cfg.ReadTimeout), f
+			d.idle = false
 		}
-		want = c.frameAt
+		want = d.frameAt
 	}
 	if c.msgStart != 0 {
 		if at := c.msgStart + int64(cfg.MessageTimeout); want == 0 || at < want {
 			want = at
 		}
 	}
-	have := c.deadlineAt
+	have := d.at
 	switch {
 	case want == have:
 	case want == 0, have == 0, want < have, want-have > int64(cfg.IdleTimeout/8):
@@ -343,7 +348,7 @@ func (c *conn) readError(err error) readResult {
 			return abnormalResult
 		case c.msgStart != 0 && now >= c.msgStart+int64(c.srv.cfg.MessageTimeout):
 			return c.fail(ReasonMessageLimit, "message assembly timeout")
-		case !c.deadlineIdle:
+		case c.rd != nil && !c.rd.idle:
 			return c.fail(ReasonReadTimeout, "frame read timeout")
 		}
 		return c.fail(ReasonIdle, "idle timeout")

@@ -82,11 +82,7 @@ const (
 )
 
 type pollState struct {
-	hd   *netpoll.Handle // owns the descriptor: the connection's socket
-	wake func()          // hd.Trigger, bound once
-	// src, in tests only, replaces the socket: it is read instead, and
-	// arming and the timer are no-ops.
-	src func([]byte) (int, error)
+	hd *netpoll.Handle // owns the descriptor: the connection's socket (nil in tests reading Server.hooks.pollRead)
 
 	// Loop-owned from here on; times are clock readings.
 	pingDue       int64 // when the next keepalive ping is due (0: none)
@@ -160,7 +156,7 @@ func (c *conn) newPollState() *pollState {
 		return nil // tc is untouched: read it with a goroutine
 	}
 	c.nc = nil
-	return &pollState{hd: h, wake: h.Trigger}
+	return &pollState{hd: h}
 }
 
 // startPoll hands the connection to its loop, after OnOpen was submitted.
@@ -233,7 +229,7 @@ func (c *conn) pollEnd(res readResult) {
 	p.held = nil
 	releaseAll(&p.feed.rb)
 	c.dropParser(res.reason == ReasonInternal) // after a panic it may be half-updated
-	if p.src == nil {
+	if p.hd != nil {
 		p.hd.Deregister() // and its timer
 	}
 	go func() {
@@ -333,7 +329,7 @@ func (c *conn) pollTurnWith(ps *wsproto.Parser, now int64) (res readResult, done
 		if p.feed.rb == nil && p.feed.read >= pollBudget {
 			return c.pollArm()
 		}
-		ev, more, err := p.feed.step(ps, c.srv.cfg.Buffers, p.read)
+		ev, more, err := p.feed.step(ps, c.srv.cfg.Buffers, c.pollRead)
 		if !more {
 			if err == nil || errors.Is(err, netpoll.ErrWouldBlock) {
 				return c.pollArm()
@@ -387,16 +383,16 @@ func (c *conn) pollPaused(now int64) bool {
 	return false
 }
 
-func (p *pollState) read(b []byte) (int, error) {
-	if p.src != nil {
-		return p.src(b)
+func (c *conn) pollRead(b []byte) (int, error) {
+	if r := c.srv.hooks.pollRead; r != nil {
+		return r(c, b)
 	}
-	return p.hd.Read(b)
+	return c.poll.hd.Read(b)
 }
 
 // pollArm asks for the next readiness report.
 func (c *conn) pollArm() (readResult, bool) {
-	if c.poll.src != nil {
+	if c.poll.hd == nil {
 		return readResult{}, false
 	}
 	if err := c.poll.hd.Arm(); err != nil {
@@ -443,7 +439,7 @@ func (c *conn) pollDeadline(now int64) (readResult, bool) {
 func (c *conn) pollArmTimer(now int64) {
 	p := c.poll
 	want := c.pollDue()
-	if want == 0 || p.src != nil {
+	if want == 0 || p.hd == nil {
 		return
 	}
 	if due := p.hd.Timer(); due != 0 && due <= want {
@@ -482,7 +478,12 @@ func (c *conn) pollDue() int64 {
 // the reader pauses (the dispatcher wakes it) or ends (done).
 func (c *conn) pollDeliver() (res readResult, done, ok bool) {
 	p := c.poll
-	err := c.rt.TryMessage(c.sc, core.MessageType(p.heldType), p.held, p.wake)
+	err := c.rt.TryMessage(c.sc, core.MessageType(p.heldType), p.held, nil)
+	if errors.Is(err, dispatcher.ErrFull) && p.hd != nil {
+		// Again, now asking to be woken when there is room: binding the
+		// wake only here keeps it off the connection and the fast path.
+		err = c.rt.TryMessage(c.sc, core.MessageType(p.heldType), p.held, p.hd.Trigger)
+	}
 	if err == nil {
 		p.held = nil
 		return readResult{}, false, true

@@ -53,7 +53,7 @@ type pollHarness struct {
 	c     *conn
 	nc    *memConn
 	got   chan gotMessage
-	chunk []byte // what src returns next; nil: would block
+	chunk []byte // what pollRead returns next; nil: would block
 }
 
 func newPollHarness(t *testing.T, bufs *bufpool.Pool) *pollHarness {
@@ -65,7 +65,8 @@ func newPollHarness(t *testing.T, bufs *bufpool.Pool) *pollHarness {
 	h.nc = newMemConn()
 	h.nc.record = true
 	h.c = newConn(s, s.nextID.Add(1), h.nc, nil, rt)
-	h.c.poll = &pollState{src: h.read}
+	s.hooks.pollRead = func(_ *conn, b []byte) (int, error) { return h.read(b) }
+	h.c.poll = &pollState{}
 	h.c.sc, err = rt.Open(context.Background(), h.c, core.ConnInfo{ID: h.c.id, Handlers: &core.WebSocketHandlers{
 		OnMessage: func(_ *core.Conn, m core.Message) { h.got <- gotMessage{m.Type, string(m.Data)} },
 	}})

@@ -96,6 +96,9 @@ type Server struct {
 type testHooks struct {
 	event func(c *conn, ev *wsproto.Event) // a parser event, before the reader handles it
 	write func(c *conn, v net.Buffers)     // a writer run's frames, before they are written
+	// pollRead, if set, is read by poll-read connections without a socket
+	// (pollState.hd nil) instead of it; arming and timers are then no-ops.
+	pollRead func(c *conn, b []byte) (int, error)
 }
 
 type serverCounters struct {
