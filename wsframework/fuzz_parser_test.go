@@ -327,7 +327,7 @@ func goroutineReaderVerdict(lim *wsproto.Limits, mode fuzzMode, pieces [][]byte)
 
 // pollReaderVerdict feeds the pieces the way the poll reader does
 // (pollFeed.step): each piece is one readiness report, after which the
-// socket would block.
+// socket would block (or a short read told the feed it had all there was).
 func pollReaderVerdict(lim *wsproto.Limits, mode fuzzMode, pieces [][]byte) verdict {
 	var v verdict
 	ps := newFuzzParser(lim, mode)
@@ -335,6 +335,7 @@ func pollReaderVerdict(lim *wsproto.Limits, mode fuzzMode, pieces [][]byte) verd
 	var f pollFeed
 	defer releaseAll(&f.rb)
 	for _, piece := range pieces {
+		f.read, f.drained = 0, false // a new turn, as pollTurn starts one
 		read := func(b []byte) (int, error) {
 			if len(piece) == 0 {
 				return 0, netpoll.ErrWouldBlock
@@ -346,7 +347,7 @@ func pollReaderVerdict(lim *wsproto.Limits, mode fuzzMode, pieces [][]byte) verd
 		for {
 			ev, more, err := f.step(ps, lim.Buffers, read)
 			if !more {
-				if !errors.Is(err, netpoll.ErrWouldBlock) {
+				if err != nil && !errors.Is(err, netpoll.ErrWouldBlock) {
 					panic(fmt.Sprintf("unexpected read error %v", err))
 				}
 				break

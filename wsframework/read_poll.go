@@ -17,13 +17,15 @@ import (
 
 // The poll reader (ReaderPoll). A connection with nothing to read holds no
 // goroutine and no read buffer: its descriptor is armed in one of the
-// Server's epoll loops (internal/netpoll) with EPOLLONESHOT, and when it is
+// Server's epoll loops (internal/netpoll), level-triggered, and when it is
 // readable the loop runs conn.Ready, which reads what is available without
-// waiting, feeds it to the connection's wsproto.Parser (pollFeed: the same
-// parser, and the same handling of its events, as readLoop), submits each
-// complete message with Runtime.TryMessage, and arms the descriptor again. Nothing in a turn
-// blocks: where the goroutine reader would wait, the poll reader pauses and
-// is resumed by a Trigger on its loop:
+// waiting, feeds it to a wsproto.Parser (pollFeed: the same parser, and the
+// same handling of its events, as readLoop; taken from the Server's pool
+// for the turn and given back when the connection is between messages) and
+// submits each complete message with Runtime.TryMessage. Nothing in a turn
+// blocks: where the goroutine reader would wait, the poll reader pauses
+// (and disarms the descriptor, which would otherwise be reported by every
+// wait while bytes are unread) and is resumed by a Trigger on its loop:
 //
 //   - the dispatcher has no room (dispatcher.ErrFull): the message is held
 //     and TryMessage's wake resumes it;
@@ -97,6 +99,7 @@ type pollState struct {
 
 	live     atomic.Bool // startPoll has handed the connection to its loop (any goroutine)
 	done     bool
+	armed    bool // this turn ended armed (pollArm): readiness runs it again
 	paused   pauseKind
 	heldType byte
 }
@@ -208,11 +211,18 @@ func (c *conn) Ready() {
 			p.pingDue = 0 // closing: no more pings
 		}
 	}
+	p.armed = false
 	res, done := c.pollTurn(now)
 	c.flushReceived()
 	if done {
 		c.pollEnd(res)
 		return
+	}
+	if !p.armed && p.hd != nil {
+		// Paused with bytes unread: the handle is level-triggered, so
+		// readiness would run the turn again on every wait. A Trigger or
+		// the timer resumes it.
+		p.hd.Disarm()
 	}
 	c.pollArmTimer(now)
 }
@@ -251,6 +261,10 @@ type pollFeed struct {
 	rb   *bufpool.Buffer // rb.B[off:] is read and not yet parsed
 	off  int32
 	read int // bytes read in this turn
+	// drained: a read in this turn returned less than it asked for, so
+	// the socket had nothing more then; bytes that arrive later are
+	// reported again once armed. Reading again would only get EAGAIN.
+	drained bool
 }
 
 // step feeds the parser the bytes it holds, or reads more with read. It
@@ -263,9 +277,14 @@ func (f *pollFeed) step(ps *wsproto.Parser, bufs *bufpool.Pool, read func([]byte
 		f.off += int32(n)
 		return ev, true, nil // rb stays until the caller handled ev: its payload may point into it
 	}
+	if f.drained {
+		return nil, false, nil
+	}
 	if ps.DirectRemaining() >= directMin {
-		n, err := read(ps.Direct())
+		d := ps.Direct()
+		n, err := read(d)
 		f.read += n
+		f.drained = n < len(d)
 		if n > 0 {
 			return ps.Wrote(n), true, nil
 		}
@@ -274,6 +293,7 @@ func (f *pollFeed) step(ps *wsproto.Parser, bufs *bufpool.Pool, read func([]byte
 	b := bufs.Get(readBufSize)
 	n, err := read(b.B)
 	f.read += n
+	f.drained = n < len(b.B)
 	if n == 0 {
 		b.Release()
 		return nil, false, err
@@ -306,7 +326,7 @@ func (c *conn) pollTurnWith(ps *wsproto.Parser, now int64) (res readResult, done
 	if res, done := c.pollDeadline(now); done {
 		return res, true
 	}
-	p.feed.read = 0
+	p.feed.read, p.feed.drained = 0, false
 	for {
 		if p.held != nil {
 			if res, done, ok := c.pollDeliver(); !ok {
@@ -392,6 +412,7 @@ func (c *conn) pollRead(b []byte) (int, error) {
 
 // pollArm asks for the next readiness report.
 func (c *conn) pollArm() (readResult, bool) {
+	c.poll.armed = true
 	if c.poll.hd == nil {
 		return readResult{}, false
 	}

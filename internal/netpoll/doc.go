@@ -10,8 +10,10 @@
 //
 // A Handle owns one descriptor: Detach takes it over from a *net.TCPConn
 // (which is closed, freeing net's state for it), NewHandle from a raw
-// descriptor. It is armed with EPOLLONESHOT: after each readiness report its
-// Handler runs on its loop and must Arm the handle again to hear of more.
+// descriptor. Arm registers it level-triggered: after each wait that finds
+// it readable its Handler runs on its loop, with no system call to re-arm
+// between turns (a Handler that leaves bytes unread runs again after the
+// next wait); Disarm stops the reports while its reader is paused.
 // Trigger runs a handle's Handler on its loop soon, from any goroutine,
 // without readiness (a queue that has room again, a close). SetTimer runs it
 // at a given time: each loop keeps its handles' timers in one heap behind
@@ -24,7 +26,7 @@
 // writer at a time), Handle.Close and Poller.Close are safe for concurrent
 // use. A handle's Handler runs on its loop only, one call at a time, and
 // must not block: it reads without waiting (Handle.Read) and returns. Arm,
-// SetTimer, Timer and Deregister are called from the handle's Handler (its
+// Disarm, SetTimer, Timer and Deregister are called from the handle's Handler (its
 // loop). Every system call on a descriptor holds a reference to it, and
 // Close closes it only when the last is gone, so no call ever acts on a
 // descriptor number that was closed and reused. Poller.Close stops the

@@ -213,7 +213,12 @@ func (hd *Handle) release() {
 	}
 }
 
-// ctlLocked asks the kernel for one report of hd.want. hd.mu must be held.
+// ctlLocked registers hd.want with the kernel, level-triggered: while
+// EPOLLIN is wanted, every wait reports the descriptor as long as it has
+// bytes, so a Handler needs to re-register nothing between turns. With
+// nothing wanted the registration is empty and one-shot, so that a hang-up
+// or error (which epoll reports whatever is asked) is reported once rather
+// than by every wait. hd.mu must be held.
 func (hd *Handle) ctlLocked() error {
 	if !hd.acquire() {
 		return net.ErrClosed
@@ -224,7 +229,11 @@ func (hd *Handle) ctlLocked() error {
 		op = unix.EPOLL_CTL_ADD
 		hd.l.add(hd)
 	}
-	ev := unix.EpollEvent{Events: hd.want | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
+	events := hd.want | unix.EPOLLRDHUP
+	if hd.want == 0 {
+		events = unix.EPOLLONESHOT
+	}
+	ev := unix.EpollEvent{Events: events}
 	setToken(&ev, hd.token)
 	if err := unix.EpollCtl(hd.l.epfd, op, int(hd.fd), &ev); err != nil {
 		if op == unix.EPOLL_CTL_ADD {
@@ -236,35 +245,51 @@ func (hd *Handle) ctlLocked() error {
 	return nil
 }
 
-// Arm asks for one readiness report (readable, peer hang-up or error): the
-// Handler runs once when it comes. Call it from the Handler, or before the
-// handle is first triggered.
+// Arm asks for readiness reports (readable, peer hang-up or error): the
+// Handler runs after each wait of its loop that finds the descriptor
+// readable, until Disarm or Deregister. A Handler that returns with bytes
+// left unread is run again by the next wait. Arming an armed handle costs
+// no system call. Call it from the Handler, or before the handle is first
+// triggered.
 func (hd *Handle) Arm() error {
 	hd.mu.Lock()
 	defer hd.mu.Unlock()
 	if hd.closing || hd.done {
 		return net.ErrClosed
 	}
+	if hd.added && hd.want&unix.EPOLLIN != 0 {
+		return nil
+	}
 	hd.want |= unix.EPOLLIN
 	return hd.ctlLocked()
+}
+
+// Disarm stops readiness reports until the next Arm: a Handler that
+// leaves bytes unread on purpose (its reader is paused) disarms, or every
+// wait would run it again. A Trigger or timer still runs it. Call it from
+// the Handler.
+func (hd *Handle) Disarm() {
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	if hd.want&unix.EPOLLIN == 0 || hd.closing {
+		return
+	}
+	hd.want &^= unix.EPOLLIN
+	if hd.added {
+		_ = hd.ctlLocked()
+	}
 }
 
 // event handles one readiness report for hd on its loop.
 func (hd *Handle) event(ev uint32) {
 	hd.mu.Lock()
 	want := hd.want
-	hd.want = 0 // EPOLLONESHOT: the kernel disarmed everything
 	rd := want&unix.EPOLLIN != 0 && ev&readable != 0 && !hd.done
 	wr := want&unix.EPOLLOUT != 0 && ev&writable != 0
-	rest := want
-	if rd {
-		rest &^= unix.EPOLLIN
-	}
-	if wr {
-		rest &^= unix.EPOLLOUT
-	}
-	if rest != 0 && !hd.closing {
-		hd.want = rest // what was not reported stays armed
+	if wr && !hd.closing {
+		// A writer waited for room: it has it. Level-triggered, the
+		// registration would report it again on every wait.
+		hd.want &^= unix.EPOLLOUT
 		_ = hd.ctlLocked()
 	}
 	wch := hd.wch
@@ -292,7 +317,12 @@ func (hd *Handle) Deregister() {
 	hd.l.stopTimer(hd)
 	hd.mu.Lock()
 	hd.done = true
-	hd.want &^= unix.EPOLLIN
+	if hd.want&unix.EPOLLIN != 0 {
+		hd.want &^= unix.EPOLLIN
+		if hd.added && !hd.closing {
+			_ = hd.ctlLocked() // level-triggered: unread bytes would be reported on every wait
+		}
+	}
 	hd.mu.Unlock()
 }
 

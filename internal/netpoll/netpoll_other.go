@@ -33,6 +33,9 @@ func (*Poller) Close() error { return nil }
 // Arm returns ErrUnsupported.
 func (*Handle) Arm() error { return ErrUnsupported }
 
+// Disarm does nothing.
+func (*Handle) Disarm() {}
+
 // Deregister does nothing.
 func (*Handle) Deregister() {}
 

@@ -43,10 +43,32 @@ func detach(t *testing.T, p *netpoll.Poller, h netpoll.Handler) (*netpoll.Handle
 	return hd, cc
 }
 
-// chanHandler reports each Ready call on a channel.
+// chanHandler reports Ready calls on a channel, without blocking its loop:
+// a call while an earlier one is still unreceived (and the channel full)
+// is not reported again. (Level-triggered, a descriptor left unread is
+// reported by every wait.)
 type chanHandler chan struct{}
 
-func (h chanHandler) Ready() { h <- struct{}{} }
+func (h chanHandler) Ready() {
+	select {
+	case h <- struct{}{}:
+	default:
+	}
+}
+
+// settle lets h's loop finish what it was doing (a Trigger sent now runs
+// after it), then forgets h's reports so far.
+func settle(t *testing.T, h chanHandler, p *netpoll.Poller) {
+	t.Helper()
+	probe := make(chanHandler, 1)
+	ph, err := p.NewHandle(-1, probe)
+	require.NoError(t, err)
+	ph.Trigger()
+	probe.wait(t)
+	for len(h) > 0 {
+		<-h
+	}
+}
 
 func (h chanHandler) wait(t *testing.T) {
 	t.Helper()
@@ -75,11 +97,11 @@ func none(t *testing.T, h chanHandler, p *netpoll.Poller) {
 }
 
 func TestPoller(t *testing.T) {
-	t.Run("oneshot_readiness", func(t *testing.T) {
+	t.Run("level_triggered_readiness", func(t *testing.T) {
 		p, err := netpoll.New(1, nil)
 		require.NoError(t, err)
 		defer p.Close()
-		h := make(chanHandler, 4)
+		h := make(chanHandler, 1)
 		hd, cc := detach(t, p, h)
 		require.NoError(t, hd.Arm())
 		none(t, h, p) // nothing to read yet
@@ -87,24 +109,35 @@ func TestPoller(t *testing.T) {
 		_, err = cc.Write([]byte("abc"))
 		require.NoError(t, err)
 		h.wait(t)
-		_, err = cc.Write([]byte("more")) // not armed: no report
+		h.wait(t) // left unread: reported again, with no Arm in between
+		require.NoError(t, hd.Arm(), "arming an armed handle")
+		_, err = cc.Write([]byte("more"))
 		require.NoError(t, err)
-		none(t, h, p)
-
 		buf := make([]byte, 16)
-		n, err := hd.Read(buf)
-		require.NoError(t, err)
-		require.Equal(t, "abcmore", string(buf[:n]))
+		var got []byte
+		require.Eventually(t, func() bool {
+			if n, err := hd.Read(buf); err == nil {
+				got = append(got, buf[:n]...)
+			}
+			return len(got) >= 7
+		}, testTimeout, time.Millisecond)
+		require.Equal(t, "abcmore", string(got))
 		_, err = hd.Read(buf)
 		require.ErrorIs(t, err, netpoll.ErrWouldBlock)
+		settle(t, h, p)
+		none(t, h, p) // all read: no more reports
 
-		require.NoError(t, hd.Arm()) // re-armed: the next bytes are reported
+		hd.Disarm() // paused: bytes that arrive are not reported
 		_, err = cc.Write([]byte("x"))
 		require.NoError(t, err)
-		h.wait(t)
+		time.Sleep(10 * time.Millisecond) // let them arrive (none proves nothing otherwise)
+		settle(t, h, p)
+		none(t, h, p)
 		require.NoError(t, hd.Arm()) // armed with bytes waiting: reported at once
 		h.wait(t)
 		hd.Deregister()
+		settle(t, h, p)
+		none(t, h, p) // deregistered with bytes unread: no more reports
 	})
 
 	t.Run("hangup_and_eof", func(t *testing.T) {
