@@ -77,12 +77,12 @@ type Server struct {
 
 	// clock is the source of every deadline: monotonic, replaced by a
 	// manual clock in tests (before the Server serves).
-	clock    *clock.Clock
-	limits   wsproto.Limits // every connection's frame parser's
+	clock  *clock.Clock
+	limits wsproto.Limits // every connection's frame parser's
 	// parsers holds frame parsers not in use: a poll-read connection takes
 	// one only while it reads (conn.takeParser), so an idle one holds none.
-	parsers sync.Pool
-	deflater *deflater      // compresses what is sent (compress.go)
+	parsers  sync.Pool
+	deflater *deflater // compresses what is sent (compress.go)
 	hooks    testHooks
 
 	stats serverCounters
