@@ -226,7 +226,7 @@ func TestWireNumbers(t *testing.T) {
 		frame.MethodEventWebSocketOpen: 350, frame.MethodEventTextMessage: 351,
 		frame.MethodEventBinaryMessage: 352, frame.MethodEventClose: 353,
 		frame.MethodEventError: 354,
-		frame.MethodHello: 400, frame.MethodAccept: 401, frame.MethodRefuse: 402,
+		frame.MethodHello:      400, frame.MethodAccept: 401, frame.MethodRefuse: 402,
 		frame.MethodPing: 403, frame.MethodPong: 404, frame.MethodGoodbye: 405,
 		frame.MethodCredits: 406,
 	}
