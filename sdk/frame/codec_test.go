@@ -52,7 +52,7 @@ func TestRoundTrip(t *testing.T) {
 		Credits: math.MaxUint32, ResponseHeaders: []frame.Header{{"Content-Type", "text/plain"}, {"X", ""}},
 		Subprotocol: "chat.v1", Room: "lobby", ExcludeSelf: true, BytesIn: -1, BytesOut: math.MaxInt64,
 		DurationNanos: 12345, Error: "plugin speaks ABI 2.0, host 1.1",
-		Request: &frame.Request{RemoteAddr: "127.0.0.1:5555"},
+		Request: &frame.Request{RemoteAddr: "127.0.0.1:5555", CachedHeaders: cached, ExtraHeaders: []frame.Header{{"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}}},
 	}
 	cases["header edit empty"] = frame.Frame{HeaderEdits: []frame.HeaderEdit{{}}}
 	cases["everything"] = frame.Frame{

@@ -61,6 +61,7 @@ const (
 	slotRequestClientAddr
 	slotRequestTimestamp
 	slotRequestRemoteAddr
+	slotRequestExtraHeaders
 )
 
 const (
@@ -183,6 +184,17 @@ func (v *View) DurationNanos() int64 { return v.durationNanos }
 // or nil.
 func (v *View) Error() []byte { return v.errText.bytes(v.buf) }
 
+// NumExtraHeaders returns the number of headers sent apart from a cached
+// header set.
+func (r *RequestView) NumExtraHeaders() int { return int(r.extraHeaders.n) }
+
+// ExtraHeader returns the i-th extra header; i must be in
+// [0, NumExtraHeaders).
+func (r *RequestView) ExtraHeader(i int) (name, value []byte) {
+	t := r.extraHeaders.table(r.buf, i)
+	return t.str(r.buf, slotKVName), t.str(r.buf, slotKVValue)
+}
+
 // RemoteAddr returns the socket's peer address.
 func (r *RequestView) RemoteAddr() []byte { return r.remoteAddr.bytes(r.buf) }
 
@@ -196,7 +208,7 @@ type RequestView struct {
 type requestFields struct {
 	method, path, query, host, clientAddr span
 	remoteAddr                            span
-	params, headers                       vec
+	params, headers, extraHeaders         vec
 	timestamp                             int64
 }
 
@@ -427,6 +439,7 @@ func (c *checker) request(t table, r *requestFields) {
 		r.timestamp = int64(binary.LittleEndian.Uint64(c.b[p:]))
 	}
 	r.remoteAddr = c.str(t, slotRequestRemoteAddr, "request.remote_addr")
+	r.extraHeaders = c.tables(t, slotRequestExtraHeaders, "request.extra_headers", kvTable)
 }
 
 // Element types of vectors of tables.

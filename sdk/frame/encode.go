@@ -152,6 +152,10 @@ func (e *Encoder) request(r *Request) flatbuffers.UOffsetT {
 	case len(r.Headers) > 0:
 		headers, e.offs = buildKVs(b, r.Headers, e.offs)
 	}
+	var extra flatbuffers.UOffsetT
+	if len(r.ExtraHeaders) > 0 {
+		extra, e.offs = buildKVs(b, r.ExtraHeaders, e.offs)
+	}
 	method, path, query := e.str(r.Method), e.str(r.Path), e.str(r.Query)
 	host, addr, remote := e.str(r.Host), e.str(r.ClientAddr), e.str(r.RemoteAddr)
 
@@ -166,6 +170,9 @@ func (e *Encoder) request(r *Request) flatbuffers.UOffsetT {
 	wire.RequestAddClientAddr(b, addr)
 	if remote != 0 {
 		wire.RequestAddRemoteAddr(b, remote)
+	}
+	if extra != 0 {
+		wire.RequestAddExtraHeaders(b, extra)
 	}
 	return wire.RequestEnd(b)
 }

@@ -59,6 +59,10 @@ func copyOut(t testing.TB, v *frame.View) frame.Frame {
 			n, val := r.Param(i)
 			f.Request.Params = append(f.Request.Params, frame.Header{Name: string(n), Value: string(val)})
 		}
+		for i := range r.NumExtraHeaders() {
+			n, val := r.ExtraHeader(i)
+			f.Request.ExtraHeaders = append(f.Request.ExtraHeaders, frame.Header{Name: string(n), Value: string(val)})
+		}
 		for i := range r.NumHeaders() {
 			n, val := r.Header(i)
 			f.Request.Headers = append(f.Request.Headers, frame.Header{Name: string(n), Value: string(val)})
@@ -95,6 +99,9 @@ func normalize(f frame.Frame) frame.Frame {
 		}
 		if len(r.Params) == 0 {
 			r.Params = nil
+		}
+		if len(r.ExtraHeaders) == 0 {
+			r.ExtraHeaders = nil
 		}
 		f.Request = &r
 	}
