@@ -37,6 +37,7 @@ const (
 	slotFrameBytesOut
 	slotFrameDurationNanos
 	slotFrameError
+	slotFrameEntry
 )
 
 const (
@@ -105,12 +106,12 @@ type View struct {
 	handshake            Handshake
 
 	// ABI 1.1
-	hasHello, excludeSelf            bool
-	credits                          uint32
-	hello                            helloFields
-	respHeaders                      vec
-	subprotocol, room, errText       span
-	bytesIn, bytesOut, durationNanos int64
+	hasHello, excludeSelf             bool
+	credits                           uint32
+	hello                             helloFields
+	respHeaders                       vec
+	subprotocol, room, errText, entry span
+	bytesIn, bytesOut, durationNanos  int64
 }
 
 type helloFields struct {
@@ -194,6 +195,9 @@ func (r *RequestView) ExtraHeader(i int) (name, value []byte) {
 	t := r.extraHeaders.table(r.buf, i)
 	return t.str(r.buf, slotKVName), t.str(r.buf, slotKVValue)
 }
+
+// Entry returns the entry name of a phase event or an open event, or nil.
+func (v *View) Entry() []byte { return v.entry.bytes(v.buf) }
 
 // RemoteAddr returns the socket's peer address.
 func (r *RequestView) RemoteAddr() []byte { return r.remoteAddr.bytes(r.buf) }
@@ -420,6 +424,7 @@ func (v *View) decode(buf []byte) error {
 		v.durationNanos = int64(binary.LittleEndian.Uint64(buf[p:]))
 	}
 	v.errText = c.str(root, slotFrameError, "error")
+	v.entry = c.str(root, slotFrameEntry, "entry")
 	if c.err != nil {
 		*v = View{}
 		return c.err

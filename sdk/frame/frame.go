@@ -89,4 +89,5 @@ type Frame struct {
 	BytesOut        int64    // a Logging event
 	DurationNanos   int64    // a Logging event
 	Error           string   // a refusal's reason, a failed reply's or a Logging event's error
+	Entry           string   // a phase event's or MethodEventWebSocketOpen's entry name
 }

@@ -30,6 +30,7 @@ func copyOut(t testing.TB, v *frame.View) frame.Frame {
 		BytesOut:       v.BytesOut(),
 		DurationNanos:  v.DurationNanos(),
 		Error:          string(v.Error()),
+		Entry:          string(v.Entry()),
 	}
 	if h, ok := v.Hello(); ok {
 		f.Hello = &frame.Hello{PluginName: string(h.PluginName()), MaxFrameSize: h.MaxFrameSize(), InitialCredits: h.InitialCredits()}

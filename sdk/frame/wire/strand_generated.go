@@ -1214,8 +1214,16 @@ func (rcv *Frame) Error() []byte {
 	return nil
 }
 
+func (rcv *Frame) Entry() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(52))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
 func FrameStart(builder *flatbuffers.Builder) {
-	builder.StartObject(24)
+	builder.StartObject(25)
 }
 func FrameAddSessionId(builder *flatbuffers.Builder, sessionId uint64) {
 	builder.PrependUint64Slot(0, sessionId, 0)
@@ -1297,6 +1305,9 @@ func FrameAddDurationNanos(builder *flatbuffers.Builder, durationNanos int64) {
 }
 func FrameAddError(builder *flatbuffers.Builder, error flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(23, flatbuffers.UOffsetT(error), 0)
+}
+func FrameAddEntry(builder *flatbuffers.Builder, entry flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(24, flatbuffers.UOffsetT(entry), 0)
 }
 func FrameEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
