@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -59,7 +60,8 @@ type envOpts struct {
 	cfg      remote.Config
 	routes   map[string]string // pattern -> entry name
 	srvCfg   wsframework.Config
-	noPlugin bool // do not start the plugin side
+	noPlugin bool                    // do not start the plugin side
+	terminal map[string]http.Handler // pattern -> terminal handler of the route
 }
 
 func startEnv(t testing.TB, p *sdk.Plugin, o envOpts) *env {
@@ -115,7 +117,7 @@ func (e *env) serveHTTP(proxy *sdk.Plugin, o envOpts) {
 	for pattern, name := range o.routes {
 		en, ok := proxy.Lookup(name)
 		require.True(t, ok, name)
-		require.NoError(t, srv.Route(pattern, nil, en))
+		require.NoError(t, srv.Route(pattern, o.terminal[pattern], en))
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -300,6 +302,7 @@ func (c *client) closeCode(t testing.TB) sdk.CloseCode {
 			t.Fatalf("no close frame: %v", err)
 		}
 		if f.op == ws.OpClose {
+			_ = c.send(ws.OpClose, f.payload) // answer, as a client does
 			if len(f.payload) < 2 {
 				return sdk.CloseNoStatus
 			}

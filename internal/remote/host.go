@@ -193,15 +193,13 @@ func (h *Host) handshake(ctx context.Context, link *pluglink.Link) (*session, er
 	peerMax := int(hello.MaxFrameSize())
 
 	h.mu.Lock()
-	if h.decl != nil {
-		if why := sameEntries(h.decl, decl); why != "" {
-			h.mu.Unlock()
-			return nil, h.refuse(link, "entries changed since the first session: "+why+"; restart the host to change them")
-		}
-	} else {
+	first := h.decl == nil
+	if first {
 		h.decl = decl
 		h.plugin = h.newProxy(decl)
-		close(h.ready)
+	} else if why := sameEntries(h.decl, decl); why != "" {
+		h.mu.Unlock()
+		return nil, h.refuse(link, "entries changed since the first session: "+why+"; restart the host to change them")
 	}
 	h.mu.Unlock()
 
@@ -217,6 +215,11 @@ func (h *Host) handshake(ctx context.Context, link *pluglink.Link) (*session, er
 		return nil, fmt.Errorf("remote: sending the accept: %w", err)
 	}
 	_ = conn.SetReadDeadline(time.Time{})
+	// Live before the proxy is handed out: its first event finds it.
+	h.live.Store(s)
+	if first {
+		close(h.ready)
+	}
 	return s, nil
 }
 

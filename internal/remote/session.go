@@ -64,7 +64,6 @@ func newSession(h *Host, link *pluglink.Link, credits uint32) *session {
 
 // run serves the session until it ends and returns why.
 func (s *session) run(ctx context.Context) error {
-	s.h.live.Store(s)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
