@@ -50,6 +50,7 @@ type env struct {
 	ends   chan error // each Attach's result
 	wg     sync.WaitGroup
 	plugin *sdk.Plugin
+	popts  serve.Options
 
 	pmu     sync.Mutex
 	pcancel context.CancelFunc
@@ -62,6 +63,7 @@ type envOpts struct {
 	srvCfg   wsframework.Config
 	noPlugin bool                    // do not start the plugin side
 	terminal map[string]http.Handler // pattern -> terminal handler of the route
+	serve    serve.Options
 }
 
 func startEnv(t testing.TB, p *sdk.Plugin, o envOpts) *env {
@@ -74,7 +76,7 @@ func startEnv(t testing.TB, p *sdk.Plugin, o envOpts) *env {
 	}
 	h, err := remote.New(o.cfg)
 	require.NoError(t, err)
-	e := &env{t: t, host: h, sock: sockPath(t), ends: make(chan error, 16), plugin: p}
+	e := &env{t: t, host: h, sock: sockPath(t), ends: make(chan error, 16), plugin: p, popts: o.serve}
 	e.ln, err = net.Listen("unix", e.sock)
 	require.NoError(t, err)
 	e.wg.Add(1)
@@ -136,7 +138,7 @@ func (e *env) startPlugin() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	e.pcancel, e.pdone = cancel, done
-	go func() { done <- serve.Dial(ctx, e.plugin, e.sock) }()
+	go func() { done <- serve.DialWith(ctx, e.plugin, e.sock, e.popts) }()
 }
 
 // stopPlugin ends the plugin side and returns Dial's result.
