@@ -1,0 +1,245 @@
+package remote_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strandws/strand/examples/echo/echoplugin"
+	"github.com/strandws/strand/internal/remote"
+	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/sdk/serve"
+	"github.com/strandws/strand/sdk/strandtest"
+)
+
+// benchChildEnv makes the test binary a benchmark's child process: "bare"
+// echoes 64-byte blocks on fd 3 with blocking reads and writes; "plugin"
+// serves the echo plugin on the socket named by serve.EnvSocket.
+const benchChildEnv = "STRAND_REMOTE_BENCH_CHILD"
+
+func benchChild(mode string) int {
+	switch mode {
+	case "bare":
+		var buf [64]byte
+		for {
+			if _, err := readFull(3, buf[:]); err != nil {
+				return 0
+			}
+			if _, err := syscall.Write(3, buf[:]); err != nil {
+				return 0
+			}
+		}
+	case "plugin":
+		if err := serve.Run(context.Background(), echoplugin.New()); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
+	}
+	return 2
+}
+
+func readFull(fd int, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := syscall.Read(fd, b[n:])
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			return n, err
+		}
+		if m == 0 {
+			return n, io.EOF
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// BenchmarkBareUnixRoundTrip: the anchor, 64 bytes ping-ponged with a child
+// process over a SOCK_STREAM socketpair, blocking read and write system
+// calls on both sides, no encoding.
+func BenchmarkBareUnixRoundTrip(b *testing.B) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	child := os.NewFile(uintptr(fds[1]), "child")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchChildEnv+"=bare")
+	cmd.ExtraFiles = []*os.File{child}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	_ = child.Close()
+	fd := fds[0]
+	defer func() {
+		_ = syscall.Close(fd)
+		_ = cmd.Wait()
+	}()
+	var buf [64]byte
+	for range 1000 { // warm up
+		if _, err := syscall.Write(fd, buf[:]); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := readFull(fd, buf[:]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := syscall.Write(fd, buf[:]); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := readFull(fd, buf[:]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "µs/roundtrip")
+}
+
+// remotePlugin runs the echo plugin in a child process (this test binary,
+// serve.Run dialing the host's socket) and returns the proxy plugin.
+func remotePlugin(b *testing.B) *sdk.Plugin {
+	b.Helper()
+	sock := sockPath(b)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := remote.New(remote.Config{Name: "echo", Logger: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		_ = h.Attach(context.Background(), c)
+	}()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchChildEnv+"=plugin", serve.EnvSocket+"="+sock)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = h.Close() // the child's socket closes: it exits
+		_ = ln.Close()
+		wg.Wait()
+		_ = cmd.Wait()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	defer cancel()
+	p, err := h.Plugin(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// BenchmarkEventRoundTrip: one WebSocket message's round trip through the
+// socket to a plugin in another process and back — the proxy's handler on
+// the host's runtime encodes the event, the plugin's reader decodes it and
+// runs the echo handler on its runtime, whose Send comes back as a call
+// frame that the host's reader applies to the connection. The host side is
+// the strandtest kit, so no client socket is involved. Compare with
+// BenchmarkBareUnixRoundTrip (target: at most 2x).
+func BenchmarkEventRoundTrip(b *testing.B) {
+	for _, where := range []string{"in-process", "remote"} {
+		b.Run(where, func(b *testing.B) {
+			var e *sdk.Entry
+			if where == "remote" {
+				e, _ = remotePlugin(b).Lookup("echo")
+			} else {
+				e = echoplugin.New().Entry("echo")
+			}
+			kit := strandtest.New(b, e, strandtest.Options{NoPoison: true})
+			defer kit.Close()
+			c := kit.Open()
+			msg := make([]byte, 64)
+			ctx := context.Background()
+			for range 1000 {
+				c.SendBinary(msg)
+				if _, err := c.NextSent(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for range b.N {
+				c.SendBinary(msg)
+				if _, err := c.NextSent(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "µs/roundtrip")
+		})
+	}
+}
+
+// BenchmarkPipelinedEcho: echo throughput with conns connections, each
+// with inflight 64-byte messages in flight, in process and with the plugin
+// in another process; compare the msgs/s of the two.
+func BenchmarkPipelinedEcho(b *testing.B) {
+	const conns, inflight = 1000, 16
+	for _, where := range []string{"in-process", "remote"} {
+		b.Run(where, func(b *testing.B) {
+			var e *sdk.Entry
+			if where == "remote" {
+				e, _ = remotePlugin(b).Lookup("echo")
+			} else {
+				e = echoplugin.New().Entry("echo")
+			}
+			kit := strandtest.New(b, e, strandtest.Options{NoPoison: true, Timeout: time.Minute})
+			defer kit.Close()
+			cs := make([]*strandtest.Conn, conns)
+			for i := range cs {
+				cs[i] = kit.Open()
+			}
+			per := max(b.N/conns, inflight)
+			msg := make([]byte, 64)
+			ctx := context.Background()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for _, c := range cs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					sent := 0
+					for ; sent < inflight; sent++ {
+						c.SendBinary(msg)
+					}
+					for got := 0; got < per; got++ {
+						if _, err := c.NextSent(ctx); err != nil {
+							b.Error(err)
+							return
+						}
+						if sent < per {
+							c.SendBinary(msg)
+							sent++
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			total := float64(per * conns)
+			b.ReportMetric(total/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
