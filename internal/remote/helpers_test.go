@@ -3,7 +3,6 @@ package remote_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -320,4 +319,3 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-var errUnused = errors.New("unused")

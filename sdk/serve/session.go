@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/strandws/strand/dispatcher"
@@ -226,7 +227,10 @@ func serveConn(ctx context.Context, p *sdk.Plugin, nc net.Conn, o Options) error
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	err = s.read()
 	s.shutdown()
-	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+	// The host closing the socket, even abruptly (a reset when it had
+	// unread bytes), is the end of the session, not a failure.
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || ctx.Err() != nil {
 		return nil
 	}
 	return err
