@@ -91,4 +91,3 @@ func TestHandshakeTimeout(t *testing.T) {
 	err = e.waitEnd()
 	require.ErrorContains(t, err, "no hello within")
 }
-

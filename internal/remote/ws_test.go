@@ -84,4 +84,3 @@ func TestOrderAcrossSocket(t *testing.T) {
 		t.Error(err)
 	}
 }
-
