@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -385,6 +386,18 @@ func (s *session) failCall(pc *phaseCall, why string) {
 // phaseReply applies the plugin's decision of a phase.
 func (s *session) phaseReply(v *frame.View) error {
 	id := v.CallID()
+	// Checked before anything is applied: net/http panics on a status
+	// outside 100-999, and a header with a line break would split the
+	// answer.
+	if st := v.ResponseStatus(); st != 0 && (st < 100 || st > 599) {
+		return protoErr("reply to call %d sets status %d", id, st)
+	}
+	for i := range v.NumHeaderEdits() {
+		op, name, value := v.HeaderEdit(i)
+		if op > frame.HeaderRemove || !validHeaderName(name) || !validHeaderValue(value) {
+			return protoErr("reply to call %d has an invalid header edit (op %d, name %q)", id, op, name)
+		}
+	}
 	if id == 0 || id > s.h.calls.Load() {
 		return protoErr("reply %v to call %d, which was never made", v.Method(), id)
 	}
@@ -429,6 +442,29 @@ func (s *session) phaseReply(v *frame.View) error {
 	return nil
 }
 
+// validHeaderName reports whether b is an HTTP field name (RFC 9110 token).
+func validHeaderName(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether b holds no line break and no NUL.
+func validHeaderValue(b []byte) bool {
+	for _, c := range b {
+		if c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 func applyEdits(v *frame.View, status func(int), set, add func(string, string), del func(string)) {
 	if st := v.ResponseStatus(); st != 0 {
 		status(int(st))
@@ -463,6 +499,9 @@ func (s *session) hostCall(v *frame.View) error {
 	}
 	m, sid, cid := v.Method(), v.SessionID(), v.CallID()
 	status, data := int(v.ResponseStatus()), clone(v.Payload())
+	if status != 0 && (status < 100 || status > 599) {
+		return protoErr("%v sets status %d", m, status)
+	}
 	rc := pc.req
 	s.hostCalls.Add(1)
 	go func() {

@@ -189,6 +189,17 @@ func TestBadFramesEndTheSession(t *testing.T) {
 		"reply to no call": func(p *fakePlugin) {
 			_ = p.link.Send(&frame.Frame{Kind: frame.KindReply, Method: frame.MethodNext, CallID: 1 << 40})
 		},
+		"status out of range": func(p *fakePlugin) {
+			_ = p.link.Send(&frame.Frame{Kind: frame.KindReply, Method: frame.MethodEnd, CallID: 1, ResponseStatus: 1000})
+		},
+		"header with a line break": func(p *fakePlugin) {
+			_ = p.link.Send(&frame.Frame{Kind: frame.KindReply, Method: frame.MethodNext, CallID: 1,
+				HeaderEdits: []frame.HeaderEdit{{Op: frame.HeaderSet, Name: "X", Value: "a\r\nSet-Cookie: x"}}})
+		},
+		"header name not a token": func(p *fakePlugin) {
+			_ = p.link.Send(&frame.Frame{Kind: frame.KindReply, Method: frame.MethodNext, CallID: 1,
+				HeaderEdits: []frame.HeaderEdit{{Op: frame.HeaderSet, Name: "X Y:", Value: "a"}}})
+		},
 		"credits overflow": func(p *fakePlugin) {
 			_ = p.link.Send(&frame.Frame{Kind: frame.KindCall, Method: frame.MethodCredits, Credits: 1})
 		},
