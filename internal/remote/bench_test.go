@@ -36,6 +36,20 @@ func benchChild(mode string) int {
 				return 0
 			}
 		}
+	case "go":
+		c, err := net.FileConn(os.NewFile(3, "conn"))
+		if err != nil {
+			return 1
+		}
+		var buf [64]byte
+		for {
+			if _, err := io.ReadFull(c, buf[:]); err != nil {
+				return 0
+			}
+			if _, err := c.Write(buf[:]); err != nil {
+				return 0
+			}
+		}
 	case "plugin":
 		if err := serve.Run(context.Background(), echoplugin.New()); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -108,9 +122,83 @@ func BenchmarkBareUnixRoundTrip(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "µs/roundtrip")
 }
 
+// BenchmarkGoUnixRoundTrip is BenchmarkBareUnixRoundTrip through Go's
+// net.Conn on both sides (non-blocking sockets and the runtime's poller):
+// the floor for anything written in Go.
+func BenchmarkGoUnixRoundTrip(b *testing.B) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	child := os.NewFile(uintptr(fds[1]), "child")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchChildEnv+"=go")
+	cmd.ExtraFiles = []*os.File{child}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	_ = child.Close()
+	f := os.NewFile(uintptr(fds[0]), "parent")
+	c, err := net.FileConn(f)
+	_ = f.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = c.Close()
+		_ = cmd.Wait()
+	}()
+	var buf [64]byte
+	rt := func() {
+		if _, err := c.Write(buf[:]); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf[:]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range 1000 {
+		rt()
+	}
+	b.ResetTimer()
+	for range b.N {
+		rt()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "µs/roundtrip")
+}
+
 // remotePlugin runs the echo plugin in a child process (this test binary,
 // serve.Run dialing the host's socket) and returns the proxy plugin.
 func remotePlugin(b *testing.B) *sdk.Plugin {
+	p, _ := remoteHost(b)
+	return p
+}
+
+// BenchmarkPingRoundTrip: a protocol ping to the plugin process and its
+// pong: the socket, encoding and decoding, and both sides' readers, without
+// any handler or dispatch. The difference to BenchmarkEventRoundTrip is
+// what the two runtimes' ordered dispatch adds.
+func BenchmarkPingRoundTrip(b *testing.B) {
+	_, h := remoteHost(b)
+	ctx := context.Background()
+	for range 1000 {
+		if err := h.Ping(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		if err := h.Ping(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "µs/roundtrip")
+}
+
+func remoteHost(b *testing.B) (*sdk.Plugin, *remote.Host) {
 	b.Helper()
 	sock := sockPath(b)
 	ln, err := net.Listen("unix", sock)
@@ -149,7 +237,7 @@ func remotePlugin(b *testing.B) *sdk.Plugin {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return p
+	return p, h
 }
 
 // BenchmarkEventRoundTrip: one WebSocket message's round trip through the
@@ -242,4 +330,90 @@ func BenchmarkPipelinedEcho(b *testing.B) {
 			b.ReportMetric(total/b.Elapsed().Seconds(), "msgs/s")
 		})
 	}
+}
+
+// bareChild starts the "bare" child and returns the parent's blocking
+// socket descriptor and a stop function.
+func bareChild(b *testing.B) (int, func()) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	child := os.NewFile(uintptr(fds[1]), "child")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchChildEnv+"=bare")
+	cmd.ExtraFiles = []*os.File{child}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	_ = child.Close()
+	return fds[0], func() {
+		_ = syscall.Close(fds[0])
+		_ = cmd.Wait()
+	}
+}
+
+// BenchmarkRoundTripRatio interleaves, in every iteration, one bare
+// two-process round trip (BenchmarkBareUnixRoundTrip's) with one protocol
+// ping and one WebSocket event round trip to the plugin process
+// (BenchmarkPingRoundTrip's and BenchmarkEventRoundTrip's), so that the
+// machine's load drifts over all three alike; it reports each mean and the
+// ratios to the bare one. Target: event/bare <= 2.
+func BenchmarkRoundTripRatio(b *testing.B) {
+	fd, stop := bareChild(b)
+	defer stop()
+	p, h := remoteHost(b)
+	e, _ := p.Lookup("echo")
+	kit := strandtest.New(b, e, strandtest.Options{NoPoison: true})
+	defer kit.Close()
+	c := kit.Open()
+	msg := make([]byte, 64)
+	var buf [64]byte
+	ctx := context.Background()
+	bare := func() {
+		if _, err := syscall.Write(fd, buf[:]); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := readFull(fd, buf[:]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ping := func() {
+		if err := h.Ping(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	event := func() {
+		c.SendBinary(msg)
+		if _, err := c.NextSent(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range 1000 {
+		bare()
+		ping()
+		event()
+	}
+	var tBare, tPing, tEvent time.Duration
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		bare()
+		t1 := time.Now()
+		ping()
+		t2 := time.Now()
+		event()
+		t3 := time.Now()
+		tBare += t1.Sub(t0)
+		tPing += t2.Sub(t1)
+		tEvent += t3.Sub(t2)
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(float64(tBare.Microseconds())/n, "bare-µs")
+	b.ReportMetric(float64(tPing.Microseconds())/n, "ping-µs")
+	b.ReportMetric(float64(tEvent.Microseconds())/n, "event-µs")
+	b.ReportMetric(float64(tPing)/float64(tBare), "ping/bare")
+	b.ReportMetric(float64(tEvent)/float64(tBare), "event/bare")
 }

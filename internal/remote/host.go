@@ -276,6 +276,17 @@ func (h *Host) Plugin(ctx context.Context) (*sdk.Plugin, error) {
 // Up reports whether a session is attached and past its handshake.
 func (h *Host) Up() bool { return h.live.Load() != nil }
 
+// Ping sends the attached plugin a ping and waits for its pong: one round
+// trip through the socket and both sides' readers, without any handler.
+// It returns ErrSessionClosed when no session is up.
+func (h *Host) Ping(ctx context.Context) error {
+	s := h.live.Load()
+	if s == nil {
+		return ErrSessionClosed
+	}
+	return s.ping(ctx)
+}
+
 // Goodbye asks the attached plugin, if any, to finish and exit: it stops
 // taking new events, answers what it has, and closes. It does not wait.
 func (h *Host) Goodbye() {

@@ -46,6 +46,8 @@ type session struct {
 	endErr   error
 	endOnce  sync.Once
 	lastPong atomic.Int64 // unix nanos of the last pong
+	pingSeq  atomic.Uint64
+	pings    map[uint64]chan struct{} // Host.Ping calls waiting, under callMu
 
 	hostCalls sync.WaitGroup // goroutines serving the plugin's host calls
 }
@@ -105,6 +107,38 @@ func (s *session) end(err error) {
 			return true
 		})
 	})
+}
+
+// ping sends a ping and waits for its pong.
+func (s *session) ping(ctx context.Context) error {
+	id := s.pingSeq.Add(1)
+	ch := make(chan struct{})
+	s.callMu.Lock()
+	if s.dead {
+		s.callMu.Unlock()
+		return ErrSessionClosed
+	}
+	if s.pings == nil {
+		s.pings = make(map[uint64]chan struct{})
+	}
+	s.pings[id] = ch
+	s.callMu.Unlock()
+	defer func() {
+		s.callMu.Lock()
+		delete(s.pings, id)
+		s.callMu.Unlock()
+	}()
+	if err := s.link.Send(&frame.Frame{Kind: frame.KindCall, Method: frame.MethodPing, CallID: id}); err != nil {
+		return err
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-s.deadCh:
+		return ErrSessionClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // addConn registers c, unless the session ended.
@@ -189,7 +223,6 @@ func (s *session) pinger() {
 	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	var seq uint64
 	var sent time.Time // when the unanswered ping went out (zero: none)
 	for {
 		select {
@@ -208,9 +241,8 @@ func (s *session) pinger() {
 				continue
 			}
 			if now.Sub(last) >= iv {
-				seq++
 				sent = now
-				_ = s.link.Send(&frame.Frame{Kind: frame.KindCall, Method: frame.MethodPing, CallID: seq})
+				_ = s.link.Send(&frame.Frame{Kind: frame.KindCall, Method: frame.MethodPing, CallID: s.pingSeq.Add(1)})
 			}
 		}
 	}
@@ -315,6 +347,12 @@ func (s *session) reply(v *frame.View) error {
 	switch v.Method() {
 	case frame.MethodPong:
 		s.lastPong.Store(time.Now().UnixNano())
+		s.callMu.Lock()
+		if ch := s.pings[v.CallID()]; ch != nil {
+			delete(s.pings, v.CallID())
+			close(ch)
+		}
+		s.callMu.Unlock()
 		return nil
 	case frame.MethodEventClose:
 		// The plugin ran OnClose: it sends nothing more for this connection.
