@@ -73,6 +73,9 @@ func startEnv(t testing.TB, p *sdk.Plugin, o envOpts) *env {
 	if o.cfg.Logger == nil {
 		o.cfg.Logger = quiet()
 	}
+	if o.serve.Logger == nil {
+		o.serve.Logger = quiet()
+	}
 	h, err := remote.New(o.cfg)
 	require.NoError(t, err)
 	e := &env{t: t, host: h, sock: sockPath(t), ends: make(chan error, 16), plugin: p, popts: o.serve}

@@ -193,3 +193,30 @@ func TestPhasesWhileDown(t *testing.T) {
 		e.close()
 	}
 }
+
+// TestStreamAndPanicThroughSocket: a remote filter streams its answer
+// through host calls; a remote filter that panics fails its request (502).
+func TestStreamAndPanicThroughSocket(t *testing.T) {
+	p := sdk.NewPlugin("stream")
+	p.Entry("stream").RequestFilter(func(ctx *sdk.RequestContext) {
+		ctx.SetHeader("Content-Type", "text/plain")
+		if err := ctx.StreamHeader(http.StatusOK); err != nil {
+			panic(err)
+		}
+		for _, part := range []string{"one ", "two ", "three"} {
+			if err := ctx.StreamWrite([]byte(part)); err != nil {
+				panic(err)
+			}
+		}
+		_ = ctx.StreamEnd()
+	})
+	p.Entry("panics").RequestFilter(func(ctx *sdk.RequestContext) { panic("boom") })
+	e := startEnv(t, p, envOpts{routes: map[string]string{"/stream": "stream", "/panics": "panics"}})
+	resp, body := do(t, "GET", "http://"+e.addr+"/stream", nil, "")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "text/plain", resp.Header.Get("Content-Type"))
+	require.Equal(t, "one two three", body)
+
+	resp, _ = do(t, "GET", "http://"+e.addr+"/panics", nil, "")
+	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
+}

@@ -456,7 +456,9 @@ func (s *session) phaseReply(v *frame.View) error {
 		case frame.MethodNext:
 			c.Next()
 		case frame.MethodEnd:
-			c.SetBody(clone(v.Payload()))
+			if b := v.Payload(); len(b) > 0 {
+				c.SetBody(clone(b))
+			}
 			c.End()
 		case frame.MethodWebSocketUpgrade:
 			c.Set(upgradeKey, pc.id)
@@ -540,6 +542,14 @@ func (s *session) hostCall(v *frame.View) error {
 	if status != 0 && (status < 100 || status > 599) {
 		return protoErr("%v sets status %d", m, status)
 	}
+	var hdr []frame.HeaderEdit // a stream's header carries the edits made so far
+	for i := range v.NumHeaderEdits() {
+		op, name, value := v.HeaderEdit(i)
+		if op > frame.HeaderRemove || !validHeaderName(name) || !validHeaderValue(value) {
+			return protoErr("%v has an invalid header edit (op %d, name %q)", m, op, name)
+		}
+		hdr = append(hdr, frame.HeaderEdit{Op: op, Name: string(name), Value: string(value)})
+	}
 	rc := pc.req
 	s.hostCalls.Add(1)
 	go func() {
@@ -550,6 +560,16 @@ func (s *session) hostCall(v *frame.View) error {
 		case frame.MethodReadRequestFullBody:
 			out, err = rc.ReadBody()
 		case frame.MethodResponseStreamHeader:
+			for _, e := range hdr {
+				switch e.Op {
+				case frame.HeaderSet:
+					rc.SetHeader(e.Name, e.Value)
+				case frame.HeaderAdd:
+					rc.AddHeader(e.Name, e.Value)
+				case frame.HeaderRemove:
+					rc.RemoveHeader(e.Name)
+				}
+			}
 			err = rc.StreamHeader(status)
 		case frame.MethodResponseStreamData:
 			err = rc.StreamWrite(data)

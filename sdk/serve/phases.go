@@ -108,11 +108,17 @@ var (
 
 func (s *session) requestFilter(e *core.Entry, id uint64, req *core.Request) {
 	rc := core.NewRequestContext(s.ctx, req, nil)
+	streamed := false
 	err := s.rt.StartRequestFilter(e, rc)
 	if err == nil {
 		err = s.waitPhase(rc, func(hc *core.HostCall) bool {
-			data, err := s.call(&frame.Frame{Kind: frame.KindCall, Method: frame.Method(hc.Method), SessionID: id,
-				ResponseStatus: uint16(hc.Int), Payload: hc.Data})
+			f := frame.Frame{Kind: frame.KindCall, Method: frame.Method(hc.Method), SessionID: id,
+				ResponseStatus: uint16(hc.Int), Payload: hc.Data}
+			if hc.Method == core.MethodResponseStreamHead {
+				// The handler waits for this call: its edits are stable.
+				f.HeaderEdits, streamed = edits(rc.HeaderEdits()), true
+			}
+			data, err := s.call(&f)
 			hc.Reply(core.HostReply{Data: data, Err: err})
 			return errors.Is(err, core.ErrBodyTooLarge) // the host answered 413
 		})
@@ -124,12 +130,18 @@ func (s *session) requestFilter(e *core.Entry, id uint64, req *core.Request) {
 		return
 	}
 	d := rc.Decision()
-	f := frame.Frame{Kind: frame.KindReply, CallID: id, SessionID: id, ResponseStatus: uint16(rc.Status()), HeaderEdits: edits(rc.HeaderEdits())}
+	f := frame.Frame{Kind: frame.KindReply, CallID: id, SessionID: id}
+	if !streamed { // a streamed answer's status and headers went out with its head
+		f.ResponseStatus, f.HeaderEdits = uint16(rc.Status()), edits(rc.HeaderEdits())
+	}
 	switch d {
 	case core.DecisionNext:
 		f.Method = frame.MethodNext
 	case core.DecisionEnd:
-		f.Method, f.Payload = frame.MethodEnd, rc.Body()
+		f.Method = frame.MethodEnd
+		if !streamed {
+			f.Payload = rc.Body()
+		}
 	case core.DecisionUpgrade:
 		h := rc.UpgradeHandlers()
 		if h == nil {
