@@ -125,14 +125,6 @@ func Phases(e *core.Entry) uint8 {
 // Leave return the same errors as in process.
 var roomErrors = []error{core.ErrTooManyRooms, core.ErrClosed, core.ErrRoomsUnsupported, core.ErrInvalidRoom, core.ErrMessageType, core.ErrTooBig, core.ErrBodyTooLarge, core.ErrPhaseOver, core.ErrCallTimeout}
 
-// ErrorText returns err's text for a reply.
-func ErrorText(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
 // ErrorFromText returns the sdk error whose text is s, or an error with
 // that text.
 func ErrorFromText(s string) error {

@@ -119,7 +119,6 @@ type session struct {
 	link   *pluglink.Link
 	ctx    context.Context
 	cancel context.CancelFunc
-	log    *slog.Logger
 
 	window  uint32
 	handled atomic.Uint32 // credited events handled, not yet returned
@@ -219,7 +218,7 @@ func serveConn(ctx context.Context, p *sdk.Plugin, nc net.Conn, o Options) error
 		return err
 	}
 	s := &session{
-		plugin: cp, rt: rt, link: link, log: o.logger().With("plugin", cp.Name()),
+		plugin: cp, rt: rt, link: link,
 		window: o.Credits, conns: make(map[uint64]*conn),
 		upgrades: make(map[uint64]*upgrade), wraps: make(map[*core.WebSocketHandlers]*core.WebSocketHandlers),
 		calls: make(map[uint64]chan reply),
