@@ -48,7 +48,7 @@ func FuzzPluginSession(f *testing.F) {
 		&frame.Frame{Kind: frame.KindEvent, Phase: frame.PhaseWebSocket, Method: frame.MethodEventClose, SessionID: 1, CloseCode: 1000},
 	))
 	f.Add(streamOf(&frame.Frame{Kind: frame.KindEvent, Phase: frame.PhaseRequestFilter, SessionID: 1, CallID: 1, Entry: "all",
-		Request: &frame.Request{Method: "GET", Path: "/", Headers: []frame.Header{{"A", "b"}}}}))
+		Request: &frame.Request{Method: "GET", Path: "/", Headers: []frame.Header{{Name: "A", Value: "b"}}}}))
 	f.Add(streamOf(&frame.Frame{Kind: frame.KindEvent, Phase: frame.PhaseResponseBodyFilter, SessionID: 2, CallID: 2, Entry: "all", Payload: []byte("body")}))
 	f.Add(streamOf(&frame.Frame{Kind: frame.KindEvent, Phase: frame.PhaseLogging, Entry: "all", Error: "e"}))
 	f.Add(streamOf(&frame.Frame{Kind: frame.KindReply, CallID: 7}))
