@@ -157,8 +157,8 @@ func TestPingTimeout(t *testing.T) {
 // TestPongsKeepTheSessionUp: a plugin that answers pings stays up.
 func TestPongsKeepTheSessionUp(t *testing.T) {
 	e := startEnv(t, echoplugin.New(), envOpts{routes: map[string]string{"/echo": "echo"},
-		cfg: remote.Config{PingInterval: 5 * time.Millisecond, PingTimeout: 50 * time.Millisecond}})
-	time.Sleep(300 * time.Millisecond)
+		cfg: remote.Config{PingInterval: 5 * time.Millisecond, PingTimeout: 500 * time.Millisecond}})
+	time.Sleep(1500 * time.Millisecond) // three timeouts: only pongs keep it up
 	require.True(t, e.host.Up())
 	select {
 	case err := <-e.ends:
