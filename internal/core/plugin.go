@@ -12,9 +12,25 @@ import (
 type Plugin struct {
 	name string
 
-	mu      sync.RWMutex
-	entries map[string]*Entry
-	order   []*Entry
+	mu       sync.RWMutex
+	entries  map[string]*Entry
+	order    []*Entry
+	onConfig func(raw []byte) error
+}
+
+// SetOnConfig registers the function that receives the plugin's settings
+// (see sdk.Plugin.OnConfig).
+func (p *Plugin) SetOnConfig(fn func(raw []byte) error) {
+	p.mu.Lock()
+	p.onConfig = fn
+	p.mu.Unlock()
+}
+
+// OnConfigFunc returns the function registered with SetOnConfig, or nil.
+func (p *Plugin) OnConfigFunc() func(raw []byte) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.onConfig
 }
 
 // NewPlugin returns a plugin with the given name.

@@ -11,7 +11,7 @@ import (
 // so a reader ignores what it does not know.
 const (
 	ABIMajor uint16 = 1
-	ABIMinor uint16 = 0
+	ABIMinor uint16 = 1
 )
 
 // Magic opens every handshake: the bytes "STRN" read as a little-endian
@@ -117,6 +117,13 @@ const (
 	MethodEventBinaryMessage   = wire.MethodEventBinaryMessage
 	MethodEventClose           = wire.MethodEventClose
 	MethodEventError           = wire.MethodEventError
+	MethodHello                = wire.MethodHello   // ABI 1.1: the plugin's handshake
+	MethodAccept               = wire.MethodAccept  // ABI 1.1: the host accepts, with settings
+	MethodRefuse               = wire.MethodRefuse  // ABI 1.1: the host refuses, with a reason
+	MethodPing                 = wire.MethodPing    // ABI 1.1
+	MethodPong                 = wire.MethodPong    // ABI 1.1
+	MethodGoodbye              = wire.MethodGoodbye // ABI 1.1: finish and close
+	MethodCredits              = wire.MethodCredits // ABI 1.1: more events may be sent
 )
 
 // Reply statuses.

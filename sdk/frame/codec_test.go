@@ -43,6 +43,17 @@ func TestRoundTrip(t *testing.T) {
 	cases["request cached headers override Headers"] = frame.Frame{Request: &frame.Request{
 		Headers: []frame.Header{{"Ignored", "yes"}}, CachedHeaders: cached,
 	}}
+	cases["hello"] = frame.Frame{Kind: frame.KindHandshake, Method: frame.MethodHello, Hello: &frame.Hello{
+		PluginName: "echo", MaxFrameSize: 1 << 20, InitialCredits: 4096,
+		Entries: []frame.EntryDecl{{Name: "echo", Phases: 1<<frame.PhaseRequestFilter | 1<<frame.PhaseWebSocket}, {Name: "log", Phases: 1 << frame.PhaseLogging}},
+	}}
+	cases["hello empty"] = frame.Frame{Hello: &frame.Hello{}}
+	cases["abi 1.1 fields"] = frame.Frame{
+		Credits: math.MaxUint32, ResponseHeaders: []frame.Header{{"Content-Type", "text/plain"}, {"X", ""}},
+		Subprotocol: "chat.v1", Room: "lobby", ExcludeSelf: true, BytesIn: -1, BytesOut: math.MaxInt64,
+		DurationNanos: 12345, Error: "plugin speaks ABI 2.0, host 1.1",
+		Request: &frame.Request{RemoteAddr: "127.0.0.1:5555"},
+	}
 	cases["header edit empty"] = frame.Frame{HeaderEdits: []frame.HeaderEdit{{}}}
 	cases["everything"] = frame.Frame{
 		SessionID: 1, Sequence: 2, Kind: frame.KindCall, Phase: frame.PhaseResponseBodyFilter,
@@ -102,6 +113,34 @@ func checkGenerated(t *testing.T, buf []byte, want frame.Frame) {
 		require.NotNil(t, hs)
 		require.Equal(t, *want.Handshake, frame.Handshake{Magic: hs.Magic(), ABIMajor: hs.AbiMajor(), ABIMinor: hs.AbiMinor()})
 	}
+	require.Equal(t, want.Credits, g.Credits())
+	require.Equal(t, want.Subprotocol, string(g.Subprotocol()))
+	require.Equal(t, want.Room, string(g.Room()))
+	require.Equal(t, want.ExcludeSelf, g.ExcludeSelf())
+	require.Equal(t, want.BytesIn, g.BytesIn())
+	require.Equal(t, want.BytesOut, g.BytesOut())
+	require.Equal(t, want.DurationNanos, g.DurationNanos())
+	require.Equal(t, want.Error, string(g.Error()))
+	require.Equal(t, len(want.ResponseHeaders), g.ResponseHeadersLength())
+	for i, h := range want.ResponseHeaders {
+		var kv wire.KV
+		require.True(t, g.ResponseHeaders(&kv, i))
+		require.Equal(t, h, frame.Header{Name: string(kv.Name()), Value: string(kv.Value())})
+	}
+	if gh := g.Hello(nil); want.Hello == nil {
+		require.Nil(t, gh)
+	} else {
+		require.NotNil(t, gh)
+		require.Equal(t, want.Hello.PluginName, string(gh.PluginName()))
+		require.Equal(t, want.Hello.MaxFrameSize, gh.MaxFrameSize())
+		require.Equal(t, want.Hello.InitialCredits, gh.InitialCredits())
+		require.Equal(t, len(want.Hello.Entries), gh.EntriesLength())
+		for i, e := range want.Hello.Entries {
+			var ge wire.EntryDecl
+			require.True(t, gh.Entries(&ge, i))
+			require.Equal(t, e, frame.EntryDecl{Name: string(ge.Name()), Phases: ge.Phases()})
+		}
+	}
 	r := g.Request(nil)
 	if want.Request == nil {
 		require.Nil(t, r)
@@ -115,6 +154,7 @@ func checkGenerated(t *testing.T, buf []byte, want frame.Frame) {
 	require.Equal(t, w.Host, string(r.Host()))
 	require.Equal(t, w.ClientAddr, string(r.ClientAddr()))
 	require.Equal(t, w.TimestampUnixNano, r.TimestampUnixNano())
+	require.Equal(t, w.RemoteAddr, string(r.RemoteAddr()))
 	var kv wire.KV
 	require.Equal(t, len(w.Params), r.ParamsLength())
 	for i, p := range w.Params {
@@ -186,8 +226,11 @@ func TestWireNumbers(t *testing.T) {
 		frame.MethodEventWebSocketOpen: 350, frame.MethodEventTextMessage: 351,
 		frame.MethodEventBinaryMessage: 352, frame.MethodEventClose: 353,
 		frame.MethodEventError: 354,
+		frame.MethodHello:      400, frame.MethodAccept: 401, frame.MethodRefuse: 402,
+		frame.MethodPing: 403, frame.MethodPong: 404, frame.MethodGoodbye: 405,
+		frame.MethodCredits: 406,
 	}
-	require.Len(t, methods, 42, "a method constant is duplicated")
+	require.Len(t, methods, 49, "a method constant is duplicated")
 	for m, id := range methods {
 		require.Equal(t, id, uint16(m), m.String())
 	}
@@ -204,7 +247,7 @@ func TestWireNumbers(t *testing.T) {
 	require.Len(t, wire.EnumNamesStatus, len(statuses), "schema and this table differ")
 
 	require.Equal(t, uint16(1), frame.ABIMajor)
-	require.Equal(t, uint16(0), frame.ABIMinor)
+	require.Equal(t, uint16(1), frame.ABIMinor)
 	require.Equal(t, "STRN", string(binary.LittleEndian.AppendUint32(nil, frame.Magic)))
 }
 

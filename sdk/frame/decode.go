@@ -27,6 +27,28 @@ const (
 	slotFrameCloseCode
 	slotFrameCloseReason
 	slotFrameHandshake
+	slotFrameHello
+	slotFrameCredits
+	slotFrameResponseHeaders
+	slotFrameSubprotocol
+	slotFrameRoom
+	slotFrameExcludeSelf
+	slotFrameBytesIn
+	slotFrameBytesOut
+	slotFrameDurationNanos
+	slotFrameError
+)
+
+const (
+	slotHelloPluginName = iota
+	slotHelloEntries
+	slotHelloMaxFrameSize
+	slotHelloInitialCredits
+)
+
+const (
+	slotEntryDeclName = iota
+	slotEntryDeclPhases
 )
 
 const (
@@ -38,6 +60,7 @@ const (
 	slotRequestHost
 	slotRequestClientAddr
 	slotRequestTimestamp
+	slotRequestRemoteAddr
 )
 
 const (
@@ -79,7 +102,89 @@ type View struct {
 	edits                vec
 	req                  requestFields
 	handshake            Handshake
+
+	// ABI 1.1
+	hasHello, excludeSelf            bool
+	credits                          uint32
+	hello                            helloFields
+	respHeaders                      vec
+	subprotocol, room, errText       span
+	bytesIn, bytesOut, durationNanos int64
 }
+
+type helloFields struct {
+	pluginName                   span
+	entries                      vec
+	maxFrameSize, initialCredits uint32
+}
+
+// HelloView is the [Hello] of a [View]; its slices alias the same buffer,
+// with the same validity.
+type HelloView struct {
+	buf []byte
+	helloFields
+}
+
+// PluginName returns the plugin's name.
+func (h *HelloView) PluginName() []byte { return h.pluginName.bytes(h.buf) }
+
+// MaxFrameSize returns the largest frame the sender accepts (0: not said).
+func (h *HelloView) MaxFrameSize() uint32 { return h.maxFrameSize }
+
+// InitialCredits returns the plugin's credit window.
+func (h *HelloView) InitialCredits() uint32 { return h.initialCredits }
+
+// NumEntries returns the number of declared entries.
+func (h *HelloView) NumEntries() int { return int(h.entries.n) }
+
+// Entry returns the i-th declared entry; i must be in [0, NumEntries).
+func (h *HelloView) Entry(i int) (name []byte, phases uint8) {
+	t := h.entries.table(h.buf, i)
+	return t.str(h.buf, slotEntryDeclName), t.uint8(h.buf, slotEntryDeclPhases)
+}
+
+// Hello returns the hello and whether the frame carries one.
+func (v *View) Hello() (HelloView, bool) {
+	return HelloView{buf: v.buf, helloFields: v.hello}, v.hasHello
+}
+
+// Credits returns the credits a MethodCredits call grants.
+func (v *View) Credits() uint32 { return v.credits }
+
+// NumResponseHeaders returns the number of the answer's headers.
+func (v *View) NumResponseHeaders() int { return int(v.respHeaders.n) }
+
+// ResponseHeader returns the i-th answer header; i must be in
+// [0, NumResponseHeaders).
+func (v *View) ResponseHeader(i int) (name, value []byte) {
+	t := v.respHeaders.table(v.buf, i)
+	return t.str(v.buf, slotKVName), t.str(v.buf, slotKVValue)
+}
+
+// Subprotocol returns the negotiated subprotocol, or nil.
+func (v *View) Subprotocol() []byte { return v.subprotocol.bytes(v.buf) }
+
+// Room returns the room of a room call, or nil.
+func (v *View) Room() []byte { return v.room.bytes(v.buf) }
+
+// ExcludeSelf reports whether a broadcast leaves its sender out.
+func (v *View) ExcludeSelf() bool { return v.excludeSelf }
+
+// BytesIn returns a Logging event's request body bytes.
+func (v *View) BytesIn() int64 { return v.bytesIn }
+
+// BytesOut returns a Logging event's response body bytes.
+func (v *View) BytesOut() int64 { return v.bytesOut }
+
+// DurationNanos returns a Logging event's duration.
+func (v *View) DurationNanos() int64 { return v.durationNanos }
+
+// Error returns the error text of a refusal, a reply or a Logging event,
+// or nil.
+func (v *View) Error() []byte { return v.errText.bytes(v.buf) }
+
+// RemoteAddr returns the socket's peer address.
+func (r *RequestView) RemoteAddr() []byte { return r.remoteAddr.bytes(r.buf) }
 
 // RequestView is the request snapshot of a [View]; its slices alias the same
 // buffer, with the same validity.
@@ -90,6 +195,7 @@ type RequestView struct {
 
 type requestFields struct {
 	method, path, query, host, clientAddr span
+	remoteAddr                            span
 	params, headers                       vec
 	timestamp                             int64
 }
@@ -272,6 +378,36 @@ func (v *View) decode(buf []byte) error {
 			v.handshake.ABIMinor = le16(buf[p:])
 		}
 	}
+	if t, ok := c.sub(root, slotFrameHello, "hello"); ok {
+		v.hasHello = true
+		v.hello.pluginName = c.str(t, slotHelloPluginName, "hello.plugin_name")
+		v.hello.entries = c.tables(t, slotHelloEntries, "hello.entries", entryDeclTable)
+		if p := c.scalar(t, slotHelloMaxFrameSize, 4, "hello.max_frame_size"); p != 0 {
+			v.hello.maxFrameSize = le32(buf[p:])
+		}
+		if p := c.scalar(t, slotHelloInitialCredits, 4, "hello.initial_credits"); p != 0 {
+			v.hello.initialCredits = le32(buf[p:])
+		}
+	}
+	if p := c.scalar(root, slotFrameCredits, 4, "credits"); p != 0 {
+		v.credits = le32(buf[p:])
+	}
+	v.respHeaders = c.tables(root, slotFrameResponseHeaders, "response_headers", kvTable)
+	v.subprotocol = c.str(root, slotFrameSubprotocol, "subprotocol")
+	v.room = c.str(root, slotFrameRoom, "room")
+	if p := c.scalar(root, slotFrameExcludeSelf, 1, "exclude_self"); p != 0 {
+		v.excludeSelf = buf[p] != 0
+	}
+	if p := c.scalar(root, slotFrameBytesIn, 8, "bytes_in"); p != 0 {
+		v.bytesIn = int64(binary.LittleEndian.Uint64(buf[p:]))
+	}
+	if p := c.scalar(root, slotFrameBytesOut, 8, "bytes_out"); p != 0 {
+		v.bytesOut = int64(binary.LittleEndian.Uint64(buf[p:]))
+	}
+	if p := c.scalar(root, slotFrameDurationNanos, 8, "duration_nanos"); p != 0 {
+		v.durationNanos = int64(binary.LittleEndian.Uint64(buf[p:]))
+	}
+	v.errText = c.str(root, slotFrameError, "error")
 	if c.err != nil {
 		*v = View{}
 		return c.err
@@ -290,12 +426,14 @@ func (c *checker) request(t table, r *requestFields) {
 	if p := c.scalar(t, slotRequestTimestamp, 8, "request.timestamp_unix_nano"); p != 0 {
 		r.timestamp = int64(binary.LittleEndian.Uint64(c.b[p:]))
 	}
+	r.remoteAddr = c.str(t, slotRequestRemoteAddr, "request.remote_addr")
 }
 
 // Element types of vectors of tables.
 const (
 	kvTable = iota
 	headerEditTable
+	entryDeclTable
 )
 
 // element checks the fields of one element of a vector of tables.
@@ -308,6 +446,9 @@ func (c *checker) element(t table, kind int, where string) {
 		c.scalar(t, slotEditOp, 1, where)
 		c.str(t, slotEditName, where)
 		c.str(t, slotEditValue, where)
+	case entryDeclTable:
+		c.str(t, slotEntryDeclName, where)
+		c.scalar(t, slotEntryDeclPhases, 1, where)
 	}
 }
 

@@ -64,23 +64,61 @@ func (e *Encoder) Encode(f *Frame) []byte {
 		edits = e.headerEdits(f.HeaderEdits)
 	}
 	reason = e.str(f.CloseReason)
+	var hello, respHeaders, subproto, room, errText flatbuffers.UOffsetT
+	if f.Hello != nil {
+		hello = e.hello(f.Hello)
+	}
+	if len(f.ResponseHeaders) > 0 {
+		respHeaders, e.offs = buildKVs(b, f.ResponseHeaders, e.offs)
+	}
+	subproto, room, errText = e.str(f.Subprotocol), e.str(f.Room), e.str(f.Error)
 
 	wire.FrameStart(b)
 	// Widest fields first, so the table needs no padding.
 	wire.FrameAddSessionId(b, f.SessionID)
 	wire.FrameAddSequence(b, f.Sequence)
 	wire.FrameAddCallId(b, f.CallID)
+	if f.BytesIn != 0 {
+		wire.FrameAddBytesIn(b, f.BytesIn)
+	}
+	if f.BytesOut != 0 {
+		wire.FrameAddBytesOut(b, f.BytesOut)
+	}
+	if f.DurationNanos != 0 {
+		wire.FrameAddDurationNanos(b, f.DurationNanos)
+	}
 	wire.FrameAddPayload(b, payload)
 	wire.FrameAddRequest(b, req)
 	wire.FrameAddHeaderEdits(b, edits)
 	wire.FrameAddCloseReason(b, reason)
 	wire.FrameAddHandshake(b, hs)
+	if hello != 0 {
+		wire.FrameAddHello(b, hello)
+	}
+	if f.Credits != 0 {
+		wire.FrameAddCredits(b, f.Credits)
+	}
+	if respHeaders != 0 {
+		wire.FrameAddResponseHeaders(b, respHeaders)
+	}
+	if subproto != 0 {
+		wire.FrameAddSubprotocol(b, subproto)
+	}
+	if room != 0 {
+		wire.FrameAddRoom(b, room)
+	}
+	if errText != 0 {
+		wire.FrameAddError(b, errText)
+	}
 	wire.FrameAddMethod(b, f.Method)
 	wire.FrameAddResponseStatus(b, f.ResponseStatus)
 	wire.FrameAddCloseCode(b, f.CloseCode)
 	wire.FrameAddKind(b, f.Kind)
 	wire.FrameAddPhase(b, f.Phase)
 	wire.FrameAddStatus(b, f.Status)
+	if f.ExcludeSelf {
+		wire.FrameAddExcludeSelf(b, true)
+	}
 	b.FinishWithFileIdentifier(wire.FrameEnd(b), e.fid[:])
 	return b.FinishedBytes()
 }
@@ -115,7 +153,7 @@ func (e *Encoder) request(r *Request) flatbuffers.UOffsetT {
 		headers, e.offs = buildKVs(b, r.Headers, e.offs)
 	}
 	method, path, query := e.str(r.Method), e.str(r.Path), e.str(r.Query)
-	host, addr := e.str(r.Host), e.str(r.ClientAddr)
+	host, addr, remote := e.str(r.Host), e.str(r.ClientAddr), e.str(r.RemoteAddr)
 
 	wire.RequestStart(b)
 	wire.RequestAddTimestampUnixNano(b, r.TimestampUnixNano)
@@ -126,7 +164,34 @@ func (e *Encoder) request(r *Request) flatbuffers.UOffsetT {
 	wire.RequestAddHeaders(b, headers)
 	wire.RequestAddHost(b, host)
 	wire.RequestAddClientAddr(b, addr)
+	if remote != 0 {
+		wire.RequestAddRemoteAddr(b, remote)
+	}
 	return wire.RequestEnd(b)
+}
+
+func (e *Encoder) hello(h *Hello) flatbuffers.UOffsetT {
+	b := e.b
+	var entries flatbuffers.UOffsetT
+	if len(h.Entries) > 0 {
+		offs := e.offs[:0]
+		for i := range h.Entries {
+			name := e.str(h.Entries[i].Name)
+			wire.EntryDeclStart(b)
+			wire.EntryDeclAddName(b, name)
+			wire.EntryDeclAddPhases(b, h.Entries[i].Phases)
+			offs = append(offs, wire.EntryDeclEnd(b))
+		}
+		e.offs = offs
+		entries = tableVector(b, offs)
+	}
+	name := e.str(h.PluginName)
+	wire.HelloStart(b)
+	wire.HelloAddPluginName(b, name)
+	wire.HelloAddEntries(b, entries)
+	wire.HelloAddMaxFrameSize(b, h.MaxFrameSize)
+	wire.HelloAddInitialCredits(b, h.InitialCredits)
+	return wire.HelloEnd(b)
 }
 
 func (e *Encoder) headerEdits(edits []HeaderEdit) flatbuffers.UOffsetT {

@@ -34,6 +34,25 @@ type Request struct {
 	Host              string
 	ClientAddr        string // client IP, or IP:port
 	TimestampUnixNano int64  // when the host received the request
+	RemoteAddr        string // the socket's peer address, host:port (ABI 1.1)
+}
+
+// EntryDecl is one entry a plugin declares in its [Hello] (ABI 1.1).
+type EntryDecl struct {
+	Name string
+	// Phases has bit (1 << Phase) set for each phase the entry handles,
+	// PhaseWebSocket for WebSocket handlers.
+	Phases uint8
+}
+
+// Hello is what one side says of itself in its handshake frame (ABI 1.1):
+// the plugin its name, entries, frame size cap and credit window; the host
+// its frame size cap.
+type Hello struct {
+	PluginName     string
+	Entries        []EntryDecl
+	MaxFrameSize   uint32 // the largest frame this side accepts
+	InitialCredits uint32 // plugin: events the host may send before credits return
 }
 
 // Frame is one message between host and plugin, in the form the Encoder
@@ -54,4 +73,16 @@ type Frame struct {
 	CloseCode      uint16 // WebSocket close code
 	CloseReason    string // WebSocket close reason
 	Handshake      *Handshake
+
+	// ABI 1.1.
+	Hello           *Hello
+	Credits         uint32   // MethodCredits: events granted
+	ResponseHeaders []Header // a ResponseFilter event: the answer's headers
+	Subprotocol     string   // MethodEventWebSocketOpen: the negotiated subprotocol
+	Room            string   // room calls
+	ExcludeSelf     bool     // room broadcasts: leave the sender out
+	BytesIn         int64    // a Logging event
+	BytesOut        int64    // a Logging event
+	DurationNanos   int64    // a Logging event
+	Error           string   // a refusal's reason, a failed reply's or a Logging event's error
 }

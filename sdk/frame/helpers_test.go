@@ -22,6 +22,25 @@ func copyOut(t testing.TB, v *frame.View) frame.Frame {
 		ResponseStatus: v.ResponseStatus(),
 		CloseCode:      v.CloseCode(),
 		CloseReason:    string(v.CloseReason()),
+		Credits:        v.Credits(),
+		Subprotocol:    string(v.Subprotocol()),
+		Room:           string(v.Room()),
+		ExcludeSelf:    v.ExcludeSelf(),
+		BytesIn:        v.BytesIn(),
+		BytesOut:       v.BytesOut(),
+		DurationNanos:  v.DurationNanos(),
+		Error:          string(v.Error()),
+	}
+	if h, ok := v.Hello(); ok {
+		f.Hello = &frame.Hello{PluginName: string(h.PluginName()), MaxFrameSize: h.MaxFrameSize(), InitialCredits: h.InitialCredits()}
+		for i := range h.NumEntries() {
+			n, ph := h.Entry(i)
+			f.Hello.Entries = append(f.Hello.Entries, frame.EntryDecl{Name: string(n), Phases: ph})
+		}
+	}
+	for i := range v.NumResponseHeaders() {
+		n, val := v.ResponseHeader(i)
+		f.ResponseHeaders = append(f.ResponseHeaders, frame.Header{Name: string(n), Value: string(val)})
 	}
 	if hs, ok := v.Handshake(); ok {
 		f.Handshake = &hs
@@ -34,6 +53,7 @@ func copyOut(t testing.TB, v *frame.View) frame.Frame {
 			Host:              string(r.Host()),
 			ClientAddr:        string(r.ClientAddr()),
 			TimestampUnixNano: r.TimestampUnixNano(),
+			RemoteAddr:        string(r.RemoteAddr()),
 		}
 		for i := range r.NumParams() {
 			n, val := r.Param(i)
@@ -80,6 +100,14 @@ func normalize(f frame.Frame) frame.Frame {
 	}
 	if len(f.HeaderEdits) == 0 {
 		f.HeaderEdits = nil
+	}
+	if len(f.ResponseHeaders) == 0 {
+		f.ResponseHeaders = nil
+	}
+	if f.Hello != nil && len(f.Hello.Entries) == 0 {
+		h := *f.Hello
+		h.Entries = nil
+		f.Hello = &h
 	}
 	return f
 }

@@ -122,6 +122,13 @@ const (
 	MethodEventBinaryMessage   Method = 352
 	MethodEventClose           Method = 353
 	MethodEventError           Method = 354
+	MethodHello                Method = 400
+	MethodAccept               Method = 401
+	MethodRefuse               Method = 402
+	MethodPing                 Method = 403
+	MethodPong                 Method = 404
+	MethodGoodbye              Method = 405
+	MethodCredits              Method = 406
 )
 
 var EnumNamesMethod = map[Method]string{
@@ -167,6 +174,13 @@ var EnumNamesMethod = map[Method]string{
 	MethodEventBinaryMessage:   "EventBinaryMessage",
 	MethodEventClose:           "EventClose",
 	MethodEventError:           "EventError",
+	MethodHello:                "Hello",
+	MethodAccept:               "Accept",
+	MethodRefuse:               "Refuse",
+	MethodPing:                 "Ping",
+	MethodPong:                 "Pong",
+	MethodGoodbye:              "Goodbye",
+	MethodCredits:              "Credits",
 }
 
 var EnumValuesMethod = map[string]Method{
@@ -212,6 +226,13 @@ var EnumValuesMethod = map[string]Method{
 	"EventBinaryMessage":   MethodEventBinaryMessage,
 	"EventClose":           MethodEventClose,
 	"EventError":           MethodEventError,
+	"Hello":                MethodHello,
+	"Accept":               MethodAccept,
+	"Refuse":               MethodRefuse,
+	"Ping":                 MethodPing,
+	"Pong":                 MethodPong,
+	"Goodbye":              MethodGoodbye,
+	"Credits":              MethodCredits,
 }
 
 func (v Method) String() string {
@@ -539,8 +560,16 @@ func (rcv *Request) MutateTimestampUnixNano(n int64) bool {
 	return rcv._tab.MutateInt64Slot(18, n)
 }
 
+func (rcv *Request) RemoteAddr() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
 func RequestStart(builder *flatbuffers.Builder) {
-	builder.StartObject(8)
+	builder.StartObject(9)
 }
 func RequestAddMethod(builder *flatbuffers.Builder, method flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(method), 0)
@@ -572,7 +601,171 @@ func RequestAddClientAddr(builder *flatbuffers.Builder, clientAddr flatbuffers.U
 func RequestAddTimestampUnixNano(builder *flatbuffers.Builder, timestampUnixNano int64) {
 	builder.PrependInt64Slot(7, timestampUnixNano, 0)
 }
+func RequestAddRemoteAddr(builder *flatbuffers.Builder, remoteAddr flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(8, flatbuffers.UOffsetT(remoteAddr), 0)
+}
 func RequestEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
+	return builder.EndObject()
+}
+
+type EntryDecl struct {
+	_tab flatbuffers.Table
+}
+
+func GetRootAsEntryDecl(buf []byte, offset flatbuffers.UOffsetT) *EntryDecl {
+	n := flatbuffers.GetUOffsetT(buf[offset:])
+	x := &EntryDecl{}
+	x.Init(buf, n+offset)
+	return x
+}
+
+func GetSizePrefixedRootAsEntryDecl(buf []byte, offset flatbuffers.UOffsetT) *EntryDecl {
+	n := flatbuffers.GetUOffsetT(buf[offset+flatbuffers.SizeUint32:])
+	x := &EntryDecl{}
+	x.Init(buf, n+offset+flatbuffers.SizeUint32)
+	return x
+}
+
+func (rcv *EntryDecl) Init(buf []byte, i flatbuffers.UOffsetT) {
+	rcv._tab.Bytes = buf
+	rcv._tab.Pos = i
+}
+
+func (rcv *EntryDecl) Table() flatbuffers.Table {
+	return rcv._tab
+}
+
+func (rcv *EntryDecl) Name() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(4))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
+func (rcv *EntryDecl) Phases() byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(6))
+	if o != 0 {
+		return rcv._tab.GetByte(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *EntryDecl) MutatePhases(n byte) bool {
+	return rcv._tab.MutateByteSlot(6, n)
+}
+
+func EntryDeclStart(builder *flatbuffers.Builder) {
+	builder.StartObject(2)
+}
+func EntryDeclAddName(builder *flatbuffers.Builder, name flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(name), 0)
+}
+func EntryDeclAddPhases(builder *flatbuffers.Builder, phases byte) {
+	builder.PrependByteSlot(1, phases, 0)
+}
+func EntryDeclEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
+	return builder.EndObject()
+}
+
+type Hello struct {
+	_tab flatbuffers.Table
+}
+
+func GetRootAsHello(buf []byte, offset flatbuffers.UOffsetT) *Hello {
+	n := flatbuffers.GetUOffsetT(buf[offset:])
+	x := &Hello{}
+	x.Init(buf, n+offset)
+	return x
+}
+
+func GetSizePrefixedRootAsHello(buf []byte, offset flatbuffers.UOffsetT) *Hello {
+	n := flatbuffers.GetUOffsetT(buf[offset+flatbuffers.SizeUint32:])
+	x := &Hello{}
+	x.Init(buf, n+offset+flatbuffers.SizeUint32)
+	return x
+}
+
+func (rcv *Hello) Init(buf []byte, i flatbuffers.UOffsetT) {
+	rcv._tab.Bytes = buf
+	rcv._tab.Pos = i
+}
+
+func (rcv *Hello) Table() flatbuffers.Table {
+	return rcv._tab
+}
+
+func (rcv *Hello) PluginName() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(4))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
+func (rcv *Hello) Entries(obj *EntryDecl, j int) bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(6))
+	if o != 0 {
+		x := rcv._tab.Vector(o)
+		x += flatbuffers.UOffsetT(j) * 4
+		x = rcv._tab.Indirect(x)
+		obj.Init(rcv._tab.Bytes, x)
+		return true
+	}
+	return false
+}
+
+func (rcv *Hello) EntriesLength() int {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(6))
+	if o != 0 {
+		return rcv._tab.VectorLen(o)
+	}
+	return 0
+}
+
+func (rcv *Hello) MaxFrameSize() uint32 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(8))
+	if o != 0 {
+		return rcv._tab.GetUint32(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Hello) MutateMaxFrameSize(n uint32) bool {
+	return rcv._tab.MutateUint32Slot(8, n)
+}
+
+func (rcv *Hello) InitialCredits() uint32 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(10))
+	if o != 0 {
+		return rcv._tab.GetUint32(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Hello) MutateInitialCredits(n uint32) bool {
+	return rcv._tab.MutateUint32Slot(10, n)
+}
+
+func HelloStart(builder *flatbuffers.Builder) {
+	builder.StartObject(4)
+}
+func HelloAddPluginName(builder *flatbuffers.Builder, pluginName flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(pluginName), 0)
+}
+func HelloAddEntries(builder *flatbuffers.Builder, entries flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(1, flatbuffers.UOffsetT(entries), 0)
+}
+func HelloStartEntriesVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
+	return builder.StartVector(4, numElems, 4)
+}
+func HelloAddMaxFrameSize(builder *flatbuffers.Builder, maxFrameSize uint32) {
+	builder.PrependUint32Slot(2, maxFrameSize, 0)
+}
+func HelloAddInitialCredits(builder *flatbuffers.Builder, initialCredits uint32) {
+	builder.PrependUint32Slot(3, initialCredits, 0)
+}
+func HelloEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
 }
 
@@ -878,8 +1071,125 @@ func (rcv *Frame) Handshake(obj *Handshake) *Handshake {
 	return nil
 }
 
+func (rcv *Frame) Hello(obj *Hello) *Hello {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(32))
+	if o != 0 {
+		x := rcv._tab.Indirect(o + rcv._tab.Pos)
+		if obj == nil {
+			obj = new(Hello)
+		}
+		obj.Init(rcv._tab.Bytes, x)
+		return obj
+	}
+	return nil
+}
+
+func (rcv *Frame) Credits() uint32 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(34))
+	if o != 0 {
+		return rcv._tab.GetUint32(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Frame) MutateCredits(n uint32) bool {
+	return rcv._tab.MutateUint32Slot(34, n)
+}
+
+func (rcv *Frame) ResponseHeaders(obj *KV, j int) bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(36))
+	if o != 0 {
+		x := rcv._tab.Vector(o)
+		x += flatbuffers.UOffsetT(j) * 4
+		x = rcv._tab.Indirect(x)
+		obj.Init(rcv._tab.Bytes, x)
+		return true
+	}
+	return false
+}
+
+func (rcv *Frame) ResponseHeadersLength() int {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(36))
+	if o != 0 {
+		return rcv._tab.VectorLen(o)
+	}
+	return 0
+}
+
+func (rcv *Frame) Subprotocol() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(38))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
+func (rcv *Frame) Room() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(40))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
+func (rcv *Frame) ExcludeSelf() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(42))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *Frame) MutateExcludeSelf(n bool) bool {
+	return rcv._tab.MutateBoolSlot(42, n)
+}
+
+func (rcv *Frame) BytesIn() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(44))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Frame) MutateBytesIn(n int64) bool {
+	return rcv._tab.MutateInt64Slot(44, n)
+}
+
+func (rcv *Frame) BytesOut() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(46))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Frame) MutateBytesOut(n int64) bool {
+	return rcv._tab.MutateInt64Slot(46, n)
+}
+
+func (rcv *Frame) DurationNanos() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(48))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Frame) MutateDurationNanos(n int64) bool {
+	return rcv._tab.MutateInt64Slot(48, n)
+}
+
+func (rcv *Frame) Error() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(50))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
 func FrameStart(builder *flatbuffers.Builder) {
-	builder.StartObject(14)
+	builder.StartObject(24)
 }
 func FrameAddSessionId(builder *flatbuffers.Builder, sessionId uint64) {
 	builder.PrependUint64Slot(0, sessionId, 0)
@@ -928,6 +1238,39 @@ func FrameAddCloseReason(builder *flatbuffers.Builder, closeReason flatbuffers.U
 }
 func FrameAddHandshake(builder *flatbuffers.Builder, handshake flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(13, flatbuffers.UOffsetT(handshake), 0)
+}
+func FrameAddHello(builder *flatbuffers.Builder, hello flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(14, flatbuffers.UOffsetT(hello), 0)
+}
+func FrameAddCredits(builder *flatbuffers.Builder, credits uint32) {
+	builder.PrependUint32Slot(15, credits, 0)
+}
+func FrameAddResponseHeaders(builder *flatbuffers.Builder, responseHeaders flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(16, flatbuffers.UOffsetT(responseHeaders), 0)
+}
+func FrameStartResponseHeadersVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
+	return builder.StartVector(4, numElems, 4)
+}
+func FrameAddSubprotocol(builder *flatbuffers.Builder, subprotocol flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(17, flatbuffers.UOffsetT(subprotocol), 0)
+}
+func FrameAddRoom(builder *flatbuffers.Builder, room flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(18, flatbuffers.UOffsetT(room), 0)
+}
+func FrameAddExcludeSelf(builder *flatbuffers.Builder, excludeSelf bool) {
+	builder.PrependBoolSlot(19, excludeSelf, false)
+}
+func FrameAddBytesIn(builder *flatbuffers.Builder, bytesIn int64) {
+	builder.PrependInt64Slot(20, bytesIn, 0)
+}
+func FrameAddBytesOut(builder *flatbuffers.Builder, bytesOut int64) {
+	builder.PrependInt64Slot(21, bytesOut, 0)
+}
+func FrameAddDurationNanos(builder *flatbuffers.Builder, durationNanos int64) {
+	builder.PrependInt64Slot(22, durationNanos, 0)
+}
+func FrameAddError(builder *flatbuffers.Builder, error flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(23, flatbuffers.UOffsetT(error), 0)
 }
 func FrameEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
