@@ -91,7 +91,9 @@ func runStrand(t *testing.T, config string, builtin ...*sdk.Plugin) (string, *sy
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuf{}
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, []string{"-config", file, "-addr", "127.0.0.1:0"}, io.Discard, logs, builtin...) }()
+	go func() {
+		done <- Run(ctx, []string{"-config", file, "-addr", "127.0.0.1:0"}, io.Discard, logs, builtin...)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
