@@ -281,6 +281,10 @@ func wsConfig(cfg *Config, log *slog.Logger) wsframework.Config {
 // DefaultStartTimeout, for each first handshake. On an error the plugins
 // it returns are the ones to stop.
 func startPlugins(ctx context.Context, cfg *Config, log *slog.Logger, builtin []*sdk.Plugin) ([]*plugin, error) {
+	// A plugin marked failed while strand starts (a refused handshake, a
+	// crash loop) ends the wait at once, with why.
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var plugins []*plugin
 	for i := range cfg.Plugins {
 		pc := &cfg.Plugins[i]
@@ -313,6 +317,7 @@ func startPlugins(ctx context.Context, cfg *Config, log *slog.Logger, builtin []
 				var he *remote.HandshakeError
 				return errors.As(err, &he)
 			},
+			OnFail: func(err error) { cancel(fmt.Errorf("plugin %q failed: %w", pc.Name, err)) },
 		}
 		if len(pc.Command) > 0 {
 			sc.Command = slices.Clone(pc.Command)
@@ -336,14 +341,17 @@ func startPlugins(ctx context.Context, cfg *Config, log *slog.Logger, builtin []
 			return plugins, err
 		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, DefaultStartTimeout)
-	defer cancel()
+	tctx, tcancel := context.WithTimeout(wctx, DefaultStartTimeout)
+	defer tcancel()
 	for _, pl := range plugins {
 		if pl.remote == nil {
 			continue
 		}
-		p, err := pl.remote.Plugin(wctx)
+		p, err := pl.remote.Plugin(tctx)
 		if err != nil {
+			if cause := context.Cause(wctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				return plugins, fmt.Errorf("plugin %q (line %d) did not start: %w", pl.cfg.Name, pl.cfg.line, cause)
+			}
 			return plugins, fmt.Errorf("plugin %q (line %d): no handshake within %v: %w (see its log lines, plugin=%s)",
 				pl.cfg.Name, pl.cfg.line, DefaultStartTimeout, err, pl.cfg.Name)
 		}

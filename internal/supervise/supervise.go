@@ -82,6 +82,9 @@ type Config struct {
 	// cannot fix (a refused protocol version): the plugin is marked failed
 	// at once and retried only at Policy.Max. Nil means none is.
 	Permanent func(error) bool
+	// OnFail, if set, is called (on the supervisor's goroutine) when the
+	// breaker marks the plugin failed, with the crash that did it.
+	OnFail func(err error)
 }
 
 // Supervisor runs one plugin. Its goroutine and child process are stopped
@@ -248,6 +251,9 @@ func (s *Supervisor) loop() {
 			s.failed.Store(s.b.failed)
 			if tripped {
 				s.log.Error("strand: plugin failed: retried only every "+delay.String(), "reason", s.b.tripped, "err", err)
+				if s.cfg.OnFail != nil {
+					s.cfg.OnFail(err)
+				}
 			} else {
 				s.log.Warn("strand: plugin down: restarting", "err", err, "in", delay)
 			}
