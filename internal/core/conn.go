@@ -212,3 +212,7 @@ func (c *Conn) Close(code CloseCode, reason string) error {
 // PendingBytes returns the inbound bytes delivered to the runtime but not yet
 // handled. Hosts use it to pause reading.
 func (c *Conn) PendingBytes() int64 { return c.pending.Load() }
+
+// Host returns the host end the connection was opened with. Hosts and
+// transports use it to find their own state from a *Conn.
+func (c *Conn) Host() ConnHost { return c.host }

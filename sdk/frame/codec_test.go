@@ -51,8 +51,8 @@ func TestRoundTrip(t *testing.T) {
 	cases["abi 1.1 fields"] = frame.Frame{
 		Credits: math.MaxUint32, ResponseHeaders: []frame.Header{{"Content-Type", "text/plain"}, {"X", ""}},
 		Subprotocol: "chat.v1", Room: "lobby", ExcludeSelf: true, BytesIn: -1, BytesOut: math.MaxInt64,
-		DurationNanos: 12345, Error: "plugin speaks ABI 2.0, host 1.1",
-		Request: &frame.Request{RemoteAddr: "127.0.0.1:5555"},
+		DurationNanos: 12345, Error: "plugin speaks ABI 2.0, host 1.1", Entry: "echo",
+		Request: &frame.Request{RemoteAddr: "127.0.0.1:5555", CachedHeaders: cached, ExtraHeaders: []frame.Header{{"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}}},
 	}
 	cases["header edit empty"] = frame.Frame{HeaderEdits: []frame.HeaderEdit{{}}}
 	cases["everything"] = frame.Frame{
@@ -121,6 +121,7 @@ func checkGenerated(t *testing.T, buf []byte, want frame.Frame) {
 	require.Equal(t, want.BytesOut, g.BytesOut())
 	require.Equal(t, want.DurationNanos, g.DurationNanos())
 	require.Equal(t, want.Error, string(g.Error()))
+	require.Equal(t, want.Entry, string(g.Entry()))
 	require.Equal(t, len(want.ResponseHeaders), g.ResponseHeadersLength())
 	for i, h := range want.ResponseHeaders {
 		var kv wire.KV

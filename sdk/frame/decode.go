@@ -37,6 +37,7 @@ const (
 	slotFrameBytesOut
 	slotFrameDurationNanos
 	slotFrameError
+	slotFrameEntry
 )
 
 const (
@@ -61,6 +62,7 @@ const (
 	slotRequestClientAddr
 	slotRequestTimestamp
 	slotRequestRemoteAddr
+	slotRequestExtraHeaders
 )
 
 const (
@@ -104,12 +106,12 @@ type View struct {
 	handshake            Handshake
 
 	// ABI 1.1
-	hasHello, excludeSelf            bool
-	credits                          uint32
-	hello                            helloFields
-	respHeaders                      vec
-	subprotocol, room, errText       span
-	bytesIn, bytesOut, durationNanos int64
+	hasHello, excludeSelf             bool
+	credits                           uint32
+	hello                             helloFields
+	respHeaders                       vec
+	subprotocol, room, errText, entry span
+	bytesIn, bytesOut, durationNanos  int64
 }
 
 type helloFields struct {
@@ -183,6 +185,20 @@ func (v *View) DurationNanos() int64 { return v.durationNanos }
 // or nil.
 func (v *View) Error() []byte { return v.errText.bytes(v.buf) }
 
+// NumExtraHeaders returns the number of headers sent apart from a cached
+// header set.
+func (r *RequestView) NumExtraHeaders() int { return int(r.extraHeaders.n) }
+
+// ExtraHeader returns the i-th extra header; i must be in
+// [0, NumExtraHeaders).
+func (r *RequestView) ExtraHeader(i int) (name, value []byte) {
+	t := r.extraHeaders.table(r.buf, i)
+	return t.str(r.buf, slotKVName), t.str(r.buf, slotKVValue)
+}
+
+// Entry returns the entry name of a phase event or an open event, or nil.
+func (v *View) Entry() []byte { return v.entry.bytes(v.buf) }
+
 // RemoteAddr returns the socket's peer address.
 func (r *RequestView) RemoteAddr() []byte { return r.remoteAddr.bytes(r.buf) }
 
@@ -196,7 +212,7 @@ type RequestView struct {
 type requestFields struct {
 	method, path, query, host, clientAddr span
 	remoteAddr                            span
-	params, headers                       vec
+	params, headers, extraHeaders         vec
 	timestamp                             int64
 }
 
@@ -408,6 +424,7 @@ func (v *View) decode(buf []byte) error {
 		v.durationNanos = int64(binary.LittleEndian.Uint64(buf[p:]))
 	}
 	v.errText = c.str(root, slotFrameError, "error")
+	v.entry = c.str(root, slotFrameEntry, "entry")
 	if c.err != nil {
 		*v = View{}
 		return c.err
@@ -427,6 +444,7 @@ func (c *checker) request(t table, r *requestFields) {
 		r.timestamp = int64(binary.LittleEndian.Uint64(c.b[p:]))
 	}
 	r.remoteAddr = c.str(t, slotRequestRemoteAddr, "request.remote_addr")
+	r.extraHeaders = c.tables(t, slotRequestExtraHeaders, "request.extra_headers", kvTable)
 }
 
 // Element types of vectors of tables.

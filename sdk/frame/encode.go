@@ -64,14 +64,14 @@ func (e *Encoder) Encode(f *Frame) []byte {
 		edits = e.headerEdits(f.HeaderEdits)
 	}
 	reason = e.str(f.CloseReason)
-	var hello, respHeaders, subproto, room, errText flatbuffers.UOffsetT
+	var hello, respHeaders, subproto, room, errText, entry flatbuffers.UOffsetT
 	if f.Hello != nil {
 		hello = e.hello(f.Hello)
 	}
 	if len(f.ResponseHeaders) > 0 {
 		respHeaders, e.offs = buildKVs(b, f.ResponseHeaders, e.offs)
 	}
-	subproto, room, errText = e.str(f.Subprotocol), e.str(f.Room), e.str(f.Error)
+	subproto, room, errText, entry = e.str(f.Subprotocol), e.str(f.Room), e.str(f.Error), e.str(f.Entry)
 
 	wire.FrameStart(b)
 	// Widest fields first, so the table needs no padding.
@@ -109,6 +109,9 @@ func (e *Encoder) Encode(f *Frame) []byte {
 	}
 	if errText != 0 {
 		wire.FrameAddError(b, errText)
+	}
+	if entry != 0 {
+		wire.FrameAddEntry(b, entry)
 	}
 	wire.FrameAddMethod(b, f.Method)
 	wire.FrameAddResponseStatus(b, f.ResponseStatus)
@@ -152,6 +155,10 @@ func (e *Encoder) request(r *Request) flatbuffers.UOffsetT {
 	case len(r.Headers) > 0:
 		headers, e.offs = buildKVs(b, r.Headers, e.offs)
 	}
+	var extra flatbuffers.UOffsetT
+	if len(r.ExtraHeaders) > 0 {
+		extra, e.offs = buildKVs(b, r.ExtraHeaders, e.offs)
+	}
 	method, path, query := e.str(r.Method), e.str(r.Path), e.str(r.Query)
 	host, addr, remote := e.str(r.Host), e.str(r.ClientAddr), e.str(r.RemoteAddr)
 
@@ -166,6 +173,9 @@ func (e *Encoder) request(r *Request) flatbuffers.UOffsetT {
 	wire.RequestAddClientAddr(b, addr)
 	if remote != 0 {
 		wire.RequestAddRemoteAddr(b, remote)
+	}
+	if extra != 0 {
+		wire.RequestAddExtraHeaders(b, extra)
 	}
 	return wire.RequestEnd(b)
 }

@@ -35,6 +35,10 @@ type Request struct {
 	ClientAddr        string // client IP, or IP:port
 	TimestampUnixNano int64  // when the host received the request
 	RemoteAddr        string // the socket's peer address, host:port (ABI 1.1)
+	// ExtraHeaders are headers kept out of CachedHeaders because their
+	// values differ on every request (such as Sec-WebSocket-Key), so a
+	// cache would only fill with them (ABI 1.1).
+	ExtraHeaders []Header
 }
 
 // EntryDecl is one entry a plugin declares in its [Hello] (ABI 1.1).
@@ -85,4 +89,5 @@ type Frame struct {
 	BytesOut        int64    // a Logging event
 	DurationNanos   int64    // a Logging event
 	Error           string   // a refusal's reason, a failed reply's or a Logging event's error
+	Entry           string   // a phase event's or MethodEventWebSocketOpen's entry name
 }

@@ -30,6 +30,7 @@ func copyOut(t testing.TB, v *frame.View) frame.Frame {
 		BytesOut:       v.BytesOut(),
 		DurationNanos:  v.DurationNanos(),
 		Error:          string(v.Error()),
+		Entry:          string(v.Entry()),
 	}
 	if h, ok := v.Hello(); ok {
 		f.Hello = &frame.Hello{PluginName: string(h.PluginName()), MaxFrameSize: h.MaxFrameSize(), InitialCredits: h.InitialCredits()}
@@ -58,6 +59,10 @@ func copyOut(t testing.TB, v *frame.View) frame.Frame {
 		for i := range r.NumParams() {
 			n, val := r.Param(i)
 			f.Request.Params = append(f.Request.Params, frame.Header{Name: string(n), Value: string(val)})
+		}
+		for i := range r.NumExtraHeaders() {
+			n, val := r.ExtraHeader(i)
+			f.Request.ExtraHeaders = append(f.Request.ExtraHeaders, frame.Header{Name: string(n), Value: string(val)})
 		}
 		for i := range r.NumHeaders() {
 			n, val := r.Header(i)
@@ -95,6 +100,9 @@ func normalize(f frame.Frame) frame.Frame {
 		}
 		if len(r.Params) == 0 {
 			r.Params = nil
+		}
+		if len(r.ExtraHeaders) == 0 {
+			r.ExtraHeaders = nil
 		}
 		f.Request = &r
 	}

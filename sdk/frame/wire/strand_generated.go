@@ -568,8 +568,28 @@ func (rcv *Request) RemoteAddr() []byte {
 	return nil
 }
 
+func (rcv *Request) ExtraHeaders(obj *KV, j int) bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(22))
+	if o != 0 {
+		x := rcv._tab.Vector(o)
+		x += flatbuffers.UOffsetT(j) * 4
+		x = rcv._tab.Indirect(x)
+		obj.Init(rcv._tab.Bytes, x)
+		return true
+	}
+	return false
+}
+
+func (rcv *Request) ExtraHeadersLength() int {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(22))
+	if o != 0 {
+		return rcv._tab.VectorLen(o)
+	}
+	return 0
+}
+
 func RequestStart(builder *flatbuffers.Builder) {
-	builder.StartObject(9)
+	builder.StartObject(10)
 }
 func RequestAddMethod(builder *flatbuffers.Builder, method flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(method), 0)
@@ -603,6 +623,12 @@ func RequestAddTimestampUnixNano(builder *flatbuffers.Builder, timestampUnixNano
 }
 func RequestAddRemoteAddr(builder *flatbuffers.Builder, remoteAddr flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(8, flatbuffers.UOffsetT(remoteAddr), 0)
+}
+func RequestAddExtraHeaders(builder *flatbuffers.Builder, extraHeaders flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(9, flatbuffers.UOffsetT(extraHeaders), 0)
+}
+func RequestStartExtraHeadersVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
+	return builder.StartVector(4, numElems, 4)
 }
 func RequestEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
@@ -1188,8 +1214,16 @@ func (rcv *Frame) Error() []byte {
 	return nil
 }
 
+func (rcv *Frame) Entry() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(52))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
 func FrameStart(builder *flatbuffers.Builder) {
-	builder.StartObject(24)
+	builder.StartObject(25)
 }
 func FrameAddSessionId(builder *flatbuffers.Builder, sessionId uint64) {
 	builder.PrependUint64Slot(0, sessionId, 0)
@@ -1271,6 +1305,9 @@ func FrameAddDurationNanos(builder *flatbuffers.Builder, durationNanos int64) {
 }
 func FrameAddError(builder *flatbuffers.Builder, error flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(23, flatbuffers.UOffsetT(error), 0)
+}
+func FrameAddEntry(builder *flatbuffers.Builder, entry flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(24, flatbuffers.UOffsetT(entry), 0)
 }
 func FrameEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

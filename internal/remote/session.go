@@ -1,0 +1,497 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/puzpuzpuz/xsync/v3"
+
+	"github.com/strandws/strand/internal/core"
+	"github.com/strandws/strand/internal/pluglink"
+	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/sdk/frame"
+)
+
+// ErrProtocol wraps every out-of-protocol frame a plugin sends: the session
+// ends with it.
+var ErrProtocol = errors.New("remote: plugin broke the protocol")
+
+func protoErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, args...))
+}
+
+// session is one plugin connection past its handshake.
+type session struct {
+	h    *Host
+	link *pluglink.Link
+
+	// Credits: events the plugin still takes. avail may dip below zero
+	// for an instant while a taker backs out.
+	window   int64
+	avail    atomic.Int64
+	creditMu sync.Mutex
+	wake     chan struct{} // closed and replaced when credits arrive
+
+	conns *xsync.MapOf[uint64, *sdk.Conn] // WebSocket connections this session serves
+
+	callMu   sync.Mutex
+	calls    map[uint64]*phaseCall // phase calls waiting for their reply
+	dead     bool                  // ended: no more conns or calls
+	deadCh   chan struct{}
+	endErr   error
+	endOnce  sync.Once
+	lastPong atomic.Int64 // unix nanos of the last pong
+
+	hostCalls sync.WaitGroup // goroutines serving the plugin's host calls
+}
+
+func newSession(h *Host, link *pluglink.Link, credits uint32) *session {
+	s := &session{
+		h: h, link: link, window: int64(credits),
+		wake:   make(chan struct{}),
+		conns:  xsync.NewMapOf[uint64, *sdk.Conn](),
+		calls:  make(map[uint64]*phaseCall),
+		deadCh: make(chan struct{}),
+	}
+	s.avail.Store(int64(credits))
+	s.lastPong.Store(time.Now().UnixNano())
+	return s
+}
+
+// run serves the session until it ends and returns why.
+func (s *session) run(ctx context.Context) error {
+	s.h.live.Store(s)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.pinger()
+	}()
+	err := s.read()
+	s.end(err)
+	wg.Wait()
+	s.hostCalls.Wait()
+	return s.endErr
+}
+
+// end tears the session down once: the link closes, every WebSocket
+// connection it served is closed with 1012, every phase waiting for it
+// fails.
+func (s *session) end(err error) {
+	s.endOnce.Do(func() {
+		if err == nil {
+			err = ErrSessionClosed
+		}
+		s.h.live.CompareAndSwap(s, nil)
+		s.callMu.Lock()
+		s.dead = true
+		s.endErr = err
+		calls := s.calls
+		s.calls = nil
+		s.callMu.Unlock()
+		close(s.deadCh)
+		_ = s.link.Close()
+		for _, pc := range calls {
+			pc.timer.Stop()
+			s.failCall(pc, "session ended")
+		}
+		s.conns.Range(func(id uint64, c *sdk.Conn) bool {
+			_ = c.Close(sdk.CloseServiceRestart, "plugin restarting")
+			s.conns.Delete(id)
+			return true
+		})
+	})
+}
+
+// addConn registers c, unless the session ended.
+func (s *session) addConn(c *sdk.Conn) bool {
+	s.callMu.Lock()
+	defer s.callMu.Unlock()
+	if s.dead {
+		return false
+	}
+	s.conns.Store(c.ID(), c)
+	return true
+}
+
+// take takes one credit, waiting up to the call timeout for the plugin to
+// grant more. It reports false when none came in time or the session ended.
+func (s *session) take() bool {
+	if s.avail.Add(-1) >= 0 {
+		return true
+	}
+	s.avail.Add(1)
+	t := time.NewTimer(s.h.cfg.CallTimeout)
+	defer t.Stop()
+	for {
+		s.creditMu.Lock()
+		w := s.wake
+		s.creditMu.Unlock()
+		if s.avail.Add(-1) >= 0 {
+			return true
+		}
+		s.avail.Add(1)
+		select {
+		case <-w:
+		case <-s.deadCh:
+			return false
+		case <-t.C:
+			return false
+		}
+	}
+}
+
+// grant adds n credits from the plugin.
+func (s *session) grant(n uint32) error {
+	if n == 0 {
+		return protoErr("a credits frame grants 0")
+	}
+	if v := s.avail.Add(int64(n)); v > s.window {
+		return protoErr("credits overflow: %d available, window %d", v, s.window)
+	}
+	s.creditMu.Lock()
+	close(s.wake)
+	s.wake = make(chan struct{})
+	s.creditMu.Unlock()
+	return nil
+}
+
+// event sends a credited event for connection c; when no credit comes in
+// time, c is closed with 1013 (its event is not delivered, and not lost
+// silently either).
+func (s *session) event(c *sdk.Conn, f *frame.Frame) {
+	if !s.take() {
+		select {
+		case <-s.deadCh:
+		default:
+			s.h.log.Warn("strand: plugin granted no credit in time; closing the connection", "conn", c.ID(), "timeout", s.h.cfg.CallTimeout)
+			_ = c.Close(sdk.CloseTryAgainLater, "plugin overloaded")
+		}
+		return
+	}
+	if err := s.link.Send(f); err != nil {
+		s.avail.Add(1)
+		if errors.Is(err, frame.ErrTooLarge) {
+			_ = c.Close(sdk.CloseMessageTooBig, "message too big for the plugin")
+		}
+	}
+}
+
+func (s *session) pinger() {
+	iv, to := s.h.cfg.PingInterval, s.h.cfg.PingTimeout
+	tick := min(iv, to/2)
+	if tick <= 0 {
+		tick = iv
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var seq uint64
+	var sent time.Time // when the unanswered ping went out (zero: none)
+	for {
+		select {
+		case <-s.deadCh:
+			return
+		case now := <-t.C:
+			last := time.Unix(0, s.lastPong.Load())
+			if !sent.IsZero() && !last.Before(sent) {
+				sent = time.Time{} // answered
+			}
+			if !sent.IsZero() {
+				if now.Sub(sent) > to {
+					s.end(ErrPingTimeout)
+					return
+				}
+				continue
+			}
+			if now.Sub(last) >= iv {
+				seq++
+				sent = now
+				_ = s.link.Send(&frame.Frame{Kind: frame.KindCall, Method: frame.MethodPing, CallID: seq})
+			}
+		}
+	}
+}
+
+// read is the session's one reader: it applies the plugin's frames in
+// arrival order until the link fails or a frame breaks the protocol.
+func (s *session) read() error {
+	for {
+		v, err := s.link.Next()
+		if err != nil {
+			if errors.Is(err, frame.ErrMalformed) || errors.Is(err, frame.ErrTooLarge) {
+				return fmt.Errorf("%w: %w", ErrProtocol, err)
+			}
+			return err
+		}
+		if err := s.apply(&v); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *session) apply(v *frame.View) error {
+	switch v.Kind() {
+	case frame.KindCall:
+		return s.call(v)
+	case frame.KindReply:
+		return s.reply(v)
+	}
+	return protoErr("a %v frame (method %v) from the plugin", v.Kind(), v.Method())
+}
+
+// conn returns the connection a call names, or a protocol error.
+func (s *session) conn(v *frame.View) (*sdk.Conn, error) {
+	c, ok := s.conns.Load(v.SessionID())
+	if !ok {
+		return nil, protoErr("%v for unknown connection %d", v.Method(), v.SessionID())
+	}
+	return c, nil
+}
+
+func (s *session) call(v *frame.View) error {
+	switch m := v.Method(); m {
+	case frame.MethodCredits:
+		return s.grant(v.Credits())
+	case frame.MethodWebSocketSendText, frame.MethodWebSocketSendBinary:
+		c, err := s.conn(v)
+		if err != nil {
+			return err
+		}
+		typ := sdk.Text
+		if m == frame.MethodWebSocketSendBinary {
+			typ = sdk.Binary
+		}
+		_ = c.Send(typ, v.Payload())
+	case frame.MethodWebSocketClose:
+		c, err := s.conn(v)
+		if err != nil {
+			return err
+		}
+		_ = c.Close(sdk.CloseCode(v.CloseCode()), string(v.CloseReason()))
+	case frame.MethodRoomBroadcastText, frame.MethodRoomBroadcastBinary:
+		c, err := s.conn(v)
+		if err != nil {
+			return err
+		}
+		typ := sdk.Text
+		if m == frame.MethodRoomBroadcastBinary {
+			typ = sdk.Binary
+		}
+		_ = c.Broadcast(string(v.Room()), typ, v.Payload(), sdk.BroadcastOptions{ExcludeSelf: v.ExcludeSelf()})
+	case frame.MethodRoomJoin, frame.MethodRoomLeave:
+		c, err := s.conn(v)
+		if err != nil {
+			return err
+		}
+		room := string(v.Room())
+		if m == frame.MethodRoomJoin {
+			err = c.Join(room)
+		} else {
+			err = c.Leave(room)
+		}
+		s.replyTo(v, nil, err)
+	case frame.MethodReadRequestFullBody, frame.MethodResponseStreamHeader, frame.MethodResponseStreamData, frame.MethodResponseStreamEnd:
+		return s.hostCall(v)
+	default:
+		return protoErr("unknown call %v", m)
+	}
+	return nil
+}
+
+// replyTo answers the plugin's call v.
+func (s *session) replyTo(v *frame.View, data []byte, err error) {
+	f := frame.Frame{Kind: frame.KindReply, Method: v.Method(), SessionID: v.SessionID(), CallID: v.CallID(), Payload: data}
+	if err != nil {
+		f.Status, f.Error = frame.StatusError, err.Error()
+	}
+	_ = s.link.Send(&f)
+}
+
+func (s *session) reply(v *frame.View) error {
+	switch v.Method() {
+	case frame.MethodPong:
+		s.lastPong.Store(time.Now().UnixNano())
+		return nil
+	case frame.MethodEventClose:
+		// The plugin ran OnClose: it sends nothing more for this connection.
+		if _, ok := s.conns.LoadAndDelete(v.SessionID()); !ok {
+			return protoErr("close acknowledged for unknown connection %d", v.SessionID())
+		}
+		return nil
+	}
+	return s.phaseReply(v)
+}
+
+// phaseCall is an HTTP phase waiting for the plugin's reply.
+type phaseCall struct {
+	id    uint64
+	phase frame.Phase
+	req   *core.RequestContext
+	resp  *core.ResponseContext
+	body  *core.BodyContext
+	timer *time.Timer
+}
+
+// startCall registers a phase call and arms its timeout; it reports false
+// when the session has ended.
+func (s *session) startCall(pc *phaseCall) bool {
+	pc.id = s.h.calls.Add(1)
+	s.callMu.Lock()
+	defer s.callMu.Unlock()
+	if s.dead {
+		return false
+	}
+	s.calls[pc.id] = pc
+	pc.timer = time.AfterFunc(s.h.cfg.CallTimeout, func() {
+		if s.takeCall(pc.id) != nil {
+			s.h.log.Warn("strand: plugin phase call timed out", "phase", pc.phase.String(), "timeout", s.h.cfg.CallTimeout)
+			s.failCall(pc, "timed out")
+		}
+	})
+	return true
+}
+
+// takeCall removes and returns the pending call id, or nil.
+func (s *session) takeCall(id uint64) *phaseCall {
+	s.callMu.Lock()
+	defer s.callMu.Unlock()
+	pc := s.calls[id]
+	if pc != nil {
+		delete(s.calls, id)
+	}
+	return pc
+}
+
+func (s *session) peekCall(id uint64) *phaseCall {
+	s.callMu.Lock()
+	defer s.callMu.Unlock()
+	return s.calls[id]
+}
+
+func (s *session) failCall(pc *phaseCall, why string) {
+	switch {
+	case pc.req != nil:
+		s.h.failRequest(pc.req, why)
+	case pc.resp != nil:
+		s.h.failResponse(pc.resp)
+	case pc.body != nil:
+		s.h.failBody(pc.body, why)
+	}
+}
+
+// phaseReply applies the plugin's decision of a phase.
+func (s *session) phaseReply(v *frame.View) error {
+	id := v.CallID()
+	if id == 0 || id > s.h.calls.Load() {
+		return protoErr("reply %v to call %d, which was never made", v.Method(), id)
+	}
+	pc := s.takeCall(id)
+	if pc == nil {
+		return nil // it timed out, or the session ended: too late
+	}
+	pc.timer.Stop()
+	if st := v.Status(); st != frame.StatusOk {
+		s.failCall(pc, "plugin answered "+st.String()+": "+string(v.Error()))
+		return nil
+	}
+	switch {
+	case pc.req != nil:
+		c := pc.req
+		applyEdits(v, c.SetStatus, c.SetHeader, c.AddHeader, c.RemoveHeader)
+		switch v.Method() {
+		case frame.MethodNext:
+			c.Next()
+		case frame.MethodEnd:
+			c.SetBody(clone(v.Payload()))
+			c.End()
+		case frame.MethodWebSocketUpgrade:
+			c.Set(upgradeKey, pc.id)
+			c.Upgrade(nil)
+		default:
+			s.failCall(pc, "bad decision")
+			return protoErr("request filter decided %v", v.Method())
+		}
+	case pc.resp != nil:
+		c := pc.resp
+		applyEdits(v, c.SetStatus, c.SetHeader, c.AddHeader, c.RemoveHeader)
+		c.Next()
+	case pc.body != nil:
+		c := pc.body
+		applyEdits(v, c.SetStatus, c.SetHeader, c.AddHeader, c.RemoveHeader)
+		if v.Method() == frame.MethodSetResponseFullBody {
+			c.SetBody(clone(v.Payload()))
+		}
+		c.Next()
+	}
+	return nil
+}
+
+func applyEdits(v *frame.View, status func(int), set, add func(string, string), del func(string)) {
+	if st := v.ResponseStatus(); st != 0 {
+		status(int(st))
+	}
+	for i := range v.NumHeaderEdits() {
+		op, name, value := v.HeaderEdit(i)
+		switch op {
+		case frame.HeaderSet:
+			set(string(name), string(value))
+		case frame.HeaderAdd:
+			add(string(name), string(value))
+		case frame.HeaderRemove:
+			del(string(name))
+		}
+	}
+}
+
+// hostCall serves a phase handler's call to the host (read the body,
+// stream the answer) through the host's channel context, on its own
+// goroutine: the reader never waits for a client.
+func (s *session) hostCall(v *frame.View) error {
+	pc := s.peekCall(v.SessionID())
+	if pc == nil {
+		if v.SessionID() == 0 || v.SessionID() > s.h.calls.Load() {
+			return protoErr("%v for phase call %d, which was never made", v.Method(), v.SessionID())
+		}
+		s.replyTo(v, nil, core.ErrPhaseOver)
+		return nil
+	}
+	if pc.req == nil {
+		return protoErr("%v during a %v phase", v.Method(), pc.phase)
+	}
+	m, sid, cid := v.Method(), v.SessionID(), v.CallID()
+	status, data := int(v.ResponseStatus()), clone(v.Payload())
+	rc := pc.req
+	s.hostCalls.Add(1)
+	go func() {
+		defer s.hostCalls.Done()
+		var out []byte
+		var err error
+		switch m {
+		case frame.MethodReadRequestFullBody:
+			out, err = rc.ReadBody()
+		case frame.MethodResponseStreamHeader:
+			err = rc.StreamHeader(status)
+		case frame.MethodResponseStreamData:
+			err = rc.StreamWrite(data)
+		case frame.MethodResponseStreamEnd:
+			err = rc.StreamEnd()
+		}
+		f := frame.Frame{Kind: frame.KindReply, Method: m, SessionID: sid, CallID: cid, Payload: out}
+		if err != nil {
+			f.Status, f.Error = frame.StatusError, err.Error()
+		}
+		_ = s.link.Send(&f)
+	}()
+	return nil
+}
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}

@@ -1,0 +1,89 @@
+package remote_test
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/stretchr/testify/require"
+
+	"github.com/strandws/strand/examples/echo/echoplugin"
+	"github.com/strandws/strand/sdk"
+)
+
+// TestEchoThroughSocket: one echo through a real Unix socket, a
+// wsframework.Server and the plugin side's own runtime.
+func TestEchoThroughSocket(t *testing.T) {
+	e := startEnv(t, echoplugin.New(), envOpts{routes: map[string]string{"/echo": "echo"}})
+	c := e.dial(t, "/echo")
+	require.NoError(t, c.send(ws.OpText, []byte("hello")))
+	f, err := c.read(ioTimeout)
+	require.NoError(t, err)
+	require.Equal(t, ws.OpText, f.op)
+	require.Equal(t, "hello", string(f.payload))
+}
+
+// TestOrderAcrossSocket: many connections pipeline many messages, some
+// fragmented; every connection's echoes come back complete and in order.
+func TestOrderAcrossSocket(t *testing.T) {
+	conns, msgs := 50, 2000
+	if testing.Short() {
+		conns, msgs = 10, 200
+	}
+	e := startEnv(t, echoplugin.New(), envOpts{routes: map[string]string{"/echo": "echo"}})
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for i := range conns {
+		c := e.dial(t, "/echo")
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for j := range msgs {
+				p := []byte(fmt.Sprintf("c%d-m%d-%s", i, j, bytes.Repeat([]byte{'x'}, (i*7+j*13)%300)))
+				var err error
+				if j%5 == 0 {
+					err = c.sendFragmented(ws.OpText, p, 3)
+				} else {
+					err = c.send(ws.OpBinary, p)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for j := range msgs {
+				want := fmt.Sprintf("c%d-m%d-%s", i, j, bytes.Repeat([]byte{'x'}, (i*7+j*13)%300))
+				f, err := c.read(30 * time.Second)
+				if err != nil {
+					errs <- fmt.Errorf("conn %d message %d: %w", i, j, err)
+					return
+				}
+				if string(f.payload) != want {
+					errs <- fmt.Errorf("conn %d message %d: got %.40q, want %.40q", i, j, f.payload, want)
+					return
+				}
+				op := ws.OpBinary
+				if j%5 == 0 {
+					op = ws.OpText
+				}
+				if f.op != op {
+					errs <- fmt.Errorf("conn %d message %d: opcode %v, want %v", i, j, f.op, op)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+var _ = sdk.Text
