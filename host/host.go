@@ -298,12 +298,11 @@ func startPlugins(ctx context.Context, cfg *Config, log *slog.Logger, builtin []
 			plugins = append(plugins, pl)
 			continue
 		}
-		plog := log.With("plugin", pc.Name)
 		h, err := remote.New(remote.Config{
 			Name: pc.Name, Settings: pc.settings, MaxFrameSize: pc.MaxFrameBytes,
 			HandshakeTimeout: pc.HandshakeTimeout.D(), PingInterval: pc.PingInterval.D(),
 			PingTimeout: pc.PingTimeout.D(), CallTimeout: pc.CallTimeout.D(),
-			FailOpen: pc.FailOpen, Logger: plog,
+			FailOpen: pc.FailOpen, Logger: log, // remote tags its lines plugin=NAME
 		})
 		if err != nil {
 			return plugins, err

@@ -289,8 +289,23 @@ func TestStrandPluginKilled(t *testing.T) {
 			}
 		})
 	}
+	// From the kill on, a prober opens new connections until one echoes.
 	killed := time.Now()
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	backc := make(chan time.Duration, 1)
+	go func() {
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			err := echoOnce(s.addr, "/echo", "after")
+			if err == nil {
+				backc <- time.Since(killed)
+				return
+			}
+			t.Logf("probe opened %v after the kill: %v", time.Since(killed), err)
+			time.Sleep(5 * time.Millisecond)
+		}
+		backc <- -1
+	}()
 	for i, c := range clients {
 		code, sawClose, _, err := c.drainToClose(20 * time.Second)
 		require.True(t, sawClose, "client %d: no close frame (%v)", i, err)
@@ -299,14 +314,8 @@ func TestStrandPluginKilled(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	var back time.Duration
-	eventually(t, 20*time.Second, "a new connection echoing", func() bool {
-		if echoOnce(s.addr, "/echo", "after") != nil {
-			return false
-		}
-		back = time.Since(killed)
-		return true
-	})
+	back := <-backc
+	require.Positive(t, back, "no new connection echoed within 20 s of the kill")
 	t.Logf("plugin killed -> new connections served again in %v", back)
 	newPID := s.pluginPID(t, "echo", 2)
 	require.NotEqual(t, pid, newPID)
@@ -417,6 +426,7 @@ func TestStrandKilledTakesPluginsDown(t *testing.T) {
 func TestStrandShutdownStopsPlugins(t *testing.T) {
 	s := startStrand(t, echoConfig(t, ""))
 	pid := s.pluginPID(t, "echo", 1)
+	s.killed = true // the exit is expected
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
 	<-s.exited
 	require.NoError(t, s.err, "%s", s.out.bytes())
