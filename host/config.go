@@ -107,7 +107,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 		return fmt.Errorf("line %d: want a duration such as 500ms or 2s", n.Line)
 	}
 	v, err := time.ParseDuration(n.Value)
-	if err != nil || v < 0 {
+	if err != nil {
 		return fmt.Errorf("line %d: %q is not a duration such as 500ms or 2s", n.Line, n.Value)
 	}
 	*d = Duration(v)
@@ -316,8 +316,12 @@ func (c *Config) check(top *yaml.Node, builtin []string) []Problem {
 		add(keyLine(top, "reader", 0), "reader %q: want auto, goroutine or poll", c.Reader)
 	}
 	if l := c.Limits; l.MaxMessageBytes < 0 || l.MaxConns < 0 || l.MaxConnsPerIP < 0 || l.MaxHandshakesPerIP < 0 ||
-		l.MaxRequestBodyBytes < 0 || l.MessageRate < 0 || l.MessageBurst < 0 {
-		add(keyLine(top, "limits", 0), "limits: negative value")
+		l.MaxRequestBodyBytes < 0 || l.MessageRate < 0 || l.MessageBurst < 0 ||
+		l.HandshakeTimeout < 0 || l.ReadTimeout < 0 || l.WriteTimeout < 0 || l.CloseTimeout < 0 || l.PhaseTimeout < 0 {
+		add(keyLine(top, "limits", 0), "limits: negative value (only ping_interval and idle_timeout may be negative: off)")
+	}
+	if c.ShutdownGrace < 0 {
+		add(keyLine(top, "shutdown_grace", 0), "shutdown_grace: negative")
 	}
 	if len(c.Plugins) == 0 {
 		add(keyLine(top, "plugins", 0), "no plugins")
@@ -362,8 +366,8 @@ func (c *Config) check(top *yaml.Node, builtin []string) []Problem {
 				add(p.line, "plugin %q: env name %q", p.Name, k)
 			}
 		}
-		if p.MaxFrameBytes < 0 {
-			add(p.line, "plugin %q: negative max_frame_bytes", p.Name)
+		if p.MaxFrameBytes < 0 || p.HandshakeTimeout < 0 || p.PingInterval < 0 || p.PingTimeout < 0 || p.CallTimeout < 0 {
+			add(p.line, "plugin %q: negative max_frame_bytes or timer", p.Name)
 		}
 		if p.Config != nil {
 			b, err := json.Marshal(p.Config)

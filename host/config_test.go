@@ -100,6 +100,8 @@ func TestParseProblems(t *testing.T) {
 			[]Problem{{1, `log.format "xml": want text or json`}, {1, `log.level "loud": want debug, info, warn or error`}, {2, `reader "epoll": want auto, goroutine or poll`}}},
 		{"tls half", "tls: {cert: c}\nplugins: [{name: a, command: [x]}]\nroutes: [{path: /, entries: [a/b]}]\n",
 			[]Problem{{1, "tls needs both cert and key"}}},
+		{"negative", "shutdown_grace: -1s\nlimits: {read_timeout: -1s, ping_interval: -1s}\nplugins:\n  - {name: a, command: [x], ping_timeout: -2s}\nroutes: [{path: /, entries: [a/b]}]\n",
+			[]Problem{{1, "shutdown_grace: negative"}, {2, "limits: negative value (only ping_interval and idle_timeout may be negative: off)"}, {4, `plugin "a": negative max_frame_bytes or timer`}}},
 		{"env on socket", "plugins:\n  - {name: a, socket: /s, env: {A: b}}\nroutes: [{path: /, entries: [a/b]}]\n",
 			[]Problem{{2, `plugin "a": env and dir need command, not socket`}}},
 	} {

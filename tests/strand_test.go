@@ -362,8 +362,12 @@ routes:
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL)) // its next start misbehaves
 	s.waitLine(t, regexp.MustCompile(`testplugin: misbehaved \(garbage\)`), 20*time.Second)
 	s.pluginPID(t, "echo", 3) // the garbage session ended and it was started again
+	eventually(t, 10*time.Second, "/readyz 503 while the plugin is down", func() bool { st, _ := s.get(t, "/readyz"); return st == 503 })
 	require.NoError(t, os.Remove(flag))
-	eventually(t, 20*time.Second, "an echo once it behaves", func() bool { return echoOnce(s.addr, "/echo", "after") == nil })
+	// Within the next restart, or, if the breaker tripped meanwhile, its
+	// 30 s retry.
+	eventually(t, 45*time.Second, "an echo once it behaves", func() bool { return echoOnce(s.addr, "/echo", "after") == nil })
+	s.waitLine(t, regexp.MustCompile(`plugin session ended.*plugin=echo|plugin=echo.*plugin session ended`), time.Second)
 	st, _ := s.get(t, "/healthz")
 	require.Equal(t, 200, st)
 	require.Empty(t, defunctChildren(t, s.cmd.Process.Pid))
