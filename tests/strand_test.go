@@ -111,15 +111,18 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 }
 
 // echoOnce opens a connection to path, sends msg and reads its echo.
-func echoOnce(addr, path, msg string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func echoOnce(addr, path, msg string) error { return echoWithin(addr, path, msg, 5*time.Second) }
+
+// echoWithin is echoOnce with each step bounded by timeout.
+func echoWithin(addr, path, msg string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	nc, _, _, err := ws.Dial(ctx, "ws://"+addr+path)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = nc.SetDeadline(time.Now().Add(timeout))
 	if err := wsutil.WriteClientText(nc, []byte(msg)); err != nil {
 		return err
 	}
@@ -289,19 +292,20 @@ func TestStrandPluginKilled(t *testing.T) {
 			}
 		})
 	}
-	// From the kill on, a prober opens new connections until one echoes.
+	// From the kill on, a prober opens new connections until one echoes
+	// (each given 500 ms: one that hangs is logged, and the next tried).
 	killed := time.Now()
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 	backc := make(chan time.Duration, 1)
 	go func() {
 		deadline := time.Now().Add(20 * time.Second)
 		for time.Now().Before(deadline) {
-			err := echoOnce(s.addr, "/echo", "after")
+			err := echoWithin(s.addr, "/echo", "after", 500*time.Millisecond)
 			if err == nil {
 				backc <- time.Since(killed)
 				return
 			}
-			t.Logf("probe opened %v after the kill: %v", time.Since(killed), err)
+			t.Logf("probe failed %v after the kill: %v", time.Since(killed), err)
 			time.Sleep(5 * time.Millisecond)
 		}
 		backc <- -1

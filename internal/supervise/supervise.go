@@ -237,9 +237,9 @@ func (s *Supervisor) loop() {
 		var err error
 		var counts bool // the end is a crash the breaker counts
 		if len(s.cfg.Command) > 0 {
-			err, counts = s.runChild()
+			counts, err = s.runChild()
 		} else {
-			err, counts = s.dialSession()
+			counts, err = s.dialSession()
 		}
 		if s.stopping() {
 			return
@@ -299,9 +299,9 @@ func (s *Supervisor) drain() {
 }
 
 // runChild starts the child, takes the connection it dials and runs the
-// session until it ends or Stop. It returns why it ended, and whether the
-// breaker counts it (always, but for Stop).
-func (s *Supervisor) runChild() (error, bool) {
+// session until it ends or Stop. It returns whether the breaker counts the
+// end (always, but for Stop), and why it ended.
+func (s *Supervisor) runChild() (bool, error) {
 	s.drain()
 	argv := s.cfg.Command
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -312,7 +312,7 @@ func (s *Supervisor) runChild() (error, bool) {
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.WaitDelay = time.Second // a grandchild holding the pipes does not hold Wait
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %q: %w", argv[0], err), true
+		return true, fmt.Errorf("start %q: %w", argv[0], err)
 	}
 	pid := cmd.Process.Pid
 	s.pid.Store(int64(pid))
@@ -345,16 +345,16 @@ func (s *Supervisor) runChild() (error, bool) {
 		if r.err != nil {
 			kill()
 			ew := <-exited
-			return fmt.Errorf("plugin did not dial %s within %v (killed: %v)", s.path, s.cfg.DialTimeout, ew), true
+			return true, fmt.Errorf("plugin did not dial %s within %v (killed: %v)", s.path, s.cfg.DialTimeout, ew)
 		}
 		conn = r.c
 	case ew := <-exited:
 		unblock()
-		return fmt.Errorf("plugin exited before dialling in: %v", exitText(ew)), true
+		return true, fmt.Errorf("plugin exited before dialling in: %v", exitText(ew))
 	case <-s.stop:
 		unblock()
 		s.endChild(cmd, exited, nil, nil)
-		return errStopped, false
+		return false, errStopped
 	}
 	_ = s.l.SetDeadline(time.Time{})
 
@@ -371,12 +371,12 @@ func (s *Supervisor) runChild() (error, bool) {
 			// confused (a ping timeout, a bad frame): kill it.
 			kill()
 			ew := <-exited
-			return fmt.Errorf("session ended: %w (plugin process: %s)", err, exitText(ew)), true
+			return true, fmt.Errorf("session ended: %w (plugin process: %s)", err, exitText(ew))
 		case ew := <-exited:
 			// Its socket closed with it: the session ends.
 			acancel()
 			err := <-attached
-			return fmt.Errorf("plugin exited: %s (session: %w)", exitText(ew), err), true
+			return true, fmt.Errorf("plugin exited: %s (session: %w)", exitText(ew), err)
 		case <-stable.C:
 			if s.cfg.Host.Up() {
 				s.b.stable()
@@ -384,7 +384,7 @@ func (s *Supervisor) runChild() (error, bool) {
 			}
 		case <-s.stop:
 			s.endChild(cmd, exited, acancel, attached)
-			return errStopped, false
+			return false, errStopped
 		}
 	}
 }
@@ -418,11 +418,11 @@ func (s *Supervisor) endChild(cmd *exec.Cmd, exited <-chan error, acancel contex
 
 // dialSession dials a plugin run by someone else and runs the session. A
 // failed dial is not a crash the breaker counts; an ended session is.
-func (s *Supervisor) dialSession() (error, bool) {
+func (s *Supervisor) dialSession() (bool, error) {
 	d := net.Dialer{Timeout: s.cfg.DialTimeout}
 	conn, err := d.DialContext(s.ctx, "unix", s.path)
 	if err != nil {
-		return err, false
+		return false, err
 	}
 	actx, acancel := context.WithCancel(context.Background())
 	defer acancel()
@@ -433,7 +433,7 @@ func (s *Supervisor) dialSession() (error, bool) {
 	for {
 		select {
 		case err := <-attached:
-			return fmt.Errorf("session ended: %w", err), true
+			return true, fmt.Errorf("session ended: %w", err)
 		case <-stable.C:
 			if s.cfg.Host.Up() {
 				s.b.stable()
@@ -452,7 +452,7 @@ func (s *Supervisor) dialSession() (error, bool) {
 				<-attached
 			}
 			grace.Stop()
-			return errStopped, false
+			return false, errStopped
 		}
 	}
 }
