@@ -467,3 +467,30 @@ func TestStrandValidate(t *testing.T) {
 		`:6: route "/x": entry "f/y": no plugin "f" is configured`,
 	}, lines)
 }
+
+// TestStrandSocketPlugin: a plugin someone else runs (listening on
+// STRAND_PLUGIN_LISTEN) is dialled through socket:; when it goes away and
+// comes back, strand dials it again.
+func TestStrandSocketPlugin(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "echo.sock")
+	plugin := buildProgramWith(t, pkgEchoPlugin, raceEnabled)
+	t.Setenv("STRAND_PLUGIN_LISTEN", sock)
+	p1 := startChild(t, plugin)
+	eventually(t, 20*time.Second, "the plugin listening", func() bool { _, err := os.Stat(sock); return err == nil })
+	s := startStrand(t, fmt.Sprintf(`
+plugins:
+  - name: echo
+    socket: %s
+routes:
+  - path: /echo
+    entries: [echo/echo]
+`, sock))
+	require.NoError(t, echoOnce(s.addr, "/echo", "first"))
+	p1.kill()
+	eventually(t, 10*time.Second, "not ready without the plugin", func() bool { st, _ := s.get(t, "/readyz"); return st == 503 })
+	_ = os.Remove(sock) // a listener killed leaves its socket file
+	startChild(t, plugin)
+	eventually(t, 30*time.Second, "an echo through the plugin run again", func() bool { return echoWithin(s.addr, "/echo", "again", time.Second) == nil })
+	require.NotEqual(t, "0", s.metric(t, `strand_plugin_restarts_total{plugin="echo"}`))
+	require.NotContains(t, string(s.out.bytes()), "strand: plugin started", "nothing is started for a socket plugin")
+}
