@@ -354,6 +354,16 @@ func startPlugins(ctx context.Context, cfg *Config, log *slog.Logger, builtin []
 			return plugins, fmt.Errorf("plugin %q (line %d): no handshake within %v: %w (see its log lines, plugin=%s)",
 				pl.cfg.Name, pl.cfg.line, DefaultStartTimeout, err, pl.cfg.Name)
 		}
+		// The proxy exists from the first handshake on; the session goes
+		// live a moment later. Listen only once it is, so that the first
+		// clients are not refused (1012, 502).
+		for !pl.remote.Up() {
+			select {
+			case <-tctx.Done():
+				return plugins, fmt.Errorf("plugin %q (line %d): its session did not come up: %w", pl.cfg.Name, pl.cfg.line, context.Cause(tctx))
+			case <-time.After(time.Millisecond):
+			}
+		}
 		pl.p = p
 		log.Info("strand: plugin ready", "plugin", pl.cfg.Name, "entries", entryNames(p))
 	}
