@@ -165,6 +165,7 @@ func gate() *sdk.Plugin {
 func TestRunBuiltinsAndUpstream(t *testing.T) {
 	up := upstreamServer(t)
 	addr, logs := runStrand(t, `
+debug_addr: 127.0.0.1:0
 plugins:
   - name: echo
   - name: gate
@@ -209,6 +210,12 @@ routes:
 	require.Contains(t, body, `strand_plugin_restarts_total{plugin="gate"} 0`)
 	require.Contains(t, body, `strand_plugin_failed{plugin="gate"} 0`)
 	require.NotContains(t, logs.String(), "level=ERROR")
+
+	m := regexp.MustCompile(`debug_addr=(\S+)`).FindStringSubmatch(logs.String())
+	require.NotNil(t, m, "the listening line names the debug address")
+	st, body, _ = get(t, "http://"+m[1]+"/debug/vars")
+	require.Equal(t, 200, st)
+	require.Contains(t, body, `"plugins": {"echo":{"Builtin":true,"PID":0,"Restarts":0,"Up":true,"Failed":false}`)
 }
 
 // TestRunMissingEntry: an entry a plugin does not have fails startup with
