@@ -72,6 +72,15 @@
 // goroutine that decides may use them); do not touch a context after
 // deciding.
 //
+// # In another process
+//
+// The same Plugin runs in the host's process or in its own: a plugin
+// binary's main passes it to sdk/serve's Run, which talks to the host over
+// a Unix socket (docs/plugins.md says what changes at that boundary). A
+// plugin reads its settings (the `config:` map of strand.yaml) through
+// [Plugin.OnConfig] and [Settings]; in process, the program that builds it
+// hands them over with [Plugin.Configure].
+//
 // # Off Linux
 //
 // Plugins behave the same everywhere. The host's poll reader (connections

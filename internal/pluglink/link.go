@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"syscall"
 
 	"github.com/strandws/strand/sdk/frame"
 )
@@ -33,15 +34,19 @@ type Link struct {
 	rd   *frame.Reader
 	encs frame.EncoderPool
 
-	mu       sync.Mutex
-	batch    []byte
-	spare    []byte
-	kick     chan struct{} // cap 1: the writer has something to write
-	room     *sync.Cond    // signalled when the writer took the batch
-	closed   bool
-	err      error
-	peerMax  int
-	maxBatch int
+	mu         sync.Mutex
+	batch      []byte
+	spare      []byte
+	kick       chan struct{} // cap 1: the writer has something to write
+	room       *sync.Cond    // signalled when the writer took the batch
+	closed     bool
+	writing    bool   // a goroutine (a sender, or the writer) is writing
+	pending    []byte // the rest of a batch a non-blocking write left, for the writer
+	pendingBuf []byte
+	raw        syscall.RawConn // nil: every batch goes through the writer goroutine
+	err        error
+	peerMax    int
+	maxBatch   int
 
 	done      chan struct{}
 	writerEnd chan struct{}
@@ -71,6 +76,11 @@ func New(conn net.Conn, cfg Config) (*Link, error) {
 		kick: make(chan struct{}, 1), done: make(chan struct{}), writerEnd: make(chan struct{}),
 	}
 	l.room = sync.NewCond(&l.mu)
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			l.raw = raw
+		}
+	}
 	go l.writer()
 	return l, nil
 }
@@ -124,20 +134,106 @@ func (l *Link) send(f *frame.Frame, wait bool) error {
 		l.encs.Put(e)
 		return frame.ErrTooLarge
 	}
-	first := len(l.batch) == 0
 	l.batch = binary.LittleEndian.AppendUint32(l.batch, uint32(len(buf)))
 	l.batch = append(l.batch, buf...)
+	if l.writing {
+		// The one writing takes this batch next.
+		l.mu.Unlock()
+		l.encs.Put(e)
+		return nil
+	}
+	l.writing = true
 	l.mu.Unlock()
 	l.encs.Put(e)
-	if first {
-		select {
-		case l.kick <- struct{}{}:
-		default:
-		}
+	if l.raw == nil {
+		l.kickWriter()
+		return nil
 	}
+	l.writeInline()
 	return nil
 }
 
+func (l *Link) kickWriter() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// writeInline writes the batch on the caller's goroutine with write system
+// calls that never wait: the common case, a socket with room, costs no
+// goroutine hand-off. What would block (a full socket) goes to the writer
+// goroutine, and so does a batch that keeps refilling. Called with
+// writing set; it hands writing on or clears it.
+func (l *Link) writeInline() {
+	for range 4 {
+		l.mu.Lock()
+		if l.closed || len(l.batch) == 0 {
+			l.writing = false
+			l.room.Broadcast()
+			l.mu.Unlock()
+			return
+		}
+		buf := l.batch
+		l.batch, l.spare = l.spare[:0], nil
+		l.room.Broadcast()
+		l.mu.Unlock()
+		n, err := l.tryWrite(buf)
+		if err != nil {
+			l.fail(err)
+			return
+		}
+		if n < len(buf) {
+			l.mu.Lock()
+			l.pending, l.pendingBuf = buf[n:], buf
+			l.mu.Unlock()
+			l.kickWriter()
+			return
+		}
+		l.mu.Lock()
+		l.spare = recycle(buf)
+		l.mu.Unlock()
+	}
+	l.kickWriter()
+}
+
+// tryWrite writes as much of b as the socket takes now.
+func (l *Link) tryWrite(b []byte) (int, error) {
+	n := 0
+	var werr error
+	err := l.raw.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, e := syscall.Write(int(fd), b[n:])
+			if m > 0 {
+				n += m
+			}
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				return true
+			case e != nil:
+				werr = e
+				return true
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, werr
+}
+
+func recycle(buf []byte) []byte {
+	if cap(buf) > 1<<20 {
+		return make([]byte, 0, 64<<10) // a large frame grew it: do not keep that
+	}
+	return buf[:0]
+}
+
+// writer writes what writeInline could not, and batches that keep coming,
+// with blocking writes; it clears writing when nothing is left.
 func (l *Link) writer() {
 	defer close(l.writerEnd)
 	for {
@@ -146,31 +242,35 @@ func (l *Link) writer() {
 		case <-l.done:
 			return
 		}
-		l.mu.Lock()
-		buf := l.batch
-		l.batch = l.spare[:0]
-		l.spare = nil
-		l.room.Broadcast()
-		l.mu.Unlock()
-		if len(buf) == 0 {
+		for {
 			l.mu.Lock()
-			l.spare = buf
+			var buf, whole []byte
+			switch {
+			case l.pending != nil:
+				buf, whole = l.pending, l.pendingBuf
+				l.pending, l.pendingBuf = nil, nil
+			case len(l.batch) > 0 && !l.closed:
+				buf, whole = l.batch, l.batch
+				l.batch, l.spare = l.spare[:0], nil
+				l.room.Broadcast()
+			default:
+				l.writing = false
+				l.room.Broadcast()
+				l.mu.Unlock()
+			}
+			if buf == nil {
+				break
+			}
+			l.mu.Unlock()
+			if _, err := l.conn.Write(buf); err != nil {
+				l.fail(err)
+				return
+			}
+			l.mu.Lock()
+			l.spare = recycle(whole)
 			l.room.Broadcast()
 			l.mu.Unlock()
-			continue
 		}
-		_, err := l.conn.Write(buf)
-		if err != nil {
-			l.fail(err)
-			return
-		}
-		if cap(buf) > 1<<20 {
-			buf = make([]byte, 0, 64<<10)
-		}
-		l.mu.Lock()
-		l.spare = buf[:0]
-		l.room.Broadcast()
-		l.mu.Unlock()
 	}
 }
 
@@ -198,7 +298,7 @@ func (l *Link) Done() <-chan struct{} { return l.done }
 // the link closed.
 func (l *Link) Flush() {
 	l.mu.Lock()
-	for !l.closed && (len(l.batch) > 0 || l.spare == nil) {
+	for !l.closed && (len(l.batch) > 0 || l.writing) {
 		l.room.Wait()
 	}
 	l.mu.Unlock()

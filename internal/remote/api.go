@@ -12,7 +12,10 @@ const (
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultPingInterval     = time.Second
 	DefaultPingTimeout      = 3 * time.Second
-	DefaultCallTimeout      = 5 * time.Second
+	// DefaultCallTimeout is below wsframework's default phase timeout (5
+	// s), so that a plugin that does not answer gets this package's 502
+	// (or fail-open Next) rather than the server's 504.
+	DefaultCallTimeout = 4 * time.Second
 )
 
 // Config configures a Host.
@@ -23,7 +26,7 @@ type Config struct {
 	HandshakeTimeout time.Duration // 0: 5s
 	PingInterval     time.Duration // 0: 1s
 	PingTimeout      time.Duration // 0: 3s
-	CallTimeout      time.Duration // per HTTP-phase call; 0: DefaultCallTimeout (5s)
+	CallTimeout      time.Duration // per HTTP-phase call, and the longest wait for a credit; keep it below the server's PhaseTimeout; 0: DefaultCallTimeout (4s)
 	FailOpen         bool          // HTTP phases while down: Next instead of 502
 	Logger           *slog.Logger  // nil: discard
 }

@@ -3,10 +3,10 @@ package remote_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -49,6 +49,7 @@ type env struct {
 	ends   chan error // each Attach's result
 	wg     sync.WaitGroup
 	plugin *sdk.Plugin
+	popts  serve.Options
 
 	pmu     sync.Mutex
 	pcancel context.CancelFunc
@@ -59,7 +60,9 @@ type envOpts struct {
 	cfg      remote.Config
 	routes   map[string]string // pattern -> entry name
 	srvCfg   wsframework.Config
-	noPlugin bool // do not start the plugin side
+	noPlugin bool                    // do not start the plugin side
+	terminal map[string]http.Handler // pattern -> terminal handler of the route
+	serve    serve.Options
 }
 
 func startEnv(t testing.TB, p *sdk.Plugin, o envOpts) *env {
@@ -72,7 +75,7 @@ func startEnv(t testing.TB, p *sdk.Plugin, o envOpts) *env {
 	}
 	h, err := remote.New(o.cfg)
 	require.NoError(t, err)
-	e := &env{t: t, host: h, sock: sockPath(t), ends: make(chan error, 16), plugin: p}
+	e := &env{t: t, host: h, sock: sockPath(t), ends: make(chan error, 16), plugin: p, popts: o.serve}
 	e.ln, err = net.Listen("unix", e.sock)
 	require.NoError(t, err)
 	e.wg.Add(1)
@@ -115,7 +118,7 @@ func (e *env) serveHTTP(proxy *sdk.Plugin, o envOpts) {
 	for pattern, name := range o.routes {
 		en, ok := proxy.Lookup(name)
 		require.True(t, ok, name)
-		require.NoError(t, srv.Route(pattern, nil, en))
+		require.NoError(t, srv.Route(pattern, o.terminal[pattern], en))
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -134,7 +137,7 @@ func (e *env) startPlugin() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	e.pcancel, e.pdone = cancel, done
-	go func() { done <- serve.Dial(ctx, e.plugin, e.sock) }()
+	go func() { done <- serve.DialWith(ctx, e.plugin, e.sock, e.popts) }()
 }
 
 // stopPlugin ends the plugin side and returns Dial's result.
@@ -300,6 +303,7 @@ func (c *client) closeCode(t testing.TB) sdk.CloseCode {
 			t.Fatalf("no close frame: %v", err)
 		}
 		if f.op == ws.OpClose {
+			_ = c.send(ws.OpClose, f.payload) // answer, as a client does
 			if len(f.payload) < 2 {
 				return sdk.CloseNoStatus
 			}
@@ -314,5 +318,3 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 	w.b = append(w.b, p...)
 	return len(p), nil
 }
-
-var errUnused = errors.New("unused")

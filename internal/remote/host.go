@@ -193,15 +193,13 @@ func (h *Host) handshake(ctx context.Context, link *pluglink.Link) (*session, er
 	peerMax := int(hello.MaxFrameSize())
 
 	h.mu.Lock()
-	if h.decl != nil {
-		if why := sameEntries(h.decl, decl); why != "" {
-			h.mu.Unlock()
-			return nil, h.refuse(link, "entries changed since the first session: "+why+"; restart the host to change them")
-		}
-	} else {
+	first := h.decl == nil
+	if first {
 		h.decl = decl
 		h.plugin = h.newProxy(decl)
-		close(h.ready)
+	} else if why := sameEntries(h.decl, decl); why != "" {
+		h.mu.Unlock()
+		return nil, h.refuse(link, "entries changed since the first session: "+why+"; restart the host to change them")
 	}
 	h.mu.Unlock()
 
@@ -217,6 +215,11 @@ func (h *Host) handshake(ctx context.Context, link *pluglink.Link) (*session, er
 		return nil, fmt.Errorf("remote: sending the accept: %w", err)
 	}
 	_ = conn.SetReadDeadline(time.Time{})
+	// Live before the proxy is handed out: its first event finds it.
+	h.live.Store(s)
+	if first {
+		close(h.ready)
+	}
 	return s, nil
 }
 
@@ -272,6 +275,17 @@ func (h *Host) Plugin(ctx context.Context) (*sdk.Plugin, error) {
 
 // Up reports whether a session is attached and past its handshake.
 func (h *Host) Up() bool { return h.live.Load() != nil }
+
+// Ping sends the attached plugin a ping and waits for its pong: one round
+// trip through the socket and both sides' readers, without any handler.
+// It returns ErrSessionClosed when no session is up.
+func (h *Host) Ping(ctx context.Context) error {
+	s := h.live.Load()
+	if s == nil {
+		return ErrSessionClosed
+	}
+	return s.ping(ctx)
+}
 
 // Goodbye asks the attached plugin, if any, to finish and exit: it stops
 // taking new events, answers what it has, and closes. It does not wait.

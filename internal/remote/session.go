@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,8 @@ type session struct {
 	endErr   error
 	endOnce  sync.Once
 	lastPong atomic.Int64 // unix nanos of the last pong
+	pingSeq  atomic.Uint64
+	pings    map[uint64]chan struct{} // Host.Ping calls waiting, under callMu
 
 	hostCalls sync.WaitGroup // goroutines serving the plugin's host calls
 }
@@ -64,7 +67,6 @@ func newSession(h *Host, link *pluglink.Link, credits uint32) *session {
 
 // run serves the session until it ends and returns why.
 func (s *session) run(ctx context.Context) error {
-	s.h.live.Store(s)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -105,6 +107,38 @@ func (s *session) end(err error) {
 			return true
 		})
 	})
+}
+
+// ping sends a ping and waits for its pong.
+func (s *session) ping(ctx context.Context) error {
+	id := s.pingSeq.Add(1)
+	ch := make(chan struct{})
+	s.callMu.Lock()
+	if s.dead {
+		s.callMu.Unlock()
+		return ErrSessionClosed
+	}
+	if s.pings == nil {
+		s.pings = make(map[uint64]chan struct{})
+	}
+	s.pings[id] = ch
+	s.callMu.Unlock()
+	defer func() {
+		s.callMu.Lock()
+		delete(s.pings, id)
+		s.callMu.Unlock()
+	}()
+	if err := s.link.Send(&frame.Frame{Kind: frame.KindCall, Method: frame.MethodPing, CallID: id}); err != nil {
+		return err
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-s.deadCh:
+		return ErrSessionClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // addConn registers c, unless the session ended.
@@ -189,7 +223,6 @@ func (s *session) pinger() {
 	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	var seq uint64
 	var sent time.Time // when the unanswered ping went out (zero: none)
 	for {
 		select {
@@ -208,9 +241,8 @@ func (s *session) pinger() {
 				continue
 			}
 			if now.Sub(last) >= iv {
-				seq++
 				sent = now
-				_ = s.link.Send(&frame.Frame{Kind: frame.KindCall, Method: frame.MethodPing, CallID: seq})
+				_ = s.link.Send(&frame.Frame{Kind: frame.KindCall, Method: frame.MethodPing, CallID: s.pingSeq.Add(1)})
 			}
 		}
 	}
@@ -315,6 +347,12 @@ func (s *session) reply(v *frame.View) error {
 	switch v.Method() {
 	case frame.MethodPong:
 		s.lastPong.Store(time.Now().UnixNano())
+		s.callMu.Lock()
+		if ch := s.pings[v.CallID()]; ch != nil {
+			delete(s.pings, v.CallID())
+			close(ch)
+		}
+		s.callMu.Unlock()
 		return nil
 	case frame.MethodEventClose:
 		// The plugin ran OnClose: it sends nothing more for this connection.
@@ -386,6 +424,18 @@ func (s *session) failCall(pc *phaseCall, why string) {
 // phaseReply applies the plugin's decision of a phase.
 func (s *session) phaseReply(v *frame.View) error {
 	id := v.CallID()
+	// Checked before anything is applied: net/http panics on a status
+	// outside 100-999, and a header with a line break would split the
+	// answer.
+	if st := v.ResponseStatus(); st != 0 && (st < 100 || st > 599) {
+		return protoErr("reply to call %d sets status %d", id, st)
+	}
+	for i := range v.NumHeaderEdits() {
+		op, name, value := v.HeaderEdit(i)
+		if op > frame.HeaderRemove || !validHeaderName(name) || !validHeaderValue(value) {
+			return protoErr("reply to call %d has an invalid header edit (op %d, name %q)", id, op, name)
+		}
+	}
 	if id == 0 || id > s.h.calls.Load() {
 		return protoErr("reply %v to call %d, which was never made", v.Method(), id)
 	}
@@ -430,6 +480,29 @@ func (s *session) phaseReply(v *frame.View) error {
 	return nil
 }
 
+// validHeaderName reports whether b is an HTTP field name (RFC 9110 token).
+func validHeaderName(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether b holds no line break and no NUL.
+func validHeaderValue(b []byte) bool {
+	for _, c := range b {
+		if c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 func applyEdits(v *frame.View, status func(int), set, add func(string, string), del func(string)) {
 	if st := v.ResponseStatus(); st != 0 {
 		status(int(st))
@@ -464,6 +537,9 @@ func (s *session) hostCall(v *frame.View) error {
 	}
 	m, sid, cid := v.Method(), v.SessionID(), v.CallID()
 	status, data := int(v.ResponseStatus()), clone(v.Payload())
+	if status != 0 && (status < 100 || status > 599) {
+		return protoErr("%v sets status %d", m, status)
+	}
 	rc := pc.req
 	s.hostCalls.Add(1)
 	go func() {

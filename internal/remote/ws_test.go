@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/strandws/strand/examples/echo/echoplugin"
-	"github.com/strandws/strand/sdk"
 )
 
 // TestEchoThroughSocket: one echo through a real Unix socket, a
@@ -85,5 +84,3 @@ func TestOrderAcrossSocket(t *testing.T) {
 		t.Error(err)
 	}
 }
-
-var _ = sdk.Text

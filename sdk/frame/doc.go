@@ -3,10 +3,11 @@
 // codec, the stream form that batches frames, and a cache of encoded header
 // sets.
 //
-// Frames are for crossing a process or node boundary. No running path uses
-// them yet: in-process delivery hands events over as Go values and does not
-// encode at all (a FlatBuffers build costs more than a whole channel round
-// trip).
+// Frames are for crossing a process or node boundary: internal/remote (the
+// host) and sdk/serve (a plugin in its own process) speak them over a Unix
+// socket (docs/plugins.md). In-process delivery hands events over as Go
+// values and does not encode at all (a FlatBuffers build costs more than a
+// whole channel round trip).
 //
 // # Encoding
 //

@@ -108,24 +108,22 @@ var (
 
 func (s *session) requestFilter(e *core.Entry, id uint64, req *core.Request) {
 	rc := core.NewRequestContext(s.ctx, req, nil)
-	d, err := s.rt.RequestFilter(e, rc, phaseTimeout, func(hc *core.HostCall) bool {
-		data, err := s.call(&frame.Frame{Kind: frame.KindCall, Method: frame.Method(hc.Method), SessionID: id,
-			ResponseStatus: uint16(hc.Int), Payload: hc.Data})
-		if err != nil && err.Error() == core.ErrBodyTooLarge.Error() {
-			err = core.ErrBodyTooLarge
-		}
-		hc.Reply(core.HostReply{Data: data, Err: err})
-		return errors.Is(err, core.ErrBodyTooLarge)
-	})
+	err := s.rt.StartRequestFilter(e, rc)
+	if err == nil {
+		err = s.waitPhase(rc, func(hc *core.HostCall) bool {
+			data, err := s.call(&frame.Frame{Kind: frame.KindCall, Method: frame.Method(hc.Method), SessionID: id,
+				ResponseStatus: uint16(hc.Int), Payload: hc.Data})
+			hc.Reply(core.HostReply{Data: data, Err: err})
+			return errors.Is(err, core.ErrBodyTooLarge) // the host answered 413
+		})
+	}
 	if err != nil {
-		if rc.Panicked() != nil {
-			err = errPanic
-		} else {
-			err = errTimeout
+		if s.ctx.Err() == nil {
+			s.failed(id, err)
 		}
-		s.failed(id, err)
 		return
 	}
+	d := rc.Decision()
 	f := frame.Frame{Kind: frame.KindReply, CallID: id, SessionID: id, ResponseStatus: uint16(rc.Status()), HeaderEdits: edits(rc.HeaderEdits())}
 	switch d {
 	case core.DecisionNext:
@@ -151,15 +149,26 @@ type phaseSignal interface {
 	Panicked() any
 }
 
-// waitPhase waits for a started response or body filter to decide.
-func waitPhase(p phaseSignal) error {
+// errStopped: the phase's wait ended because the host answered itself or
+// the session ended.
+var errStopped = errors.New("serve: phase stopped")
+
+// waitPhase waits for a started phase to decide, handing its host calls
+// to serve (nil: none are allowed), until phaseTimeout or the session's end.
+func (s *session) waitPhase(p phaseSignal, serve func(*core.HostCall) bool) error {
 	t := time.NewTimer(phaseTimeout)
 	defer t.Stop()
 	for {
 		select {
+		case <-s.ctx.Done():
+			return errStopped
 		case hc := <-p.Signal():
 			if hc != nil {
-				hc.Reply(core.HostReply{Err: core.ErrPhaseOver})
+				if serve == nil {
+					hc.Reply(core.HostReply{Err: core.ErrPhaseOver})
+				} else if serve(hc) {
+					return errStopped
+				}
 				continue
 			}
 			if p.Panicked() != nil {
@@ -176,7 +185,7 @@ func (s *session) responseFilter(e *core.Entry, id uint64, req *core.Request, st
 	rc := core.NewResponseContext(s.ctx, req, nil, status, hdr)
 	err := s.rt.StartResponseFilter(e, rc)
 	if err == nil {
-		err = waitPhase(rc)
+		err = s.waitPhase(rc, nil)
 	}
 	if err != nil {
 		s.failed(id, err)
@@ -190,7 +199,7 @@ func (s *session) bodyFilter(e *core.Entry, id uint64, req *core.Request, status
 	bc := core.NewBodyContext(s.ctx, req, nil, status, body)
 	err := s.rt.StartBodyFilter(e, bc)
 	if err == nil {
-		err = waitPhase(bc)
+		err = s.waitPhase(bc, nil)
 	}
 	if err != nil {
 		s.failed(id, err)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/strandws/strand/dispatcher"
@@ -36,21 +37,53 @@ type RefusedError struct{ Reason string }
 
 func (e *RefusedError) Error() string { return "serve: the host refused the plugin: " + e.Reason }
 
+// Options are the plugin side's settings. The zero value is what Run,
+// Dial and Listen use.
+type Options struct {
+	// Credits is the credit window: WebSocket events the host may send
+	// before the plugin has handled any. Zero means DefaultCredits.
+	Credits uint32
+	// MaxFrameSize caps a frame from the host. Zero means
+	// frame.DefaultMaxFrameSize (16 MiB).
+	MaxFrameSize int
+	// Logger receives the plugin runtime's handler panics and slow
+	// handlers. Nil means slog.Default() (stderr, which a host started by
+	// strand turns into its own log lines).
+	Logger *slog.Logger
+}
+
 // Dial connects to the host's Unix socket at path and serves p until the
 // socket closes (it then returns nil) or ctx ends.
 func Dial(ctx context.Context, p *sdk.Plugin, path string) error {
+	return DialWith(ctx, p, path, Options{})
+}
+
+// DialWith is Dial with options.
+func DialWith(ctx context.Context, p *sdk.Plugin, path string, o Options) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		return fmt.Errorf("serve: dialing the host: %w", err)
 	}
-	return serveConn(ctx, p, conn)
+	return serveConn(ctx, p, conn, o)
+}
+
+// Conn serves p on a connection to the host that the caller made (any
+// net.Conn: a Unix socket, one end of net.Pipe in a test) until it closes
+// or ctx ends. It closes conn before returning.
+func Conn(ctx context.Context, p *sdk.Plugin, conn net.Conn, o Options) error {
+	return serveConn(ctx, p, conn, o)
 }
 
 // Listen listens on the Unix socket path and serves p to one host
 // connection at a time, until ctx ends. It removes a stale socket file at
 // path first, and the socket file when it returns.
 func Listen(ctx context.Context, p *sdk.Plugin, path string) error {
+	return ListenWith(ctx, p, path, Options{})
+}
+
+// ListenWith is Listen with options.
+func ListenWith(ctx context.Context, p *sdk.Plugin, path string, o Options) error {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
 		_ = os.Remove(path)
 	}
@@ -70,8 +103,8 @@ func Listen(ctx context.Context, p *sdk.Plugin, path string) error {
 			}
 			return fmt.Errorf("serve: %w", err)
 		}
-		if err := serveConn(ctx, p, conn); err != nil && ctx.Err() == nil {
-			slog.Default().Warn("serve: host session ended", "plugin", p.Name(), "err", err)
+		if err := serveConn(ctx, p, conn, o); err != nil && ctx.Err() == nil {
+			o.logger().Warn("serve: host session ended", "plugin", p.Name(), "err", err)
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -116,9 +149,22 @@ type reply struct {
 	err  error
 }
 
-func serveConn(ctx context.Context, p *sdk.Plugin, nc net.Conn) error {
+func (o Options) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
+}
+
+func serveConn(ctx context.Context, p *sdk.Plugin, nc net.Conn, o Options) error {
 	cp := (*core.Plugin)(p)
-	link, err := pluglink.New(nc, pluglink.Config{})
+	if o.Credits == 0 {
+		o.Credits = DefaultCredits
+	}
+	if o.MaxFrameSize == 0 {
+		o.MaxFrameSize = frame.DefaultMaxFrameSize
+	}
+	link, err := pluglink.New(nc, pluglink.Config{MaxFrameSize: o.MaxFrameSize})
 	if err != nil {
 		_ = nc.Close()
 		return err
@@ -127,7 +173,7 @@ func serveConn(ctx context.Context, p *sdk.Plugin, nc net.Conn) error {
 	stop := context.AfterFunc(ctx, func() { _ = link.Close() })
 	defer stop()
 
-	hello := &frame.Hello{PluginName: cp.Name(), MaxFrameSize: frame.DefaultMaxFrameSize, InitialCredits: DefaultCredits}
+	hello := &frame.Hello{PluginName: cp.Name(), MaxFrameSize: uint32(o.MaxFrameSize), InitialCredits: o.Credits}
 	for _, e := range cp.Entries() {
 		hello.Entries = append(hello.Entries, frame.EntryDecl{Name: e.Name(), Phases: pluglink.Phases(e)})
 	}
@@ -165,22 +211,26 @@ func serveConn(ctx context.Context, p *sdk.Plugin, nc net.Conn) error {
 	// queue never fills and the reader never waits on the runtime (which
 	// could wait on a reply only the reader delivers).
 	rt, err := core.NewRuntime(cp, core.RuntimeConfig{
-		Dispatcher:      dispatcher.ShardedConfig{QueueSize: DefaultCredits + 64},
+		Dispatcher:      dispatcher.ShardedConfig{QueueSize: int(o.Credits) + 64},
 		MaxPendingBytes: -1,
+		Logger:          o.logger(),
 	})
 	if err != nil {
 		return err
 	}
 	s := &session{
-		plugin: cp, rt: rt, link: link, log: slog.Default().With("plugin", cp.Name()),
-		window: DefaultCredits, conns: make(map[uint64]*conn),
+		plugin: cp, rt: rt, link: link, log: o.logger().With("plugin", cp.Name()),
+		window: o.Credits, conns: make(map[uint64]*conn),
 		upgrades: make(map[uint64]*upgrade), wraps: make(map[*core.WebSocketHandlers]*core.WebSocketHandlers),
 		calls: make(map[uint64]chan reply),
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	err = s.read()
 	s.shutdown()
-	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+	// The host closing the socket, even abruptly (a reset when it had
+	// unread bytes), is the end of the session, not a failure.
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || ctx.Err() != nil {
 		return nil
 	}
 	return err
