@@ -354,9 +354,9 @@ func startPlugins(ctx context.Context, cfg *Config, log *slog.Logger, builtin []
 			return plugins, fmt.Errorf("plugin %q (line %d): no handshake within %v: %w (see its log lines, plugin=%s)",
 				pl.cfg.Name, pl.cfg.line, DefaultStartTimeout, err, pl.cfg.Name)
 		}
-		// The proxy exists from the first handshake on; the session goes
-		// live a moment later. Listen only once it is, so that the first
-		// clients are not refused (1012, 502).
+		// Listen only once the session is live, so that the first clients
+		// are not refused (1012, 502): a session may also end right after
+		// its handshake, and the next one is then waited for.
 		for !pl.remote.Up() {
 			select {
 			case <-tctx.Done():
