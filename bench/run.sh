@@ -26,7 +26,7 @@ else
 	DURATION=${DURATION:-5s}
 	WARMUP=${WARMUP:-1s}
 fi
-ALL_SERVERS="strand gobwas gorilla coder gws melody nbio epoll"
+ALL_SERVERS="strand strand-oop gobwas gorilla coder gws melody nbio epoll"
 SERVERS=${SERVERS:-$ALL_SERVERS}
 CELLS=${CELLS:-}                          # optional regex: run only matching cell names
 PORT=${PORT:-18080}
@@ -83,7 +83,7 @@ log "building into $OUT"
 
 declare -A BIN
 for name in $ALL_SERVERS; do
-	[[ $name == strand ]] || BIN[$name]="$OUT/peer-$name"
+	[[ $name == strand || $name == strand-oop ]] || BIN[$name]="$OUT/peer-$name"
 done
 if [[ " $SERVERS " == *" strand "* ]]; then
 	if (cd "$ROOT" && go build -o "$OUT/strand-echo" ./examples/echo) 2>"$OUT/strand-build.log"; then
@@ -94,11 +94,38 @@ if [[ " $SERVERS " == *" strand "* ]]; then
 	fi
 fi
 
+# strand-oop: the echo example's plugin out of process. The strand program
+# (cmd/strand) runs examples/echo/plugin as its child over a Unix socket;
+# the child inherits the server's pinning (taskset) and GOMAXPROCS=1, so
+# both processes share the server's one core. The wrapper execs strand, so
+# the server pid (for RSS) is strand's; the plugin's memory is not counted.
+if [[ " $SERVERS " == *" strand-oop "* ]]; then
+	if (cd "$ROOT" && go build -o "$OUT/strand" ./cmd/strand && go build -o "$OUT/echo-plugin" ./examples/echo/plugin) 2>"$OUT/strand-oop-build.log"; then
+		cat >"$OUT/strand-oop.yaml" <<YAML
+log: {level: warn}
+plugins:
+  - name: echo
+    command: [$OUT/echo-plugin]
+routes:
+  - path: /echo
+    entries: [echo/echo]
+  - path: /broadcast
+    entries: [echo/broadcast]
+YAML
+		printf '#!/bin/sh\nexec "%s" -config "%s" "$@"\n' "$OUT/strand" "$OUT/strand-oop.yaml" >"$OUT/strand-oop"
+		chmod +x "$OUT/strand-oop"
+		BIN[strand-oop]="$OUT/strand-oop"
+	else
+		log "WARNING: cmd/strand or examples/echo/plugin did not build; continuing without strand-oop."
+		sed 's/^/    /' "$OUT/strand-oop-build.log" | head -20 >&2
+	fi
+fi
+
 RUN_SERVERS=()
 for name in $SERVERS; do
 	if [[ -n ${BIN[$name]:-} ]]; then
 		RUN_SERVERS+=("$name")
-	elif [[ $name != strand ]]; then
+	elif [[ $name != strand && $name != strand-oop ]]; then
 		die "unknown server $name (known: $ALL_SERVERS)"
 	fi
 done

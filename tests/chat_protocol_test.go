@@ -19,7 +19,13 @@ import (
 )
 
 func TestChatHandshakeValidation(t *testing.T) {
-	h := startChat(t, chatserver.Config{})
+	chatHandshakeValidation(t, startChat(t, chatserver.Config{}))
+}
+
+// chatHandshakeValidation, chatHistoryAfterRejoin and chatBadInput run
+// against the chat in process and, in strand_test.go, out of process;
+// they use nothing but the network.
+func chatHandshakeValidation(t *testing.T, h *chatHarness) {
 	long := strings.Repeat("é", 33) // 33 characters, 66 bytes
 	ok32 := strings.Repeat("é", 32)
 	for _, tc := range []struct {
@@ -102,7 +108,12 @@ func TestChatMessagesPresenceAndCleanup(t *testing.T) {
 }
 
 func TestChatHistoryAfterRejoin(t *testing.T) {
-	h := startChat(t, chatserver.Config{Chat: chatplugin.Config{Rate: 1e6, Burst: 1000}})
+	chatHistoryAfterRejoin(t, startChat(t, chatserver.Config{Chat: chatplugin.Config{Rate: 1e6, Burst: 1000}}))
+}
+
+// chatHistoryAfterRejoin needs a rate of at least 1e6 messages/s with a
+// burst of 1000.
+func chatHistoryAfterRejoin(t *testing.T, h *chatHarness) {
 	a, _ := h.chatDial(t, "hist", "a")
 	a.nextOf(t, "join")
 	const sent = 55 // more than the 50 kept
@@ -131,7 +142,10 @@ func TestChatHistoryAfterRejoin(t *testing.T) {
 }
 
 func TestChatBadInput(t *testing.T) {
-	h := startChat(t, chatserver.Config{})
+	chatBadInput(t, startChat(t, chatserver.Config{}))
+}
+
+func chatBadInput(t *testing.T, h *chatHarness) {
 	c, _ := h.chatDial(t, "bad", "eve")
 	c.nextOf(t, "join")
 	for _, tc := range []struct {

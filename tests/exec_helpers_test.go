@@ -5,8 +5,8 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -38,6 +38,17 @@ type builtProgram struct {
 // failure).
 func buildProgram(t *testing.T, pkg string) string {
 	t.Helper()
+	return buildProgramWith(t, pkg, false)
+}
+
+// buildProgramWith is buildProgram, with the race detector when race is
+// set (a binary of its own).
+func buildProgramWith(t *testing.T, pkg string, race bool) string {
+	t.Helper()
+	key := pkg
+	if race {
+		key = "race:" + pkg
+	}
 	builds.mu.Lock()
 	if builds.byPk == nil {
 		builds.byPk = make(map[string]*builtProgram)
@@ -50,10 +61,10 @@ func buildProgram(t *testing.T, pkg string) string {
 		}
 		builds.dir = dir
 	}
-	b, ok := builds.byPk[pkg]
+	b, ok := builds.byPk[key]
 	if !ok {
 		b = &builtProgram{}
-		builds.byPk[pkg] = b
+		builds.byPk[key] = b
 	}
 	dir := builds.dir
 	builds.mu.Unlock()
@@ -64,10 +75,16 @@ func buildProgram(t *testing.T, pkg string) string {
 			b.err = err
 			return
 		}
-		b.path = dir + "/" + path.Base(pkg)
+		// Named after the whole import path: examples/echo/plugin and
+		// examples/chat/plugin are both "plugin".
+		b.path = dir + "/" + strings.ReplaceAll(strings.TrimPrefix(key, "github.com/strandws/strand/"), "/", "_")
+		args := []string{"build", "-o", b.path}
+		if race {
+			args = append(args, "-race")
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		b.out, b.err = exec.CommandContext(ctx, gobin, "build", "-o", b.path, pkg).CombinedOutput()
+		b.out, b.err = exec.CommandContext(ctx, gobin, append(args, pkg)...).CombinedOutput()
 	})
 	require.NoError(t, b.err, "go build %s:\n%s", pkg, b.out)
 	return b.path

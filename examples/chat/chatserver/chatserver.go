@@ -96,17 +96,13 @@ func New(cfg Config) (*Chat, error) {
 			}
 		}
 	}
-	web, err := fs.Sub(webFS, "web")
-	if err != nil {
-		return nil, err
-	}
 	routes := []struct {
 		pattern string
 		h       http.Handler
 	}{
 		{"GET /healthz", srv.HealthzHandler()},
 		{"GET /readyz", srv.ReadyzHandler()},
-		{"GET /", pageHeaders(http.FileServerFS(web))},
+		{"GET /", PageHandler()},
 	}
 	if err := srv.Route("GET /ws", nil, p.Entry()); err != nil {
 		return nil, err
@@ -199,6 +195,18 @@ func (c *cluster) Members(ctx context.Context, room string) ([][]byte, error) {
 		out[i] = m.Payload
 	}
 	return out, nil
+}
+
+// PageHandler serves the chat page (index.html, app.js, style.css, from
+// the binary) with the headers of pageHeaders. The chat plugin's
+// out-of-process main (examples/chat/plugin) serves it through a request
+// filter.
+func PageHandler() http.Handler {
+	web, err := fs.Sub(webFS, "web")
+	if err != nil {
+		panic(err) // "web" is embedded: fs.Sub cannot fail on it
+	}
+	return pageHeaders(http.FileServerFS(web))
 }
 
 // pageHeaders adds headers that keep the page to its own scripts and

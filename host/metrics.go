@@ -1,0 +1,35 @@
+package host
+
+import "github.com/prometheus/client_golang/prometheus"
+
+var (
+	descRestarts = prometheus.NewDesc("strand_plugin_restarts_total",
+		"Times a supervised plugin was started (or its socket dialled) again after its session ended.", []string{"plugin"}, nil)
+	descUp = prometheus.NewDesc("strand_plugin_up",
+		"1 while the plugin's session is established (built-in plugins: always 1).", []string{"plugin"}, nil)
+	descFailed = prometheus.NewDesc("strand_plugin_failed",
+		"1 while the plugin's crash-loop breaker is tripped (it is retried only every 30 s).", []string{"plugin"}, nil)
+)
+
+// pluginCollector reads the supervisors' state at each scrape.
+type pluginCollector struct{ plugins []*plugin }
+
+func (c *pluginCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descRestarts
+	ch <- descUp
+	ch <- descFailed
+}
+
+func (c *pluginCollector) Collect(ch chan<- prometheus.Metric) {
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	for name, st := range pluginStats(c.plugins) {
+		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(st.Restarts), name)
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, b(st.Up), name)
+		ch <- prometheus.MustNewConstMetric(descFailed, prometheus.GaugeValue, b(st.Failed), name)
+	}
+}
