@@ -39,15 +39,15 @@ type session struct {
 
 	conns *xsync.MapOf[uint64, *sdk.Conn] // WebSocket connections this session serves
 
-	callMu   sync.Mutex
-	calls    map[uint64]*phaseCall // phase calls waiting for their reply
-	dead     bool                  // ended: no more conns or calls
-	deadCh   chan struct{}
-	endErr   error
-	endOnce  sync.Once
-	lastPong atomic.Int64 // unix nanos of the last pong
-	pingSeq  atomic.Uint64
-	pings    map[uint64]chan struct{} // Host.Ping calls waiting, under callMu
+	callMu  sync.Mutex
+	calls   map[uint64]*phaseCall // phase calls waiting for their reply
+	dead    bool                  // ended: no more conns or calls
+	deadCh  chan struct{}
+	endErr  error
+	endOnce sync.Once
+	heard   atomic.Uint64 // frames received from the plugin: any of them shows it alive (pinger)
+	pingSeq atomic.Uint64
+	pings   map[uint64]chan struct{} // Host.Ping calls waiting, under callMu
 
 	hostCalls sync.WaitGroup // goroutines serving the plugin's host calls
 }
@@ -61,7 +61,6 @@ func newSession(h *Host, link *pluglink.Link, credits uint32) *session {
 		deadCh: make(chan struct{}),
 	}
 	s.avail.Store(int64(credits))
-	s.lastPong.Store(time.Now().UnixNano())
 	return s
 }
 
@@ -223,15 +222,20 @@ func (s *session) pinger() {
 	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	var sent time.Time // when the unanswered ping went out (zero: none)
+	var (
+		sent  time.Time        // when the unanswered ping went out (zero: none)
+		heard = s.heard.Load() // frames received, as of alive
+		alive = time.Now()     // when this loop last saw a frame arrive
+	)
 	for {
 		select {
 		case <-s.deadCh:
 			return
 		case now := <-t.C:
-			last := time.Unix(0, s.lastPong.Load())
-			if !sent.IsZero() && !last.Before(sent) {
-				sent = time.Time{} // answered
+			if h := s.heard.Load(); h != heard {
+				// Any frame shows the plugin alive, not only the pong: a
+				// busy plugin's pong waits behind the data it sends first.
+				heard, alive, sent = h, now, time.Time{}
 			}
 			if !sent.IsZero() {
 				if now.Sub(sent) > to {
@@ -240,7 +244,7 @@ func (s *session) pinger() {
 				}
 				continue
 			}
-			if now.Sub(last) >= iv {
+			if now.Sub(alive) >= iv {
 				sent = now
 				_ = s.link.Send(&frame.Frame{Kind: frame.KindCall, Method: frame.MethodPing, CallID: s.pingSeq.Add(1)})
 			}
@@ -259,6 +263,7 @@ func (s *session) read() error {
 			}
 			return err
 		}
+		s.heard.Add(1)
 		if err := s.apply(&v); err != nil {
 			return err
 		}
@@ -346,7 +351,6 @@ func (s *session) replyTo(v *frame.View, data []byte, err error) {
 func (s *session) reply(v *frame.View) error {
 	switch v.Method() {
 	case frame.MethodPong:
-		s.lastPong.Store(time.Now().UnixNano())
 		s.callMu.Lock()
 		if ch := s.pings[v.CallID()]; ch != nil {
 			delete(s.pings, v.CallID())
