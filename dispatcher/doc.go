@@ -8,9 +8,9 @@
 //     different keys run in parallel. Keys (connection IDs) are hashed onto
 //     many shards; a shard is a bounded serial queue, and shards are scheduled
 //     onto a small set of worker goroutines (2×GOMAXPROCS by default). A key
-//     whose task blocks (or whose tasks hold a worker longer than
-//     BlockThreshold, 5ms by default) is detached from its shard onto a
-//     bounded queue of its own, run in order by the worker it blocks, and a
+//     whose task blocks (runs longer than BlockThreshold, 10ms by default)
+//     is detached from its shard onto a bounded queue of its own, run in
+//     order by the worker it blocks, until its tasks run fast again, and a
 //     worker is added so that the base number stay free; workers beyond the
 //     base exit when idle, and the set is capped (MaxWorkers, 1024 by
 //     default). So a blocked task stalls only its own key, until the cap is

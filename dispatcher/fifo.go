@@ -96,6 +96,18 @@ func (f *fifo) requeue(back []entry, key uint64, dst *fifo, qsize int) {
 	f.head, f.n = 0, len(kept)
 }
 
+// moveTo appends f's entries, in order, to dst and empties f.
+func (f *fifo) moveTo(dst *fifo, qsize int) {
+	for f.n > 0 {
+		dst.push(f.ring[f.head], qsize)
+		f.ring[f.head] = entry{}
+		if f.head++; f.head == len(f.ring) {
+			f.head = 0
+		}
+		f.n--
+	}
+}
+
 // roomLocked, when f has room below qsize, wakes the submitters waiting for
 // it and returns the TrySubmit callbacks to call (outside the lock, then give
 // back with callWakes); nil if none.

@@ -6,8 +6,8 @@ import "time"
 //
 // One monitor goroutine per Sharded refreshes the clock workers stamp their
 // tasks with and looks at every worker once per tick: it reports tasks that
-// run longer than SlowThreshold (OnSlow) and detaches the key of a turn that
-// lasts longer than BlockThreshold. It ticks every tick while some worker is
+// run longer than SlowThreshold (OnSlow) and detaches the key of a task that
+// runs longer than BlockThreshold. It ticks every tick while some worker is
 // busy and every idleTick otherwise.
 //
 // Identifying a long task costs the workers nothing per task: a worker
@@ -15,14 +15,17 @@ import "time"
 // and the clock changes at every tick. So if the monitor reads the same
 // stamp at two ticks, the worker has been in one task since before the
 // first, at least as long as the time between them — whatever the ticks'
-// length. A turn is identified by the shard's holder, which the worker sets
-// (and the monitor's first sighting, heldAt, which it clears) under the
-// shard's lock at the turn's start.
+// length. A task that has run for BlockThreshold this way has its key
+// detached if its worker still holds the shard (the shard's holder, which
+// the worker sets under the shard's lock at the turn's start). A worker
+// that is only descheduled in the middle of a turn of short tasks is thus
+// not taken for blocked.
 //
 // Detaching (detachLocked) moves the turn's key off its shard: its queued
 // tasks go to a keyQueue of the shard, which the blocked worker runs when
 // its task returns (runDetached), and the shard is put back on the ready
-// queue for the others. The worker set then grows by one (spawnLocked) if
+// queue for the others; the key comes back to its shard as soon as its
+// tasks run fast again (runDetached). The worker set then grows by one (spawnLocked) if
 // fewer than Workers workers are left that do not run a detached key, up to
 // MaxWorkers. A worker beyond the base set exits when it finds nothing to
 // do instead of parking (retireIdle), so the set shrinks back once the
@@ -101,7 +104,12 @@ func (s *Sharded) look(st *slotState, w *worker, now int64) bool {
 	}
 	if start != st.stamp {
 		st.stamp, st.seen, st.reported = start, now, false
-	} else if s.watch && !st.reported && now-st.seen >= s.threshold {
+		return true
+	}
+	if s.isolate && now-st.seen >= s.block && !w.detached.Load() {
+		s.detachIfStuck(w, start)
+	}
+	if s.watch && !st.reported && now-st.seen >= s.threshold {
 		key, ok := s.keyOf(w)
 		if ok && w.start.Load() == start { // else it finished meanwhile; key may be the next task's
 			st.reported = true
@@ -110,9 +118,6 @@ func (s *Sharded) look(st *slotState, w *worker, now int64) bool {
 				s.onSlow(key, time.Duration(now-start))
 			}
 		}
-	}
-	if s.isolate && !w.detached.Load() {
-		s.checkTurn(w, now)
 	}
 	return true
 }
@@ -137,23 +142,18 @@ const (
 	stolenBit = 1 << 62 // in worker.pos: the monitor took the batch from the next change of key on
 )
 
-// checkTurn detaches the key w is stuck in if the monitor has seen w at the
-// same position of the same turn for BlockThreshold. The position may be
-// stale (it is read before the lock): then w does not hold that shard, or
-// the next look sees a new position.
-func (s *Sharded) checkTurn(w *worker, now int64) {
+// detachIfStuck detaches the key of the task w has been running since the
+// clock read start, if w still runs it. The position is read before the
+// lock: if it is stale, w does not hold that shard, or it left the task.
+func (s *Sharded) detachIfStuck(w *worker, start int64) {
 	p := w.pos.Load() &^ stolenBit
 	sh := &s.shards[p>>32]
 	sh.mu.Lock()
-	switch {
-	case sh.holder != w:
-	case sh.heldAt == 0 || sh.heldPos != p:
-		sh.heldAt, sh.heldPos = now, p
-	case now-sh.heldAt >= s.block:
-		s.detachLocked(sh, w)
+	if sh.holder != w || w.start.Load() != start {
+		sh.mu.Unlock()
 		return
 	}
-	sh.mu.Unlock()
+	s.detachLocked(sh, w)
 }
 
 // detachLocked moves the key w is stuck in off sh (whose lock is held, and

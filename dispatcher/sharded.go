@@ -16,7 +16,7 @@ const (
 	DefaultQueueSize      = 256
 	DefaultTasksPerTurn   = 32
 	DefaultSlowThreshold  = 5 * time.Second
-	DefaultBlockThreshold = 5 * time.Millisecond
+	DefaultBlockThreshold = 10 * time.Millisecond
 	DefaultMaxWorkers     = 1024
 
 	maxShards       = 1 << 20
@@ -51,15 +51,16 @@ type ShardedConfig struct {
 	// so that a busy shard cannot starve others. Zero means 32; at most
 	// 65536.
 	TasksPerTurn int
-	// BlockThreshold is how long a worker may stay on one key's tasks
-	// within a turn (one task that blocks, or a run of slow ones) before
-	// that key is detached from its shard: the key's queued tasks move to
+	// BlockThreshold is how long one task may run before its key is
+	// detached from its shard: the key's queued tasks move to
 	// a queue of its own, which the same worker runs in order once its
 	// current task returns; the rest of its turn and the shard go back to
 	// the other workers, and a worker is added (up to MaxWorkers) so that
-	// Workers of them stay free. The key returns to its shard when its own
-	// queue is empty; a worker beyond Workers exits when it finds no work.
-	// Zero means 5ms; negative disables detaching (a task that blocks then
+	// Workers of them stay free. The key returns to its shard (what is left
+	// of its queue moves to the shard's tail) when its queue is empty or a
+	// batch of its tasks runs in less than BlockThreshold; a worker beyond
+	// Workers exits when it finds no work.
+	// Zero means 10ms; negative disables detaching (a task that blocks then
 	// stalls its shard, and Workers blocked tasks stall every key). Workers
 	// are observed every BlockThreshold/4 (at least 250µs) while busy.
 	BlockThreshold time.Duration
@@ -104,8 +105,8 @@ type ShardedStats struct {
 // on a ready queue (once), and a worker that takes it runs up to
 // TasksPerTurn of its tasks, then puts it back at the tail if tasks remain.
 //
-// A key that holds a worker longer than BlockThreshold within a turn (a
-// task that blocks, or a run of slow ones) is detached: its tasks move to a
+// A key whose task runs longer than BlockThreshold (it blocks, or is just
+// slow) is detached: its tasks move to a
 // FIFO of its own that the worker stuck in it runs, in order, after the
 // task returns, and the rest of the turn and the shard go back to the ready
 // queue, so that the other keys of the shard run meanwhile. The worker set grows to keep Workers workers free, up to
@@ -178,11 +179,9 @@ type shard struct {
 	sched bool // on the ready queue or held by a worker
 	fifo
 
-	holder  *worker     // the worker running a turn of the shard (nil once the monitor took it back)
-	holdN   int         // the size of that turn's batch
-	heldAt  int64       // when the monitor first saw the holder at heldPos (0: not yet)
-	heldPos int64       // the holder's position then
-	own     []*keyQueue // keys detached from the shard
+	holder *worker     // the worker running a turn of the shard (nil once the monitor took it back)
+	holdN  int         // the size of that turn's batch
+	own    []*keyQueue // keys detached from the shard
 
 	submitted uint64
 	taken     uint64
@@ -494,7 +493,7 @@ func (s *Sharded) runTurn(w *worker, idx int32) {
 	sh.taken += uint64(k)
 	wakes := sh.roomLocked(s.qsize)
 	if s.monitor {
-		sh.holder, sh.holdN, sh.heldAt = w, k, 0
+		sh.holder, sh.holdN = w, k
 		w.pos.Store(int64(idx) << 32)
 	}
 	sh.mu.Unlock()
@@ -571,9 +570,13 @@ func (s *Sharded) runQueue(w *worker, k int) {
 }
 
 // runDetached runs, in order, the queue of the key the monitor detached from
-// sh while w ran it, until that queue is empty; then the key goes back to
-// sh (its queue is dropped) and w to the worker set. It is called with sh.mu
-// held and returns with it released.
+// sh while w ran it, as long as its tasks stay slow: once a batch of them
+// takes less than BlockThreshold (on the monitor's clock), or the queue is
+// empty, the key goes back to sh — what is left of its queue moves to the
+// tail of sh's queue, where no task of the key can be — and w to the worker
+// set. A key detached only because its worker was descheduled thus returns
+// at once, while one whose every task blocks keeps its worker. It is called
+// with sh.mu held and returns with it released.
 func (s *Sharded) runDetached(w *worker, sh *shard) {
 	var q *keyQueue
 	for _, o := range sh.own {
@@ -590,8 +593,13 @@ func (s *Sharded) runDetached(w *worker, sh *shard) {
 		if wakes != nil {
 			s.callWakes(sh, &q.fifo, wakes)
 		}
+		start := s.clock.Load()
 		s.runQueue(w, k)
+		fast := s.clock.Load()-start < s.block
 		sh.mu.Lock()
+		if fast {
+			break
+		}
 	}
 	for i, o := range sh.own {
 		if o == q {
@@ -605,7 +613,28 @@ func (s *Sharded) runDetached(w *worker, sh *shard) {
 	if len(sh.own) == 0 {
 		sh.own = nil
 	}
+	moved := q.n > 0
+	q.moveTo(&sh.fifo, s.qsize)
+	sh.maxDepth = max(sh.maxDepth, sh.n)
+	// Submitters waiting for room in q try again on sh's queue.
+	if q.roomCh != nil {
+		close(q.roomCh)
+		q.roomCh = nil
+	}
+	wakes := q.wakes
+	q.wakes = nil
+	schedule := moved && !sh.sched
+	if schedule {
+		sh.sched = true
+		s.pushReady(sh.idx)
+	}
 	sh.mu.Unlock()
+	if schedule {
+		s.park.wake()
+	}
+	for _, r := range wakes {
+		s.callWake(r)
+	}
 	s.reattach(w)
 }
 

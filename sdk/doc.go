@@ -36,17 +36,20 @@
 // # Blocking in a handler
 //
 // A WebSocket handler may block — on a database, another service, a lock,
-// a sleep — and stall only its own connection: once a handler has held its
-// worker for 5 ms (dispatcher.ShardedConfig.BlockThreshold), its
+// a sleep — and stall only its own connection: once one handler call has
+// run for 10 ms (dispatcher.ShardedConfig.BlockThreshold), its
 // connection's queued events move off the shard onto a bounded queue of
 // their own, which the same worker runs in order when the handler returns;
 // the other connections of the shard go on, and a worker is added so that
-// 2×GOMAXPROCS stay free. Added workers exit once idle. The workers are
-// capped at 1024 per plugin (ShardedConfig.MaxWorkers): with that many
-// handlers blocked at once, the plugin's other connections wait until one
-// returns. Before they are moved past a blocked handler, connections
-// sharing its shard wait for it up to those 5 ms plus the monitor's period
-// (1.25 ms while the plugin is busy, 20 ms after it was idle).
+// 2×GOMAXPROCS stay free. The connection goes back to its shard as soon as
+// its handlers run fast again, and added workers exit once idle. The
+// workers are capped at 1024 per plugin (ShardedConfig.MaxWorkers): with
+// that many handlers blocked at once, the plugin's other connections wait
+// until one returns. Before they are moved past a blocked handler,
+// connections sharing its shard wait for it up to those 10 ms plus the
+// monitor's period (2.5 ms while the plugin is busy, 20 ms after it was
+// idle). Handlers that are slow without blocking for long (many calls of a
+// few ms each) are not moved: they delay the connections of their shard.
 // While a connection's events wait, the host stops reading it once its
 // queue (256 events) or its pending bytes are full (TCP pushes back on the
 // client); nothing is dropped. A handler that waits on something slow
