@@ -253,7 +253,9 @@ if [[ -n ${BIN[strand]:-} && " ${RUN_SERVERS[*]} " == *" strand "* && (-z $CELLS
 	to_secs() { case $1 in *ms) awk -v v="${1%ms}" 'BEGIN { print v / 1000 }' ;; *s) echo "${1%s}" ;; *) echo "$1" ;; esac; }
 	sleep_for=$(awk -v w="$(to_secs "$WARMUP")" -v d="$(to_secs "$DURATION")" 'BEGIN { printf "%.1fs", w + d + 5 }')
 	for ((i = 1; i <= REPEAT; i++)); do
-		for part in alone mixed; do
+		order="alone mixed"
+		((i % 2 == 1)) || order="mixed alone" # alternate: a drift in the machine's load favours neither
+		for part in $order; do
 			rm -f "$ISO/$part-r$i.json"
 			if ! start_server strand "$ISO/$part-r$i.server.log" "-sleep-param"; then
 				failures=$((failures + 1))
