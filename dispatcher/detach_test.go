@@ -319,3 +319,42 @@ func TestShardedDetachChurn(t *testing.T) {
 		})
 	}
 }
+
+// A detached key goes back to its shard once its tasks run fast again: a
+// later blocking task of the same key is detached anew (a key that stayed
+// on its own queue would not be: the monitor leaves detached workers be),
+// and the order holds throughout.
+func TestShardedDetachedKeyReturns(t *testing.T) {
+	s := newSharded(t, ShardedConfig{Workers: 1, Shards: 4, QueueSize: 1024, TasksPerTurn: 4, BlockThreshold: time.Millisecond, SlowThreshold: -1})
+	const key = 3
+	first, second := newBlocker(), newBlocker()
+	defer first.unblock()
+	defer second.unblock()
+	log := newSeqLog()
+	if err := s.Submit(t.Context(), key, first.task()); err != nil {
+		t.Fatal(err)
+	}
+	first.wait(t)
+	const n = 100
+	for i := range n {
+		task := log.task(key, i, nil)
+		if i == n/2 {
+			inner := task.Fn
+			task.Fn = func(a any) { inner(a); close(second.started); <-second.release }
+		}
+		if err := s.Submit(t.Context(), key, task); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the first detach", func() bool { return s.Stats().Detached == 1 })
+	first.unblock()
+	second.wait(t)
+	waitFor(t, "the key to be detached again", func() bool { return s.Stats().Detached == 2 })
+	second.unblock()
+	waitFor(t, "every task", func() bool { return len(log.get(key)) == n })
+	log.checkInOrder(t, key, n)
+	waitFor(t, "the worker set to shrink back", func() bool {
+		st := s.Stats()
+		return st.Workers == 1 && st.Blocked == 0
+	})
+}
