@@ -9,6 +9,10 @@
 #                                     # the compression cells (Strand only,
 #                                     # never in the default matrix)
 #
+#   CELLS='^iso' SERVERS=strand REPEAT=2 DURATION=3s REPORT=0 bench/run.sh
+#                                     # only the isolation cell (slow
+#                                     # handlers; Strand only)
+#
 # Settings (environment): QUICK REPEAT DURATION WARMUP SERVERS CELLS PORT
 # SRC_IPS SERVER_CPU LOADGEN_CPU RESULTS DOCS KEEP_RESULTS REPORT.
 set -euo pipefail
@@ -258,12 +262,76 @@ for server in "${RUN_SERVERS[@]}"; do
 	done
 done
 
+# ---- the isolation cell (Strand only) -------------------------------------------
+# 900 plain echo connections (64 B, depth 16) alone, then on a fresh server
+# next to 100 connections whose every message blocks its handler for 200 ms
+# (examples/echo -sleep-param, /echo?sleep=200ms, depth 16). Its results go
+# to $ISO, outside $RAW, so that its runs do not merge with the matrix's
+# cells of the same shape.
+ISO="$RESULTS/isolation"
+ISO_CELL=iso-c900-d16-sleep100
+ran_iso=0
+if [[ -n ${BIN[strand]:-} && " ${RUN_SERVERS[*]} " == *" strand "* && (-z $CELLS || $ISO_CELL =~ $CELLS) ]]; then
+	ran_iso=1
+	rm -rf "$ISO"
+	mkdir -p "$ISO"
+	# The sleepers run through the 900's connect, warmup and measured
+	# window; their drain (16 x 200 ms in flight) fits in loadgen's 5 s.
+	to_secs() { case $1 in *ms) awk -v v="${1%ms}" 'BEGIN { print v / 1000 }' ;; *s) echo "${1%s}" ;; *) echo "$1" ;; esac; }
+	sleep_for=$(awk -v w="$(to_secs "$WARMUP")" -v d="$(to_secs "$DURATION")" 'BEGIN { printf "%.1fs", w + d + 5 }')
+	for ((i = 1; i <= REPEAT; i++)); do
+		order="alone mixed"
+		((i % 2 == 1)) || order="mixed alone" # alternate: a drift in the machine's load favours neither
+		for part in $order; do
+			rm -f "$ISO/$part-r$i.json"
+			if ! start_server strand "$ISO/$part-r$i.server.log" "-sleep-param"; then
+				failures=$((failures + 1))
+				continue
+			fi
+			sleeper_pid=""
+			if [[ $part == mixed ]]; then
+				rm -f "$ISO/sleepers-r$i.json"
+				# shellcheck disable=SC2086
+				GOMAXPROCS=1 "${LG_PIN[@]}" "$OUT/loadgen" -url "ws://127.0.0.1:$PORT/echo?sleep=200ms" \
+					-mode echo -conns 100 -size 64 -depth 16 -duration "$sleep_for" -warmup 0s -quiet \
+					-src-ips "$SRC_IPS" -server strand -cell "$ISO_CELL-sleepers" \
+					-json "$ISO/sleepers-r$i.json" >"$ISO/sleepers-r$i.log" 2>&1 &
+				sleeper_pid=$!
+				sleep 1 # the sleepers connect and fill their handlers first
+			fi
+			rc=0
+			GOMAXPROCS=1 "${LG_PIN[@]}" "$OUT/loadgen" -url "ws://127.0.0.1:$PORT/echo" \
+				-mode echo -conns 900 -size 64 -depth 16 \
+				-duration "$DURATION" -warmup "$WARMUP" -src-ips "$SRC_IPS" \
+				-server-pid "$SERVER_PID" -server strand -cell "$ISO_CELL-$part" \
+				-json "$ISO/$part-r$i.json" >"$ISO/$part-r$i.log" 2>&1 || rc=$?
+			src=0
+			if [[ -n $sleeper_pid ]]; then
+				wait "$sleeper_pid" || src=$?
+			fi
+			stop_server
+			summary=$(grep -E '^  (throughput|latency|errors)' "$ISO/$part-r$i.log" | sed -E 's/^ +//' | paste -sd ';' - || true)
+			printf '%-7s %-25s #%d rc=%d  %s\n' strand "$ISO_CELL-$part" "$i" "$rc" "$summary"
+			if ((rc != 0 || src != 0)); then
+				failures=$((failures + 1))
+				((src == 0)) || log "the sleepers' load generator failed (rc=$src): $ISO/sleepers-r$i.log"
+			fi
+		done
+	done
+	if "$OUT/report" -isolation "$ISO" -isolation-only >"$ISO/isolation.md"; then
+		log "isolation cell ($ISO/isolation.md):"
+		cat "$ISO/isolation.md"
+	fi
+fi
+
 # ---- report --------------------------------------------------------------------
+iso_flag=()
+((ran_iso == 0)) || iso_flag=(-isolation "$ISO")
 if [[ $REPORT == 1 && $ran_e2e == 1 ]]; then
 	cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
 	note="Run $(date -u +%Y-%m-%dT%H:%MZ) on ${cpu:-unknown CPU} ($(nproc) cores), Linux $(uname -r), $(go env GOVERSION); REPEAT=$REPEAT DURATION=$DURATION WARMUP=$WARMUP QUICK=$QUICK; load average $load1 at the start."
 	printf '%s\n' "$note" >"$RESULTS/note.txt"
-	"$OUT/report" -results "$RAW" -docs "$DOCS" -summary "$RESULTS/summary.json" -note "$note"
+	"$OUT/report" -results "$RAW" -docs "$DOCS" -summary "$RESULTS/summary.json" -note "$note" "${iso_flag[@]}"
 	log "wrote $DOCS/benchmarks.md (e2e section), $DOCS/bench-e2e-*.svg and $RESULTS/summary.json"
 fi
 if [[ $ran_comp == 1 ]]; then

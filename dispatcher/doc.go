@@ -7,10 +7,15 @@
 //     one at a time, in the order one goroutine submitted them; tasks of
 //     different keys run in parallel. Keys (connection IDs) are hashed onto
 //     many shards; a shard is a bounded serial queue, and shards are scheduled
-//     onto a small fixed set of worker goroutines, so a slow task stalls only
-//     the keys that share its shard. It reports panicking tasks and tasks
-//     that run longer than a threshold, and applies backpressure when a
-//     shard is full.
+//     onto a small set of worker goroutines (2×GOMAXPROCS by default). A key
+//     whose task blocks (runs longer than BlockThreshold, 10ms by default)
+//     is detached from its shard onto a bounded queue of its own, run in
+//     order by the worker it blocks, until its tasks run fast again, and a
+//     worker is added so that the base number stay free; workers beyond the
+//     base exit when idle, and the set is capped (MaxWorkers, 1024 by
+//     default). So a blocked task stalls only its own key, until the cap is
+//     reached. It reports panicking tasks and tasks that run longer than a
+//     threshold, and applies backpressure when a key's queue is full.
 //   - [Pool], the unordered worker pool for HTTP phases: a fixed set of
 //     workers behind a bounded queue, with an overflow policy and counters.
 //
@@ -22,11 +27,13 @@
 // honours its context's deadline. After Close has begun, every submission
 // fails with [ErrClosed]; everything accepted before still runs.
 //
-// Tasks run on the executors' goroutines and must not block for long: a task
-// blocked forever holds a worker forever (and, for [Sharded], its shard). A
-// task may submit further tasks, but must not block in [Sharded.Submit] on
-// its own shard (it would wait for itself); use [Sharded.TrySubmit] or
-// [Sharded.SubmitLast] there. A panicking task is recovered and counted; the
+// Tasks run on the executors' goroutines. A task blocked forever holds a
+// worker forever: for [Pool] one of its fixed workers; for [Sharded] its
+// key only (its shard goes on without it), but each blocked task takes one
+// of at most MaxWorkers workers, and with detaching off (a negative
+// BlockThreshold) it stalls its whole shard. A task may submit further
+// tasks, but must not block in [Sharded.Submit] on its own key (it would
+// wait for itself); use [Sharded.TrySubmit] or [Sharded.SubmitLast] there. A panicking task is recovered and counted; the
 // worker goes on.
 //
 // The package keeps no mutable state at package level: every executor is an

@@ -9,5 +9,9 @@ func setWaitHook(s *Sharded, f func()) { s.waitHook = f }
 // numShards reports how many shards s has after rounding.
 func numShards(s *Sharded) int { return len(s.shards) }
 
-// numWorkers reports how many workers s runs.
-func numWorkers(s *Sharded) int { return len(s.workers) }
+// numWorkers reports how many worker goroutines s runs now.
+func numWorkers(s *Sharded) int {
+	s.emu.Lock()
+	defer s.emu.Unlock()
+	return s.nlive
+}

@@ -56,8 +56,9 @@ func (p *parking) stop() {
 
 // findWork is called by a worker whose pop failed. It returns an item, or
 // ok == false when the worker should exit: stop was called and the queue is
-// empty.
-func findWork[T any](p *parking, q *ring[T]) (v T, ok bool) {
+// empty, or retire (if not nil), asked each time the worker is about to
+// park, returned true.
+func findWork[T any](p *parking, q *ring[T], retire func() bool) (v T, ok bool) {
 	p.searching.Add(1)
 	for range searchRounds {
 		runtime.Gosched()
@@ -67,6 +68,16 @@ func findWork[T any](p *parking, q *ring[T]) (v T, ok bool) {
 		}
 	}
 	for {
+		if retire != nil && retire() {
+			// Leave as a searcher that found nothing: hand an item that a
+			// producer published meanwhile (and did not wake anyone for,
+			// seeing this worker search) to a parked worker.
+			p.searching.Add(-1)
+			if q.size() > 0 {
+				p.wake()
+			}
+			return v, false
+		}
 		p.parked.Add(1)
 		p.searching.Add(-1)
 		if v, ok = q.pop(); ok {

@@ -170,7 +170,7 @@ func (p *Pool) work(w *poolWorker) {
 		t, ok := p.queue.pop()
 		if !ok {
 			w.processed.Store(n) // publish before idling (or exiting)
-			if t, ok = findWork(&p.park, &p.queue); !ok {
+			if t, ok = findWork(&p.park, &p.queue, nil); !ok {
 				return
 			}
 		}

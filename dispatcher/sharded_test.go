@@ -120,6 +120,10 @@ func TestNewShardedConfig(t *testing.T) {
 		{name: "negative shards", cfg: ShardedConfig{Shards: -1}, wantErr: true},
 		{name: "too many shards", cfg: ShardedConfig{Shards: maxShards + 1}, wantErr: true},
 		{name: "negative workers", cfg: ShardedConfig{Workers: -1}, wantErr: true},
+		{name: "negative max workers", cfg: ShardedConfig{MaxWorkers: -1}, wantErr: true},
+		{name: "max workers below workers", cfg: ShardedConfig{Workers: 4, MaxWorkers: 2}, wantErr: true},
+		{name: "too many max workers", cfg: ShardedConfig{MaxWorkers: maxMaxWorkers + 1}, wantErr: true},
+		{name: "detaching off", cfg: ShardedConfig{BlockThreshold: -1, SlowThreshold: -1}, wantShards: 1024},
 		{name: "negative queue", cfg: ShardedConfig{QueueSize: -1}, wantErr: true},
 		{name: "negative turn", cfg: ShardedConfig{TasksPerTurn: -1}, wantErr: true},
 		{name: "huge turn", cfg: ShardedConfig{TasksPerTurn: maxTasksPerTurn + 1}, wantErr: true},
@@ -283,10 +287,12 @@ func TestShardedOrdering(t *testing.T) {
 }
 
 // A task blocked forever on one key does not stop keys on other shards.
-func TestShardedIsolation(t *testing.T) {
+// With detaching off (BlockThreshold < 0), a stuck task stalls the keys of
+// its shard and no other.
+func TestShardedIsolationWithoutDetach(t *testing.T) {
 	for _, workers := range []int{2, 4} {
 		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
-			s := newSharded(t, ShardedConfig{Workers: workers, Shards: 64, SlowThreshold: -1})
+			s := newSharded(t, ShardedConfig{Workers: workers, Shards: 64, SlowThreshold: -1, BlockThreshold: -1})
 			const stuck = 7
 			b := newBlocker()
 			defer b.unblock()
@@ -338,7 +344,7 @@ type fullShard struct {
 func newFullShard(t *testing.T) *fullShard {
 	t.Helper()
 	f := &fullShard{key: 42, b: newBlocker(), waiting: make(chan struct{}, 8)}
-	s, err := NewSharded(ShardedConfig{Workers: 1, Shards: 4, QueueSize: 2, TasksPerTurn: 1, SlowThreshold: -1})
+	s, err := NewSharded(ShardedConfig{Workers: 1, Shards: 4, QueueSize: 2, TasksPerTurn: 1, SlowThreshold: -1, BlockThreshold: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -647,7 +653,7 @@ func TestShardedSlowReportedOnce(t *testing.T) {
 
 func TestShardedClose(t *testing.T) {
 	t.Run("drains accepted tasks", func(t *testing.T) {
-		s := newSharded(t, ShardedConfig{Workers: 1, Shards: 8, QueueSize: 1000, SlowThreshold: -1})
+		s := newSharded(t, ShardedConfig{Workers: 1, Shards: 8, QueueSize: 1000, SlowThreshold: -1, BlockThreshold: -1})
 		b := newBlocker()
 		if err := s.Submit(t.Context(), 0, b.task()); err != nil {
 			t.Fatal(err)
@@ -772,7 +778,7 @@ func closeWhileSubmitting(t *testing.T) {
 // shard's task runs before the first drains.
 func TestShardedFairness(t *testing.T) {
 	const perTurn = 3
-	s := newSharded(t, ShardedConfig{Workers: 1, Shards: 64, TasksPerTurn: perTurn, SlowThreshold: -1})
+	s := newSharded(t, ShardedConfig{Workers: 1, Shards: 64, TasksPerTurn: perTurn, SlowThreshold: -1, BlockThreshold: -1})
 	const gateKey = 0
 	keys := keysAvoiding(s, 1, gateKey)
 	busy := keys[0]

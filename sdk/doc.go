@@ -22,12 +22,12 @@
 //
 // WebSocket handlers run on an ordered executor keyed by connection ID: the
 // plugin's connections are spread over 1024 serial queues (shards), run by
-// a fixed set of worker goroutines (2×GOMAXPROCS by default). For one
-// connection, OnOpen runs first, then one handler call per message in
-// arrival order, then OnClose, exactly once, last. Handlers of one
-// connection never run concurrently with each other; handlers of different
-// connections do. Connections that share a shard share its order too: a
-// handler runs only after the handlers queued before it on its shard.
+// a set of worker goroutines (2×GOMAXPROCS by default, growing while
+// handlers block; see below). For one connection, OnOpen runs first, then
+// one handler call per message in arrival order, then OnClose, exactly
+// once, last. Handlers of one connection never run concurrently with each
+// other; handlers of different connections do. No order holds between
+// different connections, even those that share a shard.
 //
 // HTTP phase handlers run on a separate worker pool (max(4, 2×NumCPU) workers
 // by default, with a bounded queue; a full pool answers 503). A request's
@@ -35,14 +35,27 @@
 //
 // # Blocking in a handler
 //
-// A handler may block — on a database, another service, a lock — but know
-// what it costs today: a WebSocket handler that blocks holds its worker and
-// its shard, so every connection of that shard waits behind it, and as many
-// blocked handlers as there are workers stall every connection of the
-// plugin. While a connection's events wait, the host stops reading it (TCP
-// pushes back on the client); nothing is dropped. Keep WebSocket handlers
-// short: hand slow work to a goroutine of your own and Send the result when
-// it is done (Send is safe from any goroutine). A phase handler that blocks
+// A WebSocket handler may block — on a database, another service, a lock,
+// a sleep — and stall only its own connection: once one handler call has
+// run for 10 ms (dispatcher.ShardedConfig.BlockThreshold), its
+// connection's queued events move off the shard onto a bounded queue of
+// their own, which the same worker runs in order when the handler returns;
+// the other connections of the shard go on, and a worker is added so that
+// 2×GOMAXPROCS stay free. The connection goes back to its shard as soon as
+// its handlers run fast again, and added workers exit once idle. The
+// workers are capped at 1024 per plugin (ShardedConfig.MaxWorkers): with
+// that many handlers blocked at once, the plugin's other connections wait
+// until one returns. Before they are moved past a blocked handler,
+// connections sharing its shard wait for it up to those 10 ms plus the
+// monitor's period (2.5 ms while the plugin is busy, 20 ms after it was
+// idle). Handlers that are slow without blocking for long (many calls of a
+// few ms each) are not moved: they delay the connections of their shard.
+// While a connection's events wait, the host stops reading it once its
+// queue (256 events) or its pending bytes are full (TCP pushes back on the
+// client); nothing is dropped. A handler that waits on something slow
+// costs a goroutine for as long as it waits; for much slow work, hand it to
+// goroutines of your own and Send the result when it is done (Send is safe
+// from any goroutine). A phase handler that blocks
 // holds a worker of the phase pool; it must decide within the host's phase
 // timeout (5 s by default) or the request fails (504, or the plugin is
 // skipped when the host runs it fail-open).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -82,56 +83,84 @@ func TestSlowConsumerIsolated(t *testing.T) {
 	require.Equal(t, uint64(1), st.Closes["peer"], "closes: %v", st.Closes)
 }
 
-// TestBlockedHandlerStallsOnlyItsShard: a handler blocked on one connection
-// stalls the connections of its shard only; a connection on another shard
-// keeps echoing, and the stalled ones resume in order once it returns.
-func TestBlockedHandlerStallsOnlyItsShard(t *testing.T) {
-	dcfg := dispatcher.ShardedConfig{Shards: 8, Workers: 2}
+// TestBlockedHandlersStallOnlyTheirConnections: handlers blocked on many
+// connections at once — more than 2×GOMAXPROCS of them (the base worker
+// set) and more than the shards, so that they share shards with each other
+// and with the free connections — hold up no other connection: every free
+// connection, those sharing a blocked one's shard included, gets all its
+// messages echoed, in order, while they are blocked. Once released, the
+// blocked connections get theirs, in order. Nothing here waits for a
+// duration: blocked handlers are seen to start, free echoes to arrive, and
+// the blocked connections' later messages not to have reached a handler.
+func TestBlockedHandlersStallOnlyTheirConnections(t *testing.T) {
+	const shardCount = 8
+	dcfg := dispatcher.ShardedConfig{Shards: shardCount, Workers: 2}
+	blockedN := max(2*runtime.GOMAXPROCS(0), shardCount) + 4
+	const (
+		freeN  = 24
+		perMsg = 40
+		queued = 5 // messages sent behind each blocked one
+	)
 	// A dispatcher with the same shard count hashes IDs like the server's.
-	shards, err := dispatcher.NewSharded(dispatcher.ShardedConfig{Shards: dcfg.Shards, Workers: 1, SlowThreshold: -1})
+	shards, err := dispatcher.NewSharded(dispatcher.ShardedConfig{Shards: shardCount, Workers: 1, SlowThreshold: -1, BlockThreshold: -1})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, shards.Close(context.Background())) }()
 
-	p := newProbe("shards")
+	p := newProbe("isolation")
 	h := startServer(t, wsframework.Config{Dispatcher: dcfg}, map[string]*sdk.Entry{"/ws": p.entry})
 	t.Cleanup(p.unblock) // before the server's shutdown
 
-	blocked := h.dial(t, tagPath("/ws", "blocked"))
-	blockedID := connID(t, blocked)
-	blockedShard := shards.ShardOf(blockedID)
+	blockedShards := map[int]bool{}
+	blocked := make([]*wsClient, blockedN)
+	for i := range blocked {
+		tag := fmt.Sprintf("blocked-%d", i)
+		c := h.dial(t, tagPath("/ws", tag))
+		blockedShards[shards.ShardOf(connID(t, c))] = true
+		require.NoError(t, c.send(ws.OpText, []byte("!block")))
+		// Each starts blocking only if the worker set grows past the
+		// blocked ones before it.
+		p.waitBlocked(t)
+		for j := range queued {
+			require.NoError(t, c.send(ws.OpText, fmt.Appendf(nil, "%s/%d", tag, j)))
+		}
+		blocked[i] = c
+	}
 
-	// Open connections until one shares the blocked one's shard and one
-	// does not (IDs are sequential; 8 shards make a few dials enough).
-	var same, other *wsClient
-	for i := 0; same == nil || other == nil; i++ {
-		require.Less(t, i, 64, "no connection found on both kinds of shard")
-		c := h.dial(t, tagPath("/ws", fmt.Sprintf("c%d", i)))
-		switch id := connID(t, c); {
-		case shards.ShardOf(id) == blockedShard && same == nil:
-			same = c
-		case shards.ShardOf(id) != blockedShard && other == nil:
-			other = c
+	free := make([]*wsClient, freeN)
+	sharing := 0
+	for i := range free {
+		free[i] = h.dial(t, tagPath("/ws", fmt.Sprintf("free-%d", i)))
+		if blockedShards[shards.ShardOf(connID(t, free[i]))] {
+			sharing++
 		}
 	}
+	require.Positive(t, sharing, "no free connection shares a shard with a blocked one")
+	t.Logf("%d connections blocked over %d of %d shards; %d of %d free connections share their shards", blockedN, len(blockedShards), shardCount, sharing, freeN)
 
-	require.NoError(t, blocked.send(ws.OpText, []byte("!block")))
-	require.Equal(t, blockedID, p.waitBlocked(t))
-	require.NoError(t, blocked.send(ws.OpText, []byte("queued behind the block")))
-	require.NoError(t, same.send(ws.OpText, []byte("same shard")))
-
-	for i := range 100 {
-		other.echo(t, ws.OpBinary, fmt.Appendf(nil, "other shard %d", i))
+	// Every free connection pipelines its messages, then reads them back.
+	for i, c := range free {
+		for j := range perMsg {
+			require.NoError(t, c.send(ws.OpBinary, fmt.Appendf(nil, "free-%d/%d", i, j)))
+		}
 	}
-	// The same-shard connection is stalled: its echo cannot have been sent.
-	_, err = same.readFrame(50 * time.Millisecond)
-	require.True(t, isTimeout(err), "a connection sharing the blocked shard was served: %v", err)
+	for i, c := range free {
+		for j := range perMsg {
+			c.expectFrame(t, ws.OpBinary, fmt.Appendf(nil, "free-%d/%d", i, j))
+		}
+	}
+	// The blocked connections' later messages reached no handler.
+	for i := range blocked {
+		require.Equal(t, []string{"!id", "!block"}, p.messages(fmt.Sprintf("blocked-%d", i)))
+	}
 
 	p.unblock()
-	same.expectFrame(t, ws.OpText, []byte("same shard"))
-	blocked.expectFrame(t, ws.OpText, []byte("queued behind the block"))
-	blocked.echo(t, ws.OpText, []byte("after"))
-	same.echo(t, ws.OpText, []byte("after"))
-	other.echo(t, ws.OpText, []byte("after"))
+	for i, c := range blocked {
+		for j := range queued {
+			c.expectFrame(t, ws.OpText, fmt.Appendf(nil, "blocked-%d/%d", i, j))
+		}
+		c.echo(t, ws.OpText, []byte("after"))
+	}
+	free[0].echo(t, ws.OpText, []byte("after"))
 }
 
 // TestPausedReaderNotIdle: a reader paused by backpressure (a blocked

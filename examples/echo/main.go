@@ -4,9 +4,13 @@
 // order. GET /healthz answers 200 while the server is alive, GET /readyz
 // 200 while it is ready for traffic (503 once it shuts down), GET /metrics
 // the Prometheus metrics (docs/metrics.md). With -token,
-// /echo upgrades without the token get 401.
+// /echo upgrades without the token get 401. With -sleep-param (off by
+// default), /echo?sleep=DURATION (at most 10s) makes every message of that
+// connection wait that long in the plugin's handler before it is echoed: a
+// blocking handler, for measuring what it does to the other connections
+// (bench/run.sh's isolation cell); a bad value gets 400.
 //
-//	go run ./examples/echo -addr 127.0.0.1:8080 [-token SECRET] [-reader auto|goroutine|poll]
+//	go run ./examples/echo -addr 127.0.0.1:8080 [-token SECRET] [-sleep-param] [-reader auto|goroutine|poll]
 //	    [-tls-cert cert.pem -tls-key key.pem] [-debug-addr 127.0.0.1:6060]
 //	    [-log-format text|json] [-log-level debug|info|warn|error]
 //
@@ -63,6 +67,7 @@ type options struct {
 	cliflags.Server
 	maxMsg   int64
 	token    string
+	sleep    bool
 	compress string
 	takeover bool
 }
@@ -72,6 +77,7 @@ func main() {
 	o.Register(flag.CommandLine, "127.0.0.1:8080")
 	flag.Int64Var(&o.maxMsg, "max-message-bytes", 1<<20, "largest message accepted (1009 beyond)")
 	flag.StringVar(&o.token, "token", "", "if set, upgrades need ?token=TOKEN or Authorization: Bearer TOKEN (401 otherwise)")
+	flag.BoolVar(&o.sleep, "sleep-param", false, "honour /echo?sleep=DURATION: each message of that connection waits that long in its handler before the echo")
 	flag.StringVar(&o.compress, "compress", "on", "permessage-deflate for clients that offer it: on or off")
 	flag.BoolVar(&o.takeover, "compress-takeover", false, "with -compress on: allow context takeover (more memory per connection)")
 	flag.Parse()
@@ -101,7 +107,7 @@ func run(o options, log *slog.Logger) error {
 	if err := srv.Handle("GET /metrics", metricsetup.Handler(reg)); err != nil {
 		return err
 	}
-	plugin := echoplugin.WithToken(o.token)
+	plugin := echoplugin.Configure(echoplugin.Options{Token: o.token, SleepParam: o.sleep})
 	if err := srv.Route("/echo", nil, plugin.Entry("echo")); err != nil {
 		return err
 	}

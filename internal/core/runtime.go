@@ -181,7 +181,7 @@ func runEvent(arg any) {
 }
 
 // Open creates the plugin-side connection for a new WebSocket and submits its
-// OnOpen event. It blocks while the connection's shard is full and returns
+// OnOpen event. It blocks while the connection's queue is full and returns
 // ctx's error if ctx ends first.
 func (rt *Runtime) Open(ctx context.Context, host ConnHost, info ConnInfo) (*Conn, error) {
 	h := info.Handlers
@@ -213,7 +213,8 @@ func (rt *Runtime) submitErr(err error) error {
 
 // Message submits one message event and takes ownership of b (released
 // after the handler returns, or at once on error). It blocks while the
-// connection's shard is full or, after accepting the message, while the
+// connection's queue (its shard's, or its own while one of its handlers is
+// detached as blocked) is full or, after accepting the message, while the
 // connection's pending bytes exceed the bound — so the host's reader pauses
 // instead of dropping. It returns ctx's error if ctx ends first (the message
 // was then accepted only if the error came from the pending-bytes wait).
@@ -238,8 +239,8 @@ func (rt *Runtime) Message(ctx context.Context, c *Conn, typ MessageType, b *buf
 }
 
 // TryMessage is Message for hosts that cannot block: when the connection's
-// shard is full it returns dispatcher.ErrFull without taking b, and calls
-// wake (if not nil) once when the shard has room again; ErrRuntimeClosed
+// queue is full it returns dispatcher.ErrFull without taking b, and calls
+// wake (if not nil) once when the queue has room again; ErrRuntimeClosed
 // once the runtime closed (b not taken either).
 func (rt *Runtime) TryMessage(c *Conn, typ MessageType, b *bufpool.Buffer, wake func()) error {
 	ev := rt.newEvent(c, evMessage)

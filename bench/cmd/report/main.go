@@ -11,6 +11,13 @@
 // prints them as a table of their own on stdout and writes nothing:
 //
 //	go run ./cmd/report -results results/raw -compression
+//
+// The isolation cell's results (bench/run.sh writes them outside the
+// matrix's directory) become a subsection of the end-to-end section with
+// -isolation DIR; with -isolation-only it prints that subsection on stdout
+// and writes nothing:
+//
+//	go run ./cmd/report -isolation results/isolation -isolation-only
 package main
 
 import (
@@ -31,7 +38,16 @@ func main() {
 	summaryPath := flag.String("summary", "", "also write the per-cell medians as JSON to this file")
 	note := flag.String("note", "", "one line about how the results were produced (machine, settings)")
 	compression := flag.Bool("compression", false, "print the compression cells (JSON payload or permessage-deflate) as a Markdown table on stdout, and touch nothing else")
+	isolation := flag.String("isolation", "", "directory of the isolation cell's results (alone-r*.json, mixed-r*.json): add their subsection")
+	isolationOnly := flag.Bool("isolation-only", false, "with -isolation: print that subsection on stdout, and touch nothing else")
 	flag.Parse()
+	if *isolationOnly {
+		if err := printIsolation(*isolation); err != nil {
+			fmt.Fprintln(os.Stderr, "report:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *compression {
 		if err := printCompression(os.Stdout, *resultsDir); err != nil {
 			fmt.Fprintln(os.Stderr, "report:", err)
@@ -39,7 +55,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*resultsDir, *docsDir, *summaryPath, *note); err != nil {
+	if err := run(*resultsDir, *docsDir, *summaryPath, *note, *isolation); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
@@ -79,7 +95,7 @@ func printCompression(w io.Writer, resultsDir string) error {
 	return err
 }
 
-func run(resultsDir, docsDir, summaryPath, note string) error {
+func run(resultsDir, docsDir, summaryPath, note, isolationDir string) error {
 	runs, err := readRuns(resultsDir)
 	if err != nil {
 		return err
@@ -117,7 +133,15 @@ func run(resultsDir, docsDir, summaryPath, note string) error {
 	} else if err != nil {
 		return err
 	}
-	out, err := splice(string(old), markdown(t, note))
+	md := markdown(t, note)
+	if isolationDir != "" {
+		if ir, err := readIsolation(isolationDir); err == nil {
+			md += isolationSection(ir)
+		} else {
+			fmt.Fprintln(os.Stderr, "report: no isolation subsection:", err)
+		}
+	}
+	out, err := splice(string(old), md)
 	if err != nil {
 		return fmt.Errorf("%s: %w", mdPath, err)
 	}

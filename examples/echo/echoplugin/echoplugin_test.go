@@ -139,6 +139,47 @@ func TestWithToken(t *testing.T) {
 	}
 }
 
+// With SleepParam, ?sleep=DURATION upgrades with the sleeping echo (which
+// still echoes everything, in order); bad values get 400; without
+// SleepParam the parameter is ignored.
+func TestSleepParam(t *testing.T) {
+	for _, tc := range []struct {
+		name, target string
+		on           bool
+		status       int // 0: upgrade
+	}{
+		{"plain", "/echo", true, 0},
+		{"zero", "/echo?sleep=0s", true, 0},
+		{"sleep", "/echo?sleep=1ms", true, 0},
+		{"off", "/echo?sleep=nonsense", false, 0},
+		{"bad", "/echo?sleep=nonsense", true, 400},
+		{"negative", "/echo?sleep=-1s", true, 400},
+		{"too long", "/echo?sleep=1h", true, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, ok := echoplugin.Configure(echoplugin.Options{SleepParam: tc.on}).Lookup("echo")
+			require.True(t, ok)
+			kit := strandtest.New(t, e, strandtest.Options{})
+			req := strandtest.NewRequest(tc.target)
+			res := kit.RequestFilter(req)
+			require.NoError(t, res.Err)
+			if tc.status != 0 {
+				assert.Equal(t, strandtest.End, res.Decision)
+				assert.Equal(t, tc.status, res.Status)
+				assert.Contains(t, string(res.Body), "bad sleep")
+				return
+			}
+			require.Equal(t, strandtest.Upgrade, res.Decision)
+			c := kit.OpenRequest(req)
+			for i := range 3 {
+				c.SendText(fmt.Sprint(i))
+			}
+			c.Expect(t, strandtest.Text("0"), strandtest.Text("1"), strandtest.Text("2"))
+			c.ExpectNoMore(t)
+		})
+	}
+}
+
 // exampleT stands in for the *testing.T a real test passes to
 // strandtest.New.
 type exampleT struct{ cleanups []func() }
