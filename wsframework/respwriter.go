@@ -169,7 +169,7 @@ func (x *exchange) responseFilters() bool {
 		}
 		// The handler borrows the live headers, read-only, until the phase
 		// ends (as with every buffer Strand lends a handler).
-		c := re.rt.AcquireResponseContext(x.r.Context(), x.req, &x.values, rw.status, rw.w.Header())
+		c := re.rt.AcquireResponseContext(x.r.Context(), x.req, x.values, rw.status, rw.w.Header())
 		out := outRejected
 		start := re.metrics.phaseStart()
 		if re.rt.StartResponseFilter(re.entry, c) == nil {
@@ -201,7 +201,7 @@ func (x *exchange) bodyFilters(body []byte) ([]byte, bool) {
 		if !re.entry.Has(core.PhaseResponseBodyFilter) {
 			continue
 		}
-		c := re.rt.AcquireBodyContext(x.r.Context(), x.req, &x.values, rw.status, body)
+		c := re.rt.AcquireBodyContext(x.r.Context(), x.req, x.values, rw.status, body)
 		out := outRejected
 		start := re.metrics.phaseStart()
 		if re.rt.StartBodyFilter(re.entry, c) == nil {

@@ -53,10 +53,14 @@ func (rt *Runtime) StartRequestFilter(e *Entry, c *RequestContext) error {
 	return rt.startPhase(&c.phase, e, runRequestFilter, c)
 }
 
-// startPhase hands a phase context to the pool. If the pool refuses it, the
-// worker's reference of a pooled context is dropped: it will never run.
+// startPhase hands a phase context to the pool, with the worker's
+// reference of a pooled context; if the pool refuses it, that reference is
+// dropped: it will never run.
 func (rt *Runtime) startPhase(p *phase, e *Entry, fn func(any), arg any) error {
 	p.entry, p.rt = e, rt
+	if p.recycle != nil {
+		p.refs.Add(1) // the worker's, released by finish
+	}
 	p.running.Store(true)
 	if err := rt.submitPhase(fn, arg); err != nil {
 		p.running.Store(false)

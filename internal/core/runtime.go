@@ -71,6 +71,7 @@ type Runtime struct {
 	cancel context.CancelFunc
 	events sync.Pool
 
+	reqCtxs  sync.Pool // *RequestContext (AcquireRequestContext)
 	respCtxs sync.Pool // *ResponseContext (AcquireResponseContext)
 	bodyCtxs sync.Pool // *BodyContext
 	logJobs  sync.Pool // *logJob
