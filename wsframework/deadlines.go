@@ -16,6 +16,7 @@ import (
 // Precision is one tick (a twentieth of the timeout, 1 ms to 250 ms).
 type deadlines struct {
 	clock    *clock.Clock
+	now      func() int64 // clock.Now, made once
 	timeout  time.Duration
 	tick     time.Duration
 	shards   [16]deadlineShard
@@ -51,6 +52,7 @@ func newDeadlines(timeout time.Duration, clk *clock.Clock) *deadlines {
 	tick := min(max(timeout/20, time.Millisecond), 250*time.Millisecond)
 	return &deadlines{
 		clock:   clk,
+		now:     clk.Now,
 		timeout: timeout, tick: tick,
 		kick:    make(chan struct{}, 1),
 		stopped: make(chan struct{}),
@@ -61,6 +63,11 @@ func newDeadlines(timeout time.Duration, clk *clock.Clock) *deadlines {
 // arm registers w to expire one timeout from now, replacing an earlier
 // registration. It reports false after stop (the caller must not wait).
 func (d *deadlines) arm(w *deadlineWait) bool {
+	return d.armAt(w, d.clock.Now()+int64(d.timeout))
+}
+
+// armAt is arm with the expiry at, a reading of d's clock.
+func (d *deadlines) armAt(w *deadlineWait, at int64) bool {
 	d.disarm(w)
 	if w.expired == nil {
 		w.expired = make(chan struct{}, 1)
@@ -81,7 +88,7 @@ func (d *deadlines) arm(w *deadlineWait) bool {
 	}
 	d.stopMu.Unlock()
 	sh := &d.shards[d.next.Add(1)%uint32(len(d.shards))]
-	w.at = d.clock.Now() + int64(d.timeout)
+	w.at = at
 	sh.mu.Lock()
 	w.shard, w.prev, w.next, w.listed = sh, nil, sh.head, true
 	if sh.head != nil {

@@ -276,10 +276,15 @@ func (x *exchange) answerError(status int) {
 // rc is the request context when the phase is a request filter (for
 // streaming), else nil.
 func (x *exchange) wait(p phaseSignal, rc *core.RequestContext) outcome {
-	dl := x.srv.phaseDeadlines
-	if !dl.arm(&x.dl) {
+	if !x.srv.phaseDeadlines.arm(&x.dl) {
 		return outRejected // shut down
 	}
+	return x.waitArmed(p, rc)
+}
+
+// waitArmed is wait with the phase's deadline already armed; it disarms it.
+func (x *exchange) waitArmed(p phaseSignal, rc *core.RequestContext) outcome {
+	dl := x.srv.phaseDeadlines
 	defer dl.disarm(&x.dl)
 	for {
 		select {
@@ -295,15 +300,20 @@ func (x *exchange) wait(p phaseSignal, rc *core.RequestContext) outcome {
 			}
 			dl.arm(&x.dl) // each served call restarts the phase timeout
 		case <-x.dl.expired:
-			if p.Running() {
-				x.srv.stats.phaseStuck.Add(1)
-				x.srv.cfg.Logger.Warn("strand: phase handler still running after its timeout",
-					"route", x.rt.pattern, "path", x.req.Path, "timeout", x.srv.cfg.PhaseTimeout)
-			}
+			x.timedOut(p)
 			return outTimeout
 		case <-x.r.Context().Done():
 			return outGone
 		}
+	}
+}
+
+// timedOut reports a phase whose handler is still running at its timeout.
+func (x *exchange) timedOut(p phaseSignal) {
+	if p.Running() {
+		x.srv.stats.phaseStuck.Add(1)
+		x.srv.cfg.Logger.Warn("strand: phase handler still running after its timeout",
+			"route", x.rt.pattern, "path", x.req.Path, "timeout", x.srv.cfg.PhaseTimeout)
 	}
 }
 

@@ -166,6 +166,8 @@ func (c *BodyContext) reset() {
 	c.phase.reset()
 	c.editor.reset()
 	c.body, c.replaced = nil, false
+	c.chainRF, c.chainNow, c.chainAt = nil, nil, 0
+	c.stage.Store(chainFirst)
 }
 
 func (c *RequestContext) reset() {
@@ -376,6 +378,12 @@ type BodyContext struct {
 	editor
 	body     []byte
 	replaced bool
+
+	// A response chain (StartResponseChain).
+	chainRF  *ResponseContext
+	chainNow func() int64
+	chainAt  int64
+	stage    atomic.Int32
 }
 
 // AcquireBodyContext is NewBodyContext from the runtime's pool of contexts;

@@ -152,7 +152,15 @@ func runLogging(arg any) {
 // the host answers with 500, and a handler that returned without deciding
 // and without Defer decided Next.
 func (p *phase) finish() {
-	if v := recover(); v != nil {
+	p.settle(recover())
+	p.release() // the worker's reference, last: p may be reused after this
+}
+
+// settle is finish without the release: v is what the handler panicked
+// with (nil if it returned). It reports whether the handler decided by the
+// time it returned, without panicking.
+func (p *phase) settle(v any) bool {
+	if v != nil {
 		p.rt.panics.Add(1)
 		p.rt.log.Error("strand: phase handler panic", "entry", p.entry.String(), "panic", v, "stack", string(debug.Stack()))
 		if p.claim() {
@@ -163,7 +171,7 @@ func (p *phase) finish() {
 		p.send() // Next (RequestContext.Decision reads an undecided decided phase as Next)
 	}
 	p.running.Store(false)
-	p.release() // the worker's reference, last: p may be reused after this
+	return v == nil && p.decided.Load()
 }
 
 // RequestFilter runs e's request filter and waits up to timeout for its
