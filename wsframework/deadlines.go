@@ -30,6 +30,7 @@ type deadlines struct {
 	stopMu  sync.Mutex // guards running and isStop
 	running bool
 	isStop  bool
+	live    atomic.Bool // running and not stopped: arm skips stopMu
 }
 
 type deadlineShard struct {
@@ -77,16 +78,19 @@ func (d *deadlines) armAt(w *deadlineWait, at int64) bool {
 		default:
 		}
 	}
-	d.stopMu.Lock()
-	if d.isStop {
+	if !d.live.Load() {
+		d.stopMu.Lock()
+		if d.isStop {
+			d.stopMu.Unlock()
+			return false
+		}
+		if !d.running {
+			d.running = true
+			d.live.Store(true)
+			go d.run()
+		}
 		d.stopMu.Unlock()
-		return false
 	}
-	if !d.running {
-		d.running = true
-		go d.run()
-	}
-	d.stopMu.Unlock()
 	sh := &d.shards[d.next.Add(1)%uint32(len(d.shards))]
 	w.at = at
 	sh.mu.Lock()
@@ -195,6 +199,7 @@ func (d *deadlines) stop() {
 		return
 	}
 	d.isStop = true
+	d.live.Store(false)
 	running := d.running
 	d.stopMu.Unlock()
 	close(d.stopped)

@@ -67,7 +67,7 @@ func TestResponseChainBodyFilterStatusWins(t *testing.T) {
 // Each filter of a chain has its own timeout: a slow response filter and a
 // slow body filter, each within the timeout, together past it, both apply.
 func TestResponseChainEachFilterHasItsOwnTimeout(t *testing.T) {
-	const timeout = 400 * time.Millisecond
+	const timeout = time.Second
 	e := sdk.NewPlugin("p").Entry("e").
 		ResponseFilter(func(c *sdk.ResponseContext) {
 			time.Sleep(timeout * 6 / 10)
