@@ -14,6 +14,7 @@ import (
 // phaseSignal is what the host waits on for every phase context.
 type phaseSignal interface {
 	Signal() <-chan *core.HostCall
+	Interrupt(mark *core.HostCall) bool
 	Panicked() any
 	Running() bool
 }
@@ -103,10 +104,10 @@ func (rt *route) getExchange() *exchange {
 }
 
 // putExchange recycles x once its request is answered and logged (its
-// deadline disarmed). The phase deadline's channel is kept.
+// deadline disarmed).
 func (rt *route) putExchange(x *exchange) {
 	rt.srv.phaseDeadlines.disarm(&x.dl)
-	*x = exchange{rt: rt, srv: rt.srv, dl: deadlineWait{expired: x.dl.expired}}
+	*x = exchange{rt: rt, srv: rt.srv}
 	rt.exchanges.Put(x)
 }
 
@@ -276,35 +277,47 @@ func (x *exchange) answerError(status int) {
 // rc is the request context when the phase is a request filter (for
 // streaming), else nil.
 func (x *exchange) wait(p phaseSignal, rc *core.RequestContext) outcome {
-	if !x.srv.phaseDeadlines.arm(&x.dl) {
+	if !x.srv.phaseDeadlines.arm(&x.dl, p) {
 		return outRejected // shut down
 	}
 	return x.waitArmed(p, rc)
 }
 
-// waitArmed is wait with the phase's deadline already armed; it disarms it.
+// waitArmed is wait with the phase's deadline already armed (for p); it
+// disarms it. It receives from the phase's signal channel alone (the
+// deadline interrupts it there) unless the request's context can end.
 func (x *exchange) waitArmed(p phaseSignal, rc *core.RequestContext) outcome {
 	dl := x.srv.phaseDeadlines
 	defer dl.disarm(&x.dl)
+	sig, gone := p.Signal(), x.r.Context().Done()
 	for {
-		select {
-		case hc := <-p.Signal():
-			if hc == nil {
-				if p.Panicked() != nil {
-					return outPanic
-				}
-				return outDecided
+		var hc *core.HostCall
+		if gone == nil {
+			hc = <-sig
+		} else {
+			select {
+			case hc = <-sig:
+			case <-gone:
+				return outGone
 			}
-			if out := x.serveCall(hc, rc); out != outDecided {
-				return out
+		}
+		switch {
+		case hc == nil:
+			if p.Panicked() != nil {
+				return outPanic
 			}
-			dl.arm(&x.dl) // each served call restarts the phase timeout
-		case <-x.dl.expired:
+			return outDecided
+		case hc == dl.mark:
+			if !dl.expired(&x.dl) {
+				continue // stale: from before a served call re-armed it
+			}
 			x.timedOut(p)
 			return outTimeout
-		case <-x.r.Context().Done():
-			return outGone
 		}
+		if out := x.serveCall(hc, rc); out != outDecided {
+			return out
+		}
+		dl.arm(&x.dl, p) // each served call restarts the phase timeout
 	}
 }
 

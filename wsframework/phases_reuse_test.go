@@ -1,6 +1,7 @@
 package wsframework_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strconv"
@@ -187,4 +188,63 @@ func TestLoggingCountsBodyAcrossRecycledExchanges(t *testing.T) {
 		assert.Equal(t, payload, string(b))
 		assert.EqualValues(t, len(payload), <-logged)
 	}
+}
+
+// A served host call restarts the phase timeout: a filter whose calls are
+// each within the timeout, and together past it, is not timed out (a
+// deadline that expired before a call restarted it is stale).
+func TestHostCallsRestartThePhaseTimeout(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	e := sdk.NewPlugin("p").Entry("e").RequestFilter(func(c *sdk.RequestContext) {
+		for range 4 {
+			time.Sleep(timeout * 4 / 10)
+			if _, err := c.ReadBody(); err != nil {
+				c.Reject(http.StatusTeapot, err.Error())
+				return
+			}
+		}
+		c.Next()
+	})
+	srv, url := phaseServer(t, wsframework.Config{PhaseTimeout: timeout}, "/", okTerminal(nil), e)
+	resp, body := get(t, url+"/")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "terminal", body)
+	assert.Zero(t, srv.Stats().PhaseTimeouts)
+}
+
+// A client that goes away ends the wait for its phase at once, not at the
+// phase timeout.
+func TestClientGoneEndsThePhaseWait(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	logged := make(chan error, 1)
+	e := sdk.NewPlugin("p").Entry("e").
+		RequestFilter(func(c *sdk.RequestContext) {
+			entered <- struct{}{}
+			<-release
+		}).
+		Logging(func(l *sdk.LogEntry) { logged <- l.Err })
+	srv, url := phaseServer(t, wsframework.Config{PhaseTimeout: time.Minute}, "/", okTerminal(nil), e)
+	t.Cleanup(func() { close(release) }) // before Shutdown drains the pool
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/", nil)
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-entered
+	cancel()
+	<-done
+	select {
+	case err := <-logged:
+		assert.ErrorIs(t, err, context.Canceled)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the host still waits for the phase after its client left")
+	}
+	assert.Zero(t, srv.Stats().PhaseTimeouts)
 }

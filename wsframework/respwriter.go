@@ -311,17 +311,26 @@ func (x *exchange) responseChain(i int, body []byte) ([]byte, int, bool) {
 // and, when the body filter ran in the same hand-off, its outcome.
 func (x *exchange) waitChain(rc *core.ResponseContext, bc *core.BodyContext) (rfOut, bfOut outcome, bfRan bool) {
 	dl := x.srv.phaseDeadlines
-	if !dl.arm(&x.dl) {
+	if !dl.arm(&x.dl, bc) {
 		bc.LeaveChain()
 		return outRejected, 0, false
 	}
+	sig, gone := bc.Signal(), x.r.Context().Done()
 	for {
-		select {
-		case hc := <-bc.Signal():
-			if hc != nil { // a body filter makes no host calls
-				hc.Reply(core.HostReply{Err: errors.New("wsframework: no host calls in a response chain")})
-				continue
+		var hc *core.HostCall
+		if gone == nil {
+			hc = <-sig
+		} else {
+			select {
+			case hc = <-sig:
+			case <-gone:
+				dl.disarm(&x.dl)
+				bc.LeaveChain()
+				return outGone, 0, false
 			}
+		}
+		switch {
+		case hc == nil:
 			if bc.ChainStage() == core.ChainBoth {
 				dl.disarm(&x.dl)
 				if bc.Panicked() != nil {
@@ -330,25 +339,31 @@ func (x *exchange) waitChain(rc *core.ResponseContext, bc *core.BodyContext) (rf
 				return outDecided, outDecided, true
 			}
 			// The response filter deferred (or panicked): wait for it
-			// within its own deadline, still armed.
+			// within its own deadline, still running. (An expiry on bc's
+			// channel since is not lost: past the deadline, the scanner
+			// interrupts rc at its next tick.)
+			if !dl.armAt(&x.dl, x.dl.at, rc) {
+				return outRejected, 0, false
+			}
 			return x.waitArmed(rc, nil), 0, false
-		case <-x.dl.expired:
+		case hc == dl.mark:
+			if !dl.expired(&x.dl) {
+				continue
+			}
 			if !bc.LeaveChain() {
 				dl.disarm(&x.dl)
 				x.timedOut(rc)
 				return outTimeout, 0, false
 			}
 			// The body filter has its own timeout, from its start.
-			if at := bc.ChainedAt() + int64(dl.timeout); at > dl.now() && dl.armAt(&x.dl, at) {
+			if at := bc.ChainedAt() + int64(dl.timeout); at > dl.now() && dl.armAt(&x.dl, at, bc) {
 				continue
 			}
 			dl.disarm(&x.dl)
 			x.timedOut(bc)
 			return outDecided, outTimeout, true
-		case <-x.r.Context().Done():
-			dl.disarm(&x.dl)
-			bc.LeaveChain()
-			return outGone, 0, false
+		default: // a body filter makes no host calls
+			hc.Reply(core.HostReply{Err: errors.New("wsframework: no host calls in a response chain")})
 		}
 	}
 }

@@ -257,6 +257,19 @@ func (p *phase) signal() {
 // to answer. Hosts and test kits use it.
 func (p *phase) Signal() <-chan *HostCall { return p.ch }
 
+// Interrupt puts mark, a value of the host's own (not a call to answer),
+// on the signal channel unless something is already pending there, and
+// reports whether it did. A host uses it to end its wait on Signal from
+// another goroutine (a deadline) without a second channel to select on.
+func (p *phase) Interrupt(mark *HostCall) bool {
+	select {
+	case p.ch <- mark:
+		return true
+	default:
+		return false
+	}
+}
+
 // Panicked returns the value the handler panicked with, or nil. Valid once
 // the host received the decision signal.
 func (p *phase) Panicked() any { return p.panic }
