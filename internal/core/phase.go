@@ -134,18 +134,29 @@ func (c *RequestContext) base() *phase  { return &c.phase }
 // A context in the pool reads as decided, so that a stray late decision
 // (a handler that broke the rule not to touch its context after deciding)
 // is a no-op until the context is handed out again.
+//
+// An atomic store is a locked instruction on amd64: flags already right
+// are only read.
 func (p *phase) reset() {
-	ch, rec := p.ch, p.recycle
-	select { // a decision or call never read by a host that gave up
-	case <-ch:
-	default:
+	if len(p.ch) > 0 {
+		select { // a decision, call or deadline mark never read by a host that gave up
+		case <-p.ch:
+		default:
+		}
 	}
 	p.ctx, p.req, p.vals, p.panic, p.entry, p.rt = nil, nil, nil, nil, nil, nil
-	p.deferred.Store(false)
-	p.running.Store(false)
-	p.callID.Store(0)
-	p.ch, p.recycle = ch, rec
-	p.decided.Store(true)
+	if p.deferred.Load() {
+		p.deferred.Store(false)
+	}
+	if p.running.Load() {
+		p.running.Store(false)
+	}
+	if p.callID.Load() != 0 {
+		p.callID.Store(0)
+	}
+	if !p.decided.Load() {
+		p.decided.Store(true)
+	}
 }
 
 // inPool is refs of a context in its pool: a stray release there cannot
@@ -167,7 +178,9 @@ func (c *BodyContext) reset() {
 	c.editor.reset()
 	c.body, c.replaced = nil, false
 	c.chainRF, c.chainNow, c.chainAt = nil, nil, 0
-	c.stage.Store(chainFirst)
+	if c.stage.Load() != chainFirst {
+		c.stage.Store(chainFirst)
+	}
 }
 
 func (c *RequestContext) reset() {
