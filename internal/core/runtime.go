@@ -71,7 +71,6 @@ type Runtime struct {
 	cancel context.CancelFunc
 	events sync.Pool
 
-	reqCtxs  sync.Pool // *RequestContext (AcquireRequestContext)
 	respCtxs sync.Pool // *ResponseContext (AcquireResponseContext)
 	bodyCtxs sync.Pool // *BodyContext
 	logJobs  sync.Pool // *logJob
@@ -87,6 +86,9 @@ type Runtime struct {
 	poolErr  error
 
 	closeOnce sync.Once
+
+	// Last, so that the fields the event path uses keep their offsets.
+	reqCtxs sync.Pool // *RequestContext (AcquireRequestContext)
 }
 
 // NewRuntime returns a runtime for p.
