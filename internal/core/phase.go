@@ -159,6 +159,15 @@ func (p *phase) reset() {
 	}
 }
 
+// reuse readies a context taken from its pool: undecided, and without a
+// Defer that a stray caller made while it was pooled.
+func (p *phase) reuse() {
+	if p.deferred.Load() {
+		p.deferred.Store(false)
+	}
+	p.decided.Store(false)
+}
+
 // inPool is refs of a context in its pool: a stray release there cannot
 // reach zero and recycle it twice.
 const inPool = -1
@@ -193,7 +202,7 @@ func (c *RequestContext) reset() {
 // resets it and puts it back. The caller initializes it and sets refs.
 func acquirePooled[T any, P pooledPhase[T]](pool *sync.Pool) P {
 	if c, ok := pool.Get().(P); ok {
-		c.base().decided.Store(false)
+		c.base().reuse()
 		return c
 	}
 	c := P(new(T))

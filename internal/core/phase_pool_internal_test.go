@@ -69,6 +69,11 @@ func TestPooledContextWaitsForADeferredDecision(t *testing.T) {
 	}
 	_, err := late.ReadBody()
 	assert.ErrorIs(t, err, ErrPhaseOver)
+	// A stray Defer does not carry over to the context's next use.
+	late.Defer()
+	c.reuse()
+	assert.False(t, c.deferred.Load())
+	assert.False(t, c.decided.Load())
 }
 
 func TestPooledContextWaitsForABlockedHandler(t *testing.T) {
