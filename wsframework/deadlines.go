@@ -120,7 +120,7 @@ func (d *deadlines) disarm(w *deadlineWait) {
 		d.active.Add(-1)
 	}
 	sh.mu.Unlock()
-	w.shard = nil
+	w.shard, w.p = nil, nil // keep no phase context the pool may reuse
 }
 
 // expired reports whether a mark the waiter of w received is for its
