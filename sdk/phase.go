@@ -14,7 +14,9 @@ import (
 // Upgrade. Returning without deciding means Next. A filter that decides
 // later, from another goroutine, calls Defer before it returns and then
 // decides within the host's phase timeout. Do not touch the context after
-// deciding.
+// deciding: the host recycles it for another request once the handler has
+// returned and decided (a deferring handler: once it decided, even after
+// the host stopped waiting). The Request snapshot is not recycled.
 type RequestContext core.RequestContext
 
 func (c *RequestContext) core() *core.RequestContext { return (*core.RequestContext)(c) }
@@ -104,7 +106,8 @@ func (c *RequestContext) StreamEnd() error { return c.core().StreamEnd() }
 
 // ResponseContext is handed to a ResponseFilter: the request, and the
 // answer's status and headers, which it may edit before deciding with Next.
-// Returning without deciding means Next; see Defer.
+// Returning without deciding means Next; see Defer. Do not touch the
+// context after deciding: it is recycled, as a RequestContext is.
 type ResponseContext core.ResponseContext
 
 func (c *ResponseContext) core() *core.ResponseContext { return (*core.ResponseContext)(c) }
@@ -146,7 +149,8 @@ func (c *ResponseContext) Defer() { c.core().Defer() }
 
 // BodyContext is handed to a ResponseBodyFilter: the request, the answer's
 // status and its whole body, which it may replace before deciding with
-// Next. Returning without deciding means Next; see Defer.
+// Next. Returning without deciding means Next; see Defer. Do not touch the
+// context after deciding: it is recycled, as a RequestContext is.
 type BodyContext core.BodyContext
 
 func (c *BodyContext) core() *core.BodyContext { return (*core.BodyContext)(c) }

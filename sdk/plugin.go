@@ -67,7 +67,10 @@ type RequestFilterFunc func(ctx *RequestContext)
 
 // ResponseFilterFunc is the ResponseFilter phase handler: it sees the
 // answer's status and headers, may edit them, and decides with ctx.Next.
-// Returning without deciding means Next; see ctx.Defer to decide later.
+// Returning without deciding means Next; see ctx.Defer to decide later. It
+// runs before the status goes out: when the answer's status is written or,
+// on a route with a body filter (where the answer is buffered), once the
+// whole answer is, just before the body filters.
 type ResponseFilterFunc func(ctx *ResponseContext)
 
 // BodyFilterFunc is the ResponseBodyFilter phase handler: it sees the whole

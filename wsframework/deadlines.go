@@ -6,20 +6,26 @@ import (
 	"time"
 
 	"github.com/strandws/strand/internal/clock"
+	"github.com/strandws/strand/internal/core"
 )
 
 // deadlines expires phase waits without a runtime timer per wait: a Go
 // timer armed and stopped around every blocking select costs more than the
 // phase hand-off itself. Waits register in a small sharded intrusive list;
 // one goroutine, started on first use and stopped by stop, scans them every
-// tick while any is registered and signals those past their deadline.
-// Precision is one tick (a twentieth of the timeout, 1 ms to 250 ms).
+// tick while any is registered and interrupts those past their deadline:
+// it puts mark on the phase's own signal channel, so a waiting host
+// receives from that one channel only (and checks the mark against its
+// deadline: a mark from before a re-arm is stale). Precision is one tick
+// (a twentieth of the timeout, 1 ms to 250 ms).
 type deadlines struct {
 	clock    *clock.Clock
+	now      func() int64 // clock.Now, made once
 	timeout  time.Duration
 	tick     time.Duration
 	shards   [16]deadlineShard
 	next     atomic.Uint32
+	mark     *core.HostCall // what an expiry puts on a phase's signal channel
 	active   atomic.Int64
 	sleeping atomic.Bool // the scanner waits for a kick
 	kick     chan struct{}
@@ -29,6 +35,7 @@ type deadlines struct {
 	stopMu  sync.Mutex // guards running and isStop
 	running bool
 	isStop  bool
+	live    atomic.Bool // running and not stopped: arm skips stopMu
 }
 
 type deadlineShard struct {
@@ -37,13 +44,12 @@ type deadlineShard struct {
 	_    [40]byte // keep shards on separate cache lines
 }
 
-// deadlineWait is one registered wait. Its channel is reused across the
-// waits of one exchange.
+// deadlineWait is one registered wait.
 type deadlineWait struct {
 	prev, next *deadlineWait
 	shard      *deadlineShard
-	at         int64 // a clock reading
-	expired    chan struct{}
+	at         int64       // a clock reading; written by the waiter only
+	p          phaseSignal // interrupted at expiry
 	listed     bool
 }
 
@@ -51,37 +57,40 @@ func newDeadlines(timeout time.Duration, clk *clock.Clock) *deadlines {
 	tick := min(max(timeout/20, time.Millisecond), 250*time.Millisecond)
 	return &deadlines{
 		clock:   clk,
+		now:     clk.Now,
 		timeout: timeout, tick: tick,
+		mark:    &core.HostCall{},
 		kick:    make(chan struct{}, 1),
 		stopped: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 }
 
-// arm registers w to expire one timeout from now, replacing an earlier
-// registration. It reports false after stop (the caller must not wait).
-func (d *deadlines) arm(w *deadlineWait) bool {
+// arm registers w to interrupt p one timeout from now, replacing an
+// earlier registration. It reports false after stop (the caller must not
+// wait).
+func (d *deadlines) arm(w *deadlineWait, p phaseSignal) bool {
+	return d.armAt(w, d.clock.Now()+int64(d.timeout), p)
+}
+
+// armAt is arm with the expiry at, a reading of d's clock.
+func (d *deadlines) armAt(w *deadlineWait, at int64, p phaseSignal) bool {
 	d.disarm(w)
-	if w.expired == nil {
-		w.expired = make(chan struct{}, 1)
-	} else {
-		select { // drop a stale expiry
-		case <-w.expired:
-		default:
+	if !d.live.Load() {
+		d.stopMu.Lock()
+		if d.isStop {
+			d.stopMu.Unlock()
+			return false
 		}
-	}
-	d.stopMu.Lock()
-	if d.isStop {
+		if !d.running {
+			d.running = true
+			d.live.Store(true)
+			go d.run()
+		}
 		d.stopMu.Unlock()
-		return false
 	}
-	if !d.running {
-		d.running = true
-		go d.run()
-	}
-	d.stopMu.Unlock()
 	sh := &d.shards[d.next.Add(1)%uint32(len(d.shards))]
-	w.at = d.clock.Now() + int64(d.timeout)
+	w.at, w.p = at, p
 	sh.mu.Lock()
 	w.shard, w.prev, w.next, w.listed = sh, nil, sh.head, true
 	if sh.head != nil {
@@ -111,8 +120,12 @@ func (d *deadlines) disarm(w *deadlineWait) {
 		d.active.Add(-1)
 	}
 	sh.mu.Unlock()
-	w.shard = nil
+	w.shard, w.p = nil, nil // keep no phase context the pool may reuse
 }
+
+// expired reports whether a mark the waiter of w received is for its
+// current deadline (false: a stale mark from before a re-arm).
+func (d *deadlines) expired(w *deadlineWait) bool { return d.clock.Now() >= w.at }
 
 func (d *deadlines) unlinkLocked(sh *deadlineShard, w *deadlineWait) {
 	if w.prev != nil {
@@ -167,10 +180,9 @@ func (d *deadlines) run() {
 				if w.at <= now {
 					d.unlinkLocked(sh, w)
 					d.active.Add(-1)
-					select {
-					case w.expired <- struct{}{}:
-					default:
-					}
+					// Nothing pending there otherwise: the waiter will read
+					// the decision or call that is.
+					w.p.Interrupt(d.mark)
 				}
 				w = next
 			}
@@ -188,6 +200,7 @@ func (d *deadlines) stop() {
 		return
 	}
 	d.isStop = true
+	d.live.Store(false)
 	running := d.running
 	d.stopMu.Unlock()
 	close(d.stopped)

@@ -458,6 +458,14 @@ func (pm *pluginMetrics) phaseStart() time.Time {
 // phaseDone records how waiting for a phase of the plugin ended: its
 // duration when it ran (decided or failed while running) and its failure.
 func (pm *pluginMetrics) phaseDone(ph core.Phase, out outcome, start time.Time) {
+	if pm == nil {
+		return
+	}
+	pm.phaseDoneAt(ph, out, start, time.Now())
+}
+
+// phaseDoneAt is phaseDone for a phase that ended at end.
+func (pm *pluginMetrics) phaseDoneAt(ph core.Phase, out outcome, start, end time.Time) {
 	if pm == nil || int(ph) >= numPhases {
 		return
 	}
@@ -475,7 +483,7 @@ func (pm *pluginMetrics) phaseDone(ph core.Phase, out outcome, start time.Time) 
 		return // the client left: neither a duration nor the plugin's failure
 	}
 	if out != outRejected && !start.IsZero() {
-		pm.phases[ph].get(pm.m.phase, pm.name, ph.String()).Observe(time.Since(start).Seconds())
+		pm.phases[ph].get(pm.m.phase, pm.name, ph.String()).Observe(end.Sub(start).Seconds())
 	}
 	if kind != "" {
 		pm.m.phaseFail.WithLabelValues(pm.name, ph.String(), kind).Inc()

@@ -14,6 +14,7 @@ import (
 // phaseSignal is what the host waits on for every phase context.
 type phaseSignal interface {
 	Signal() <-chan *core.HostCall
+	Interrupt(mark *core.HostCall) bool
 	Panicked() any
 	Running() bool
 }
@@ -44,13 +45,13 @@ type exchange struct {
 	start time.Time
 	ran   int // entries whose request filter ran (or was skipped over)
 
-	last   *core.RequestContext // the last context that decided Next
-	values map[string]any
+	last    *core.RequestContext // the last context that decided Next (held until the terminal)
+	values  map[string]any
+	counted *countingBody // the request body, counted for Logging
 
 	body     []byte
 	bodyRead bool
 	tooLarge bool
-	bytesIn  int64
 	streamed bool
 	status   int // the answer's status when the host answered itself
 	err      error
@@ -72,28 +73,59 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	x := &exchange{rt: rt, srv: rt.srv, w: w, r: r, start: now}
+	x := rt.getExchange()
+	x.w, x.r, x.start = w, r, now
 	x.req = rt.snapshot(r, now)
 	if rt.anyResponseFilter || rt.anyBodyFilter || rt.anyLogging {
 		x.rwMem = respWriter{x: x, w: w, buffering: rt.anyBodyFilter}
 		x.rw = &x.rwMem
 	}
 	if rt.anyLogging && r.Body != nil && r.Body != http.NoBody {
-		r.Body = &countingBody{ReadCloser: r.Body, n: &x.bytesIn}
+		x.counted = &countingBody{ReadCloser: r.Body}
+		r.Body = x.counted
 	}
-	defer rt.srv.phaseDeadlines.disarm(&x.dl)
+	c, info := x.run()
+	rt.putExchange(x)
+	if c != nil {
+		c.route = rt
+		rt.metrics.opened(c)
+		c.serve(rt.srv.hardCtx, info)
+	}
+}
 
-	for i, re := range rt.chain {
+// getExchange takes an exchange from the route's pool. Nothing outside the
+// request's goroutine keeps a pointer to an exchange: phase contexts get
+// the request snapshot and the values map, never the exchange itself.
+func (rt *route) getExchange() *exchange {
+	if x, ok := rt.exchanges.Get().(*exchange); ok {
+		return x
+	}
+	return &exchange{rt: rt, srv: rt.srv}
+}
+
+// putExchange recycles x once its request is answered and logged (its
+// deadline disarmed).
+func (rt *route) putExchange(x *exchange) {
+	rt.srv.phaseDeadlines.disarm(&x.dl)
+	*x = exchange{rt: rt, srv: rt.srv}
+	rt.exchanges.Put(x)
+}
+
+// run takes the request through the chain and the terminal. It returns
+// the connection to serve when an entry upgraded (with the handshake
+// answered and logged).
+func (x *exchange) run() (*conn, core.ConnInfo) {
+	r := x.r
+	for i, re := range x.rt.chain {
 		x.ran = i + 1
 		e := re.entry
 		if !e.Has(core.PhaseRequestFilter) {
 			if h := e.WebSocketHandlers(); h != nil && isWebSocketHandshake(r) {
-				x.upgrade(re, x.nextContext(), h)
-				return
+				return x.upgrade(re, x.nextContext(re), h)
 			}
 			continue
 		}
-		rc := x.nextContext()
+		rc := x.nextContext(re)
 		out := outRejected
 		start := re.metrics.phaseStart()
 		if re.rt.StartRequestFilter(e, rc) == nil {
@@ -101,9 +133,10 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		re.metrics.phaseDone(core.PhaseRequestFilter, out, start)
 		if out != outDecided {
+			rc.Release() // the handler may still hold it: the pool waits for it
 			if x.fail(re, out) {
 				x.finish()
-				return
+				return nil, core.ConnInfo{}
 			}
 			continue // fail open: skip the entry and whatever it collected
 		}
@@ -111,45 +144,57 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch rc.Decision() {
 		case core.DecisionEnd:
 			x.answer(rc)
+			rc.Release()
 			x.finish()
-			return
+			return nil, core.ConnInfo{}
 		case core.DecisionUpgrade:
 			h := rc.UpgradeHandlers()
 			if h == nil {
 				h = e.WebSocketHandlers()
 			}
 			if h == nil {
+				rc.Release()
 				x.err = errors.New("wsframework: upgrade by an entry without WebSocket handlers")
 				x.srv.cfg.Logger.Error("strand: upgrade without handlers", "route", x.rt.pattern, "entry", e.String())
 				x.answerError(http.StatusInternalServerError)
 				x.finish()
-				return
+				return nil, core.ConnInfo{}
 			}
-			x.upgrade(re, rc, h)
-			return
+			return x.upgrade(re, rc, h)
 		}
-		x.last = rc
+		x.setLast(rc)
 	}
 	out := x.out()
 	if x.last != nil {
 		core.ApplyHeaderEdits(out.Header(), x.last.HeaderEdits())
+		x.setLast(nil)
 	}
-	if rt.terminal == nil {
+	if x.rt.terminal == nil {
 		http.NotFound(out, r)
 	} else {
-		rt.terminal.ServeHTTP(out, r)
+		x.rt.terminal.ServeHTTP(out, r)
 	}
 	x.finish()
+	return nil, core.ConnInfo{}
 }
 
-// nextContext returns the context for the next request filter: it carries
-// the values and edits of the last entry that decided Next, never anything
-// from an entry that failed (its handler may still be running).
-func (x *exchange) nextContext() *core.RequestContext {
+// setLast makes rc the last context that decided Next, releasing the one
+// before.
+func (x *exchange) setLast(rc *core.RequestContext) {
 	if x.last != nil {
-		return x.last.Continue()
+		x.last.Release()
 	}
-	return core.NewRequestContext(x.r.Context(), x.req, nil)
+	x.last = rc
+}
+
+// nextContext returns the context for re's request filter: it carries the
+// values and edits of the last entry that decided Next, never anything
+// from an entry that failed (its handler may still be running).
+func (x *exchange) nextContext(re routeEntry) *core.RequestContext {
+	if x.last != nil {
+		return re.rt.AcquireContinue(x.last)
+	}
+	return re.rt.AcquireRequestContext(x.r.Context(), x.req, nil)
 }
 
 // answer writes a request filter's End answer (unless it streamed one).
@@ -170,18 +215,16 @@ func (x *exchange) answer(rc *core.RequestContext) {
 	_, _ = out.Write(body)
 }
 
-// upgrade completes the handshake, runs Logging (status 101) and serves the
-// connection on this goroutine.
-func (x *exchange) upgrade(re routeEntry, rc *core.RequestContext, h *core.WebSocketHandlers) {
+// upgrade completes the handshake, releases rc and runs Logging (status
+// 101). It returns the connection the caller serves, if any.
+func (x *exchange) upgrade(re routeEntry, rc *core.RequestContext, h *core.WebSocketHandlers) (*conn, core.ConnInfo) {
 	c, info, status := x.srv.upgrade(x.w, x.r, re.rt, rc, h, x.rt.compress)
 	x.status = status
 	x.values = rc.Values()
+	rc.Release()
+	x.setLast(nil)
 	x.log()
-	if c != nil {
-		c.route = x.rt
-		x.rt.metrics.opened(c)
-		c.serve(x.srv.hardCtx, info)
-	}
+	return c, info
 }
 
 // fail applies the failing entry's failure mode. It reports whether the
@@ -234,34 +277,56 @@ func (x *exchange) answerError(status int) {
 // rc is the request context when the phase is a request filter (for
 // streaming), else nil.
 func (x *exchange) wait(p phaseSignal, rc *core.RequestContext) outcome {
-	dl := x.srv.phaseDeadlines
-	if !dl.arm(&x.dl) {
+	if !x.srv.phaseDeadlines.arm(&x.dl, p) {
 		return outRejected // shut down
 	}
+	return x.waitArmed(p, rc)
+}
+
+// waitArmed is wait with the phase's deadline already armed (for p); it
+// disarms it. It receives from the phase's signal channel alone (the
+// deadline interrupts it there) unless the request's context can end.
+func (x *exchange) waitArmed(p phaseSignal, rc *core.RequestContext) outcome {
+	dl := x.srv.phaseDeadlines
 	defer dl.disarm(&x.dl)
+	sig, gone := p.Signal(), x.r.Context().Done()
 	for {
-		select {
-		case hc := <-p.Signal():
-			if hc == nil {
-				if p.Panicked() != nil {
-					return outPanic
-				}
-				return outDecided
+		var hc *core.HostCall
+		if gone == nil {
+			hc = <-sig
+		} else {
+			select {
+			case hc = <-sig:
+			case <-gone:
+				return outGone
 			}
-			if out := x.serveCall(hc, rc); out != outDecided {
-				return out
-			}
-			dl.arm(&x.dl) // each served call restarts the phase timeout
-		case <-x.dl.expired:
-			if p.Running() {
-				x.srv.stats.phaseStuck.Add(1)
-				x.srv.cfg.Logger.Warn("strand: phase handler still running after its timeout",
-					"route", x.rt.pattern, "path", x.req.Path, "timeout", x.srv.cfg.PhaseTimeout)
-			}
-			return outTimeout
-		case <-x.r.Context().Done():
-			return outGone
 		}
+		switch {
+		case hc == nil:
+			if p.Panicked() != nil {
+				return outPanic
+			}
+			return outDecided
+		case hc == dl.mark:
+			if !dl.expired(&x.dl) {
+				continue // stale: from before a served call re-armed it
+			}
+			x.timedOut(p)
+			return outTimeout
+		}
+		if out := x.serveCall(hc, rc); out != outDecided {
+			return out
+		}
+		dl.arm(&x.dl, p) // each served call restarts the phase timeout
+	}
+}
+
+// timedOut reports a phase whose handler is still running at its timeout.
+func (x *exchange) timedOut(p phaseSignal) {
+	if p.Running() {
+		x.srv.stats.phaseStuck.Add(1)
+		x.srv.cfg.Logger.Warn("strand: phase handler still running after its timeout",
+			"route", x.rt.pattern, "path", x.req.Path, "timeout", x.srv.cfg.PhaseTimeout)
 	}
 }
 
@@ -347,7 +412,7 @@ func (x *exchange) log() {
 		out = x.rw.bytesOut
 	}
 	le := core.LogEntry{
-		Request: x.req, Status: status, BytesIn: x.bytesIn,
+		Request: x.req, Status: status, BytesIn: x.bytesIn(),
 		BytesOut: out, Duration: time.Since(x.start), Err: x.err, Values: x.values,
 	}
 	for _, re := range x.rt.chain {
@@ -360,14 +425,24 @@ func (x *exchange) log() {
 	}
 }
 
-// countingBody counts request body bytes read by the terminal.
+// bytesIn returns the request body bytes read so far.
+func (x *exchange) bytesIn() int64 {
+	if x.counted == nil {
+		return 0
+	}
+	return x.counted.n
+}
+
+// countingBody counts request body bytes read by the terminal. It is the
+// request's, not the exchange's: it keeps no pointer into a recycled
+// exchange.
 type countingBody struct {
 	io.ReadCloser
-	n *int64
+	n int64
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	*b.n += int64(n)
+	b.n += int64(n)
 	return n, err
 }

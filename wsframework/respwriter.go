@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/strandws/strand/internal/core"
 )
@@ -12,9 +13,13 @@ var errBodyOverCap = errors.New("wsframework: answer body over MaxBodyFilterByte
 
 // respWriter sits between the terminal (or a plugin's answer) and the
 // server's ResponseWriter when the route has response phases: it runs the
-// ResponseFilters when the status is written, buffers the body for
+// ResponseFilters before the status goes out, buffers the body for
 // ResponseBodyFilters (up to MaxBodyFilterBytes), and counts bytes for
-// Logging. Without body filters it streams and flushes as usual.
+// Logging. Without body filters it streams and flushes as usual, and the
+// ResponseFilters run when the status is written; with body filters the
+// status goes out with the filtered body, and the ResponseFilters run just
+// before the body filters (one hand-off runs an entry's two: see
+// exchange.responseChain), or when the body overflows the buffer.
 type respWriter struct {
 	x           *exchange
 	w           http.ResponseWriter
@@ -42,12 +47,13 @@ func (rw *respWriter) WriteHeader(code int) {
 	}
 	rw.wroteHeader = true
 	rw.status = code
-	if rw.x.rt.anyResponseFilter && !rw.x.responseFilters() {
+	if rw.buffering {
+		return // the filters run in finish (or on overflow), before the header goes out
+	}
+	if rw.x.rt.anyResponseFilter && !rw.x.responseFilters(-1) {
 		return
 	}
-	if !rw.buffering {
-		rw.sendHeader()
-	}
+	rw.sendHeader()
 }
 
 func (rw *respWriter) sendHeader() {
@@ -73,9 +79,14 @@ func (rw *respWriter) Write(p []byte) (int, error) {
 			rw.fail(http.StatusBadGateway)
 			return 0, errBodyOverCap
 		}
-		// Fail open: pass the body through unfiltered.
+		// Fail open: pass the body through unfiltered, after the response
+		// filters.
 		rw.x.srv.stats.bodyPassed.Add(1)
 		rw.buffering = false
+		if rw.x.rt.anyResponseFilter && !rw.x.responseFilters(-1) {
+			rw.buf = nil
+			return 0, errResponseReplaced
+		}
 		rw.sendHeader()
 		buffered := rw.buf
 		rw.buf = nil
@@ -145,7 +156,7 @@ func (rw *respWriter) finish() {
 		return
 	}
 	rw.buffering = false
-	body, ok := rw.x.bodyFilters(rw.buf)
+	body, ok := rw.x.bufferedPhases(rw.buf)
 	if !ok {
 		return
 	}
@@ -157,19 +168,59 @@ func (rw *respWriter) finish() {
 	rw.buf = nil
 }
 
+// bufferedPhases runs the response filters and then the body filters over
+// a buffered body, in the order of the single phases (last entry first,
+// every response filter before any body filter), and returns the final
+// body. When the last response filter to run and the first body filter are
+// the same entry's, as with a single entry that has both, they run in one
+// hand-off.
+func (x *exchange) bufferedPhases(body []byte) ([]byte, bool) {
+	chain := x.chainable()
+	if x.rt.anyResponseFilter && !x.responseFilters(chain) {
+		return nil, false
+	}
+	done := -1
+	if chain >= 0 {
+		var ok bool
+		if body, done, ok = x.responseChain(chain, body); !ok {
+			return nil, false
+		}
+	}
+	return x.bodyFilters(body, done)
+}
+
+// chainable returns the entry whose response filter runs last and whose
+// body filter runs first, or -1 when they are different entries.
+func (x *exchange) chainable() int {
+	rf, bf := -1, -1
+	for i := 0; i < x.ran; i++ {
+		e := x.rt.chain[i].entry
+		if rf < 0 && e.Has(core.PhaseResponseFilter) {
+			rf = i
+		}
+		if e.Has(core.PhaseResponseBodyFilter) {
+			bf = i
+		}
+	}
+	if rf >= 0 && rf == bf {
+		return rf
+	}
+	return -1
+}
+
 // responseFilters runs the ResponseFilters of the entries whose request
-// filter ran, last first. It reports false when a failure answered the
-// request.
-func (x *exchange) responseFilters() bool {
+// filter ran, last first, except entry skip (-1: none). It reports false
+// when a failure answered the request.
+func (x *exchange) responseFilters(skip int) bool {
 	rw := x.rw
 	for i := x.ran - 1; i >= 0; i-- {
 		re := x.rt.chain[i]
-		if !re.entry.Has(core.PhaseResponseFilter) {
+		if i == skip || !re.entry.Has(core.PhaseResponseFilter) {
 			continue
 		}
 		// The handler borrows the live headers, read-only, until the phase
 		// ends (as with every buffer Strand lends a handler).
-		c := re.rt.AcquireResponseContext(x.r.Context(), x.req, &x.values, rw.status, rw.w.Header())
+		c := re.rt.AcquireResponseContext(x.r.Context(), x.req, x.values, rw.status, rw.w.Header())
 		out := outRejected
 		start := re.metrics.phaseStart()
 		if re.rt.StartResponseFilter(re.entry, c) == nil {
@@ -183,25 +234,151 @@ func (x *exchange) responseFilters() bool {
 			}
 			continue
 		}
-		if st := c.Status(); st != 0 {
-			rw.status = st
-		}
-		core.ApplyHeaderEdits(rw.w.Header(), c.HeaderEdits())
-		c.Release()
+		x.applyResponse(c)
 	}
 	return true
 }
 
+// applyResponse applies a decided response filter's edits and releases it.
+func (x *exchange) applyResponse(c *core.ResponseContext) {
+	if st := c.Status(); st != 0 {
+		x.rw.status = st
+	}
+	core.ApplyHeaderEdits(x.rw.w.Header(), c.HeaderEdits())
+	c.Release()
+}
+
+// applyBody applies a decided body filter's result to body and releases it.
+func (x *exchange) applyBody(c *core.BodyContext, body []byte) []byte {
+	if c.Replaced() {
+		body = c.Body()
+	}
+	if st := c.Status(); st != 0 {
+		x.rw.status = st
+	}
+	core.ApplyHeaderEdits(x.rw.w.Header(), c.HeaderEdits())
+	c.Release()
+	return body
+}
+
+// responseChain runs entry i's response filter and body filter in one
+// hand-off (core.Runtime.StartResponseChain). It returns the body, whether
+// the body filter ran here (i) or is left to bodyFilters (-1), and false
+// when a failure answered the request. Each filter keeps its own timeout,
+// outcome, failure mode and metrics.
+func (x *exchange) responseChain(i int, body []byte) ([]byte, int, bool) {
+	re := x.rt.chain[i]
+	rw := x.rw
+	ctx := x.r.Context()
+	rc := re.rt.AcquireResponseContext(ctx, x.req, x.values, rw.status, rw.w.Header())
+	bc := re.rt.AcquireBodyContext(ctx, x.req, x.values, rw.status, body)
+	start := re.metrics.phaseStart()
+	dl := x.srv.phaseDeadlines
+	t0 := dl.now()
+	if err := re.rt.StartResponseChain(re.entry, rc, bc, dl.now); err != nil {
+		rc.Release()
+		bc.Release()
+		re.metrics.phaseDone(core.PhaseResponseFilter, outRejected, start)
+		return body, -1, !x.fail(re, outRejected)
+	}
+	rfOut, bfOut, bfRan := x.waitChain(rc, bc)
+	if bfRan {
+		// The response filter ended when the body filter started.
+		mid := start
+		if !start.IsZero() {
+			mid = start.Add(time.Duration(bc.ChainedAt() - t0))
+		}
+		re.metrics.phaseDoneAt(core.PhaseResponseFilter, outDecided, start, mid)
+		re.metrics.phaseDone(core.PhaseResponseBodyFilter, bfOut, mid)
+		x.applyResponse(rc)
+		if bfOut != outDecided {
+			bc.Release()
+			return body, i, !x.fail(re, bfOut)
+		}
+		return x.applyBody(bc, body), i, true
+	}
+	bc.Release() // never ran: the body filter runs apart
+	re.metrics.phaseDone(core.PhaseResponseFilter, rfOut, start)
+	if rfOut != outDecided {
+		rc.Release()
+		return body, -1, !x.fail(re, rfOut)
+	}
+	x.applyResponse(rc)
+	return body, -1, true
+}
+
+// waitChain waits for a response chain: the response filter's outcome,
+// and, when the body filter ran in the same hand-off, its outcome.
+func (x *exchange) waitChain(rc *core.ResponseContext, bc *core.BodyContext) (rfOut, bfOut outcome, bfRan bool) {
+	dl := x.srv.phaseDeadlines
+	if !dl.arm(&x.dl, bc) {
+		bc.LeaveChain()
+		return outRejected, 0, false
+	}
+	sig, gone := bc.Signal(), x.r.Context().Done()
+	for {
+		var hc *core.HostCall
+		if gone == nil {
+			hc = <-sig
+		} else {
+			select {
+			case hc = <-sig:
+			case <-gone:
+				dl.disarm(&x.dl)
+				bc.LeaveChain()
+				return outGone, 0, false
+			}
+		}
+		switch {
+		case hc == nil:
+			if bc.ChainStage() == core.ChainBoth {
+				dl.disarm(&x.dl)
+				if bc.Panicked() != nil {
+					return outDecided, outPanic, true
+				}
+				return outDecided, outDecided, true
+			}
+			// The response filter deferred (or panicked): wait for it
+			// within its own deadline, still running. (An expiry on bc's
+			// channel since is not lost: past the deadline, the scanner
+			// interrupts rc at its next tick.)
+			if !dl.armAt(&x.dl, x.dl.at, rc) {
+				return outRejected, 0, false
+			}
+			return x.waitArmed(rc, nil), 0, false
+		case hc == dl.mark:
+			if !dl.expired(&x.dl) {
+				continue
+			}
+			if !bc.LeaveChain() {
+				dl.disarm(&x.dl)
+				x.timedOut(rc)
+				return outTimeout, 0, false
+			}
+			// The body filter has its own timeout, from its start.
+			if at := bc.ChainedAt() + int64(dl.timeout); at > dl.now() && dl.armAt(&x.dl, at, bc) {
+				continue
+			}
+			dl.disarm(&x.dl)
+			x.timedOut(bc)
+			return outDecided, outTimeout, true
+		default: // a body filter makes no host calls
+			hc.Reply(core.HostReply{Err: errors.New("wsframework: no host calls in a response chain")})
+		}
+	}
+}
+
 // bodyFilters runs the ResponseBodyFilters of the entries whose request
-// filter ran, last first, and returns the final body.
-func (x *exchange) bodyFilters(body []byte) ([]byte, bool) {
+// filter ran, last first, except entry skip (-1: none), and returns the
+// final body.
+func (x *exchange) bodyFilters(body []byte, skip int) ([]byte, bool) {
 	rw := x.rw
 	for i := x.ran - 1; i >= 0; i-- {
 		re := x.rt.chain[i]
-		if !re.entry.Has(core.PhaseResponseBodyFilter) {
+		if i == skip || !re.entry.Has(core.PhaseResponseBodyFilter) {
 			continue
 		}
-		c := re.rt.AcquireBodyContext(x.r.Context(), x.req, &x.values, rw.status, body)
+		c := re.rt.AcquireBodyContext(x.r.Context(), x.req, x.values, rw.status, body)
 		out := outRejected
 		start := re.metrics.phaseStart()
 		if re.rt.StartBodyFilter(re.entry, c) == nil {
@@ -215,14 +392,7 @@ func (x *exchange) bodyFilters(body []byte) ([]byte, bool) {
 			}
 			continue
 		}
-		if c.Replaced() {
-			body = c.Body()
-		}
-		if st := c.Status(); st != 0 {
-			rw.status = st
-		}
-		core.ApplyHeaderEdits(rw.w.Header(), c.HeaderEdits())
-		c.Release()
+		body = x.applyBody(c, body)
 	}
 	return body, true
 }

@@ -7,6 +7,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -35,6 +36,8 @@ type route struct {
 	anyResponseFilter bool
 	anyBodyFilter     bool
 	anyLogging        bool
+
+	exchanges sync.Pool // *exchange (phases.go)
 }
 
 func (rt *route) init() {

@@ -92,7 +92,7 @@ func (c *HostCall) Reply(r HostReply) { c.reply <- r }
 type phase struct {
 	ctx      context.Context
 	req      *Request
-	values   *map[string]any
+	vals     map[string]any
 	ch       chan *HostCall // nil message: decided
 	decided  atomic.Bool
 	deferred atomic.Bool // the handler said it decides after returning (Defer)
@@ -103,14 +103,16 @@ type phase struct {
 	entry    *Entry
 	rt       *Runtime
 
-	// refs counts the owners of a recycled context (the host and the
-	// worker running the handler); zero for a context that is not pooled.
+	// refs counts the owners of a recycled context: the host, the worker
+	// running the handler, and a handler that called Defer until it
+	// decides; inPool once recycled. Zero for a context that is not pooled
+	// (recycle nil).
 	refs    atomic.Int32
 	recycle func()
 }
 
-func (p *phase) init(ctx context.Context, req *Request, values *map[string]any) {
-	p.ctx, p.req, p.values = ctx, req, values
+func (p *phase) init(ctx context.Context, req *Request, values map[string]any) {
+	p.ctx, p.req, p.vals = ctx, req, values
 	if p.ch == nil {
 		p.ch = make(chan *HostCall, 1)
 	}
@@ -121,28 +123,92 @@ func (p *phase) init(ctx context.Context, req *Request, values *map[string]any) 
 type pooledPhase[T any] interface {
 	*T
 	base() *phase
+	reset()
 }
 
 func (c *ResponseContext) base() *phase { return &c.phase }
 func (c *BodyContext) base() *phase     { return &c.phase }
+func (c *RequestContext) base() *phase  { return &c.phase }
+
+// reset zeroes p for the pool, keeping its channel and recycle function.
+// A context in the pool reads as decided, so that a stray late decision
+// (a handler that broke the rule not to touch its context after deciding)
+// is a no-op until the context is handed out again.
+//
+// An atomic store is a locked instruction on amd64: flags already right
+// are only read.
+func (p *phase) reset() {
+	if len(p.ch) > 0 {
+		select { // a decision, call or deadline mark never read by a host that gave up
+		case <-p.ch:
+		default:
+		}
+	}
+	p.ctx, p.req, p.vals, p.panic, p.entry, p.rt = nil, nil, nil, nil, nil, nil
+	if p.deferred.Load() {
+		p.deferred.Store(false)
+	}
+	if p.running.Load() {
+		p.running.Store(false)
+	}
+	if p.callID.Load() != 0 {
+		p.callID.Store(0)
+	}
+	if !p.decided.Load() {
+		p.decided.Store(true)
+	}
+}
+
+// reuse readies a context taken from its pool: undecided, and without a
+// Defer that a stray caller made while it was pooled.
+func (p *phase) reuse() {
+	if p.deferred.Load() {
+		p.deferred.Store(false)
+	}
+	p.decided.Store(false)
+}
+
+// inPool is refs of a context in its pool: a stray release there cannot
+// reach zero and recycle it twice.
+const inPool = -1
+
+// reset keeps the edits' backing array: the host has applied (or dropped)
+// the edits before it released the context.
+func (e *editor) reset() { e.status, e.edits = 0, e.edits[:0] }
+
+func (c *ResponseContext) reset() {
+	c.phase.reset()
+	c.editor.reset()
+	c.respStatus, c.header = 0, nil
+}
+
+func (c *BodyContext) reset() {
+	c.phase.reset()
+	c.editor.reset()
+	c.body, c.replaced = nil, false
+	c.chainRF, c.chainNow, c.chainAt = nil, nil, 0
+	if c.stage.Load() != chainFirst {
+		c.stage.Store(chainFirst)
+	}
+}
+
+func (c *RequestContext) reset() {
+	c.phase.reset()
+	c.editor.reset()
+	c.decision, c.body, c.ws = DecisionNone, nil, nil
+}
 
 // acquirePooled takes a context from pool, or makes one whose recycle
-// resets it (keeping its channel) and puts it back.
+// resets it and puts it back. The caller initializes it and sets refs.
 func acquirePooled[T any, P pooledPhase[T]](pool *sync.Pool) P {
 	if c, ok := pool.Get().(P); ok {
+		c.base().reuse()
 		return c
 	}
 	c := P(new(T))
 	c.base().recycle = func() {
-		p := c.base()
-		ch, rec := p.ch, p.recycle
-		select { // a decision never read by a host that gave up
-		case <-ch:
-		default:
-		}
-		var zero T
-		*(*T)(c) = zero
-		p.ch, p.recycle = ch, rec
+		c.reset()
+		c.base().refs.Store(inPool) // last: a reader that sees it sees the reset
 		pool.Put(c)
 	}
 	return c
@@ -164,28 +230,40 @@ func (p *phase) Context() context.Context { return p.ctx }
 func (p *phase) Request() *Request { return p.req }
 
 // Value returns a per-request value set by a request filter, or nil.
-func (p *phase) Value(key string) any {
-	if p.values == nil {
-		return nil
-	}
-	return (*p.values)[key]
-}
+func (p *phase) Value(key string) any { return p.vals[key] }
 
 // Defer says that the handler decides after it returns, from another
 // goroutine, within the phase timeout. Without it, a handler that returns
 // without deciding lets the request go on (Next).
-func (p *phase) Defer() { p.deferred.Store(true) }
+//
+// A pooled context stays out of its pool until a deferred handler decides:
+// the decision may come long after the host gave up waiting.
+func (p *phase) Defer() {
+	if !p.deferred.Swap(true) && p.recycle != nil {
+		p.refs.Add(1) // released by the decision (send)
+	}
+}
 
 // claim reserves the one decision of the phase; the caller then records it
 // and calls send.
 func (p *phase) claim() bool { return p.decided.CompareAndSwap(false, true) }
 
 // send reports the recorded decision to the host, unless the request is
-// already over (the host gave up waiting).
+// already over (the host gave up waiting). The channel is empty when a
+// handler decides (its host calls were answered), so the first try
+// succeeds unless the host left a call unread. A deferred handler's
+// reference ends here: p may be reused after send returns.
 func (p *phase) send() {
 	select {
 	case p.ch <- nil:
-	case <-p.ctx.Done():
+	default:
+		select {
+		case p.ch <- nil:
+		case <-p.ctx.Done():
+		}
+	}
+	if p.deferred.Load() {
+		p.release()
 	}
 }
 
@@ -200,6 +278,19 @@ func (p *phase) signal() {
 // handler decided (or panicked: see Panicked); a non-nil one is a host call
 // to answer. Hosts and test kits use it.
 func (p *phase) Signal() <-chan *HostCall { return p.ch }
+
+// Interrupt puts mark, a value of the host's own (not a call to answer),
+// on the signal channel unless something is already pending there, and
+// reports whether it did. A host uses it to end its wait on Signal from
+// another goroutine (a deadline) without a second channel to select on.
+func (p *phase) Interrupt(mark *HostCall) bool {
+	select {
+	case p.ch <- mark:
+		return true
+	default:
+		return false
+	}
+}
 
 // Panicked returns the value the handler panicked with, or nil. Valid once
 // the host received the decision signal.
@@ -282,11 +373,11 @@ type ResponseContext struct {
 // contexts. The host must call Release once it has read the result (or
 // given up on it); the context is reused when both the host and the
 // handler are done with it.
-func (rt *Runtime) AcquireResponseContext(ctx context.Context, req *Request, values *map[string]any, status int, header http.Header) *ResponseContext {
+func (rt *Runtime) AcquireResponseContext(ctx context.Context, req *Request, values map[string]any, status int, header http.Header) *ResponseContext {
 	c := acquirePooled[ResponseContext](&rt.respCtxs)
 	c.respStatus, c.header = status, header
 	c.init(ctx, req, values)
-	c.refs.Store(2)
+	c.refs.Store(1) // the host's; startPhase adds the worker's
 	return c
 }
 
@@ -295,7 +386,7 @@ func (c *ResponseContext) Release() { c.release() }
 
 // NewResponseContext returns a context for a response with status and
 // header (read-only). Hosts call it.
-func NewResponseContext(ctx context.Context, req *Request, values *map[string]any, status int, header http.Header) *ResponseContext {
+func NewResponseContext(ctx context.Context, req *Request, values map[string]any, status int, header http.Header) *ResponseContext {
 	c := &ResponseContext{respStatus: status, header: header}
 	c.init(ctx, req, values)
 	return c
@@ -322,15 +413,21 @@ type BodyContext struct {
 	editor
 	body     []byte
 	replaced bool
+
+	// A response chain (StartResponseChain).
+	chainRF  *ResponseContext
+	chainNow func() int64
+	chainAt  int64
+	stage    atomic.Int32
 }
 
 // AcquireBodyContext is NewBodyContext from the runtime's pool of contexts;
 // see AcquireResponseContext.
-func (rt *Runtime) AcquireBodyContext(ctx context.Context, req *Request, values *map[string]any, status int, body []byte) *BodyContext {
+func (rt *Runtime) AcquireBodyContext(ctx context.Context, req *Request, values map[string]any, status int, body []byte) *BodyContext {
 	c := acquirePooled[BodyContext](&rt.bodyCtxs)
 	c.body, c.status = body, status
 	c.init(ctx, req, values)
-	c.refs.Store(2)
+	c.refs.Store(1) // the host's; startPhase adds the worker's
 	return c
 }
 
@@ -339,7 +436,7 @@ func (rt *Runtime) AcquireBodyContext(ctx context.Context, req *Request, values 
 func (c *BodyContext) Release() { c.release() }
 
 // NewBodyContext returns a context for body. Hosts call it.
-func NewBodyContext(ctx context.Context, req *Request, values *map[string]any, status int, body []byte) *BodyContext {
+func NewBodyContext(ctx context.Context, req *Request, values map[string]any, status int, body []byte) *BodyContext {
 	c := &BodyContext{body: body}
 	c.status = status
 	c.init(ctx, req, values)

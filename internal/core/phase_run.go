@@ -53,10 +53,14 @@ func (rt *Runtime) StartRequestFilter(e *Entry, c *RequestContext) error {
 	return rt.startPhase(&c.phase, e, runRequestFilter, c)
 }
 
-// startPhase hands a phase context to the pool. If the pool refuses it, the
-// worker's reference of a pooled context is dropped: it will never run.
+// startPhase hands a phase context to the pool, with the worker's
+// reference of a pooled context; if the pool refuses it, that reference is
+// dropped: it will never run.
 func (rt *Runtime) startPhase(p *phase, e *Entry, fn func(any), arg any) error {
 	p.entry, p.rt = e, rt
+	if p.recycle != nil {
+		p.refs.Add(1) // the worker's, released by finish
+	}
 	p.running.Store(true)
 	if err := rt.submitPhase(fn, arg); err != nil {
 		p.running.Store(false)
@@ -148,7 +152,15 @@ func runLogging(arg any) {
 // the host answers with 500, and a handler that returned without deciding
 // and without Defer decided Next.
 func (p *phase) finish() {
-	if v := recover(); v != nil {
+	p.settle(recover())
+	p.release() // the worker's reference, last: p may be reused after this
+}
+
+// settle is finish without the release: v is what the handler panicked
+// with (nil if it returned). It reports whether the handler decided by the
+// time it returned, without panicking.
+func (p *phase) settle(v any) bool {
+	if v != nil {
 		p.rt.panics.Add(1)
 		p.rt.log.Error("strand: phase handler panic", "entry", p.entry.String(), "panic", v, "stack", string(debug.Stack()))
 		if p.claim() {
@@ -159,7 +171,7 @@ func (p *phase) finish() {
 		p.send() // Next (RequestContext.Decision reads an undecided decided phase as Next)
 	}
 	p.running.Store(false)
-	p.release() // the worker's reference, last: p may be reused after this
+	return v == nil && p.decided.Load()
 }
 
 // RequestFilter runs e's request filter and waits up to timeout for its

@@ -73,15 +73,43 @@ type RequestContext struct {
 	decision Decision
 	body     []byte
 	ws       *WebSocketHandlers
-	vals     map[string]any
 }
 
 // NewRequestContext returns a context for req. Hosts and test kits call it;
 // values is the per-request value map shared along the chain (may be nil).
 func NewRequestContext(ctx context.Context, req *Request, values map[string]any) *RequestContext {
-	c := &RequestContext{vals: values}
-	c.init(ctx, req, &c.vals)
+	c := &RequestContext{}
+	c.init(ctx, req, values)
 	return c
+}
+
+// AcquireRequestContext is NewRequestContext from the runtime's pool of
+// contexts. The host must call Release once it has read the decision, the
+// edits and the values (or given up on them); the context is reused when
+// the host, the worker and a deferring handler are all done with it.
+func (rt *Runtime) AcquireRequestContext(ctx context.Context, req *Request, values map[string]any) *RequestContext {
+	c := acquirePooled[RequestContext](&rt.reqCtxs)
+	c.init(ctx, req, values)
+	c.refs.Store(1) // the host's; startPhase adds the worker's
+	return c
+}
+
+// Release hands a context from AcquireRequestContext or
+// AcquireContinue back; see AcquireRequestContext. It does nothing for a
+// context from NewRequestContext.
+func (c *RequestContext) Release() { c.release() }
+
+// AcquireContinue is Continue with a context from rt's pool (rt is the
+// runtime of the entry the new context is for); see AcquireRequestContext.
+// Like Continue, call it only once prev has decided.
+func (rt *Runtime) AcquireContinue(prev *RequestContext) *RequestContext {
+	n := acquirePooled[RequestContext](&rt.reqCtxs)
+	n.body = prev.body
+	n.status = prev.status
+	n.edits = append(n.edits, prev.edits...)
+	n.init(prev.ctx, prev.req, maps.Clone(prev.vals))
+	n.refs.Store(1)
+	return n
 }
 
 // Set stores a per-request value (for example auth claims). Values set here
@@ -189,10 +217,10 @@ func (c *RequestContext) StreamEnd() error {
 // the values and edits, so a handler that lingers on c cannot race with the
 // next entry.
 func (c *RequestContext) Continue() *RequestContext {
-	n := &RequestContext{body: c.body, vals: maps.Clone(c.vals)}
+	n := &RequestContext{body: c.body}
 	n.status = c.status
 	n.edits = slices.Clone(c.edits)
-	n.init(c.ctx, c.req, &n.vals)
+	n.init(c.ctx, c.req, maps.Clone(c.vals))
 	return n
 }
 

@@ -86,6 +86,9 @@ type Runtime struct {
 	poolErr  error
 
 	closeOnce sync.Once
+
+	// Last, so that the fields the event path uses keep their offsets.
+	reqCtxs sync.Pool // *RequestContext (AcquireRequestContext)
 }
 
 // NewRuntime returns a runtime for p.
