@@ -202,6 +202,9 @@ type Adapter struct {
 
 	workers []*worker
 
+	pubs []*publisher
+	reqs sync.Pool // of *pubReq
+
 	presMu sync.Mutex
 	pres   map[string]map[uint64][]byte // this node's presence: room → conn → payload
 
@@ -209,7 +212,7 @@ type Adapter struct {
 }
 
 type counters struct {
-	published, publishErrors, delivered, recovered, gaps, overflows, reconnects, recoverErrors atomic.Uint64
+	published, batches, publishErrors, delivered, recovered, gaps, overflows, reconnects, recoverErrors atomic.Uint64
 }
 
 // Stats are an Adapter's counters.
@@ -217,6 +220,7 @@ type Stats struct {
 	Rooms         int    // rooms this node is subscribed to
 	Connected     bool   // the Pub/Sub connection is up
 	Published     uint64 // messages Redis confirmed
+	Batches       uint64 // publish script runs (each publishes a batch of one room's messages)
 	PublishErrors uint64 // Publish calls that returned an error
 	Delivered     uint64 // messages handed to the Server (live and recovered)
 	Recovered     uint64 // of which read from a room's history after a gap
@@ -266,6 +270,7 @@ func New(cfg Config) (*Adapter, error) {
 		a.client.Close()
 		return nil, fmt.Errorf("redisadapter: %w", err)
 	}
+	a.startPublishers()
 	return a, nil
 }
 
@@ -318,6 +323,7 @@ func (a *Adapter) Stats() Stats {
 		Rooms:         a.rooms.Size(),
 		Connected:     a.connected.Load(),
 		Published:     a.stats.published.Load(),
+		Batches:       a.stats.batches.Load(),
 		PublishErrors: a.stats.publishErrors.Load(),
 		Delivered:     a.stats.delivered.Load(),
 		Recovered:     a.stats.recovered.Load(),
@@ -339,49 +345,6 @@ const (
 	hdrLen      = 1 + 1 + 1 + 8 + 8 // version, type, flags, node, from
 	flagExclude = 1
 )
-
-// Publish implements wsframework.Adapter: one script run numbers msg,
-// appends it to the room's history and publishes it. It returns when Redis
-// answered; concurrent calls share round trips (auto-pipelining). On error
-// nothing was delivered on this node, and the error wraps ErrPublish.
-func (a *Adapter) Publish(msg wsframework.RoomMessage) error {
-	if a.closed.Load() {
-		msg.Data.Release()
-		return wsframework.ErrAdapterClosed
-	}
-	k := a.pubKeys(msg.Room)
-	b := a.bufs.Get(hdrLen + len(msg.Data.B))
-	h := b.B[:hdrLen]
-	h[0], h[1], h[2] = bodyVersion, byte(msg.Type), 0
-	if msg.ExcludeFrom {
-		h[2] = flagExclude
-	}
-	copy(h[3:11], a.node[:])
-	binary.BigEndian.PutUint64(h[11:19], msg.From)
-	copy(b.B[hdrLen:], msg.Data.B)
-	msg.Data.Release()
-
-	c := a.client
-	body := rueidis.BinaryString(b.B)
-	ctx := context.Background()
-	res := c.Do(ctx, c.B().Evalsha().Sha1(publishScript.sha).Numkeys(2).Key(k.meta, k.hist).
-		Arg(a.seed, a.ttlMs, k.channel, a.maxHist, body).Build())
-	err := res.Error()
-	if isNoScript(err) {
-		res = c.Do(ctx, c.B().Eval().Script(publishScript.src).Numkeys(2).Key(k.meta, k.hist).
-			Arg(a.seed, a.ttlMs, k.channel, a.maxHist, body).Build())
-		err = res.Error()
-	}
-	if err != nil {
-		// b stays with the garbage collector: after a connection error the
-		// client may still hold the command that points into it.
-		a.stats.publishErrors.Add(1)
-		return fmt.Errorf("%w: %w", ErrPublish, err)
-	}
-	b.Release()
-	a.stats.published.Add(1)
-	return nil
-}
 
 // Subscribe implements wsframework.Adapter. It subscribes the room's
 // channel, then reads the room's position (making the room's state in Redis
