@@ -27,6 +27,10 @@ const (
 	maxBatch      = 128       // messages in one script run
 	maxBatchBytes = 256 << 10 // and their bytes, about
 	pubQueueSize  = 1024      // each publisher's queue (Publish waits while it is full)
+	// pubLanes is how many batches a publisher has in flight at once. One:
+	// a second lane halves the batches (more system calls per message)
+	// and gave no more throughput in bench/cluster.sh.
+	pubLanes = 1
 )
 
 // pubReq is one Publish waiting for its batch.
@@ -44,11 +48,17 @@ type publisher struct {
 	mu      sync.Mutex
 	notFull sync.Cond // on mu: the queue has room again, or closed
 	queue   []*pubReq // waiting for the next batch
-	waiting bool      // the goroutine waits for wake
+	waiting int       // lanes waiting for a token on wake
 	closed  bool      // no more requests: every one queued was answered
 	wake    chan struct{}
+}
 
-	// The publisher goroutine's own, reused from batch to batch.
+// lane is one of a publisher's goroutines: each has at most one batch in
+// flight.
+type lane struct {
+	p *publisher
+
+	// The lane's own, reused from batch to batch.
 	take   []*pubReq
 	groups []pubGroup
 	cmds   rueidis.Commands
@@ -67,11 +77,13 @@ func (a *Adapter) startPublishers() {
 	a.reqs = sync.Pool{New: func() any { return &pubReq{done: make(chan struct{}, 1)} }}
 	a.pubs = make([]*publisher, a.cfg.Workers)
 	for i := range a.pubs {
-		p := &publisher{a: a, wake: make(chan struct{}, 1)}
+		p := &publisher{a: a, wake: make(chan struct{}, pubLanes)}
 		p.notFull.L = &p.mu
 		a.pubs[i] = p
-		a.wg.Add(1)
-		go p.run()
+		for range pubLanes {
+			a.wg.Add(1)
+			go (&lane{p: p}).run()
+		}
 	}
 }
 
@@ -111,8 +123,10 @@ func (a *Adapter) Publish(msg wsframework.RoomMessage) error {
 		return wsframework.ErrAdapterClosed
 	}
 	p.queue = append(p.queue, r)
-	wake := p.waiting
-	p.waiting = false
+	wake := p.waiting > 0
+	if wake {
+		p.waiting--
+	}
 	p.mu.Unlock()
 	if wake {
 		p.wake <- struct{}{}
@@ -135,24 +149,30 @@ func (a *Adapter) Publish(msg wsframework.RoomMessage) error {
 	return nil
 }
 
-func (p *publisher) run() {
+func (l *lane) run() {
+	p := l.p
 	defer p.a.wg.Done()
 	for {
 		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return
+		}
 		if len(p.queue) == 0 {
-			p.waiting = true
+			p.waiting++
 			p.mu.Unlock()
 			select {
 			case <-p.wake:
 				continue
 			case <-p.a.stop:
 			}
+			// Close: no more requests; answer those queued.
 			p.mu.Lock()
 			p.closed = true
-			p.take, p.queue = p.queue, p.take[:0]
+			l.take, p.queue = p.queue, l.take[:0]
 			p.notFull.Broadcast()
 			p.mu.Unlock()
-			for _, r := range p.take {
+			for _, r := range l.take {
 				r.err = wsframework.ErrAdapterClosed
 				r.done <- struct{}{}
 			}
@@ -161,62 +181,62 @@ func (p *publisher) run() {
 		if len(p.queue) >= pubQueueSize {
 			p.notFull.Broadcast()
 		}
-		p.take, p.queue = p.queue, p.take[:0]
+		l.take, p.queue = p.queue, l.take[:0]
 		p.mu.Unlock()
-		p.publish()
+		l.publish()
 	}
 }
 
-// publish runs the scripts of p.take and answers every request in it.
-func (p *publisher) publish() {
-	a := p.a
+// publish runs the scripts of l.take and answers every request in it.
+func (l *lane) publish() {
+	a := l.p.a
 	// One room's requests together, in the order they came.
-	for _, r := range p.take[1:] {
-		if r.room != p.take[0].room {
-			slices.SortStableFunc(p.take, func(x, y *pubReq) int { return strings.Compare(x.room, y.room) })
+	for _, r := range l.take[1:] {
+		if r.room != l.take[0].room {
+			slices.SortStableFunc(l.take, func(x, y *pubReq) int { return strings.Compare(x.room, y.room) })
 			break
 		}
 	}
-	p.groups = p.groups[:0]
-	for i := 0; i < len(p.take); {
-		room := p.take[i].room
+	l.groups = l.groups[:0]
+	for i := 0; i < len(l.take); {
+		room := l.take[i].room
 		g := pubGroup{start: i, keys: a.pubKeys(room)}
 		n := 0
-		for i < len(p.take) && p.take[i].room == room && i-g.start < maxBatch && (n == 0 || n+len(p.take[i].body.B) <= maxBatchBytes) {
-			n += len(p.take[i].body.B)
+		for i < len(l.take) && l.take[i].room == room && i-g.start < maxBatch && (n == 0 || n+len(l.take[i].body.B) <= maxBatchBytes) {
+			n += len(l.take[i].body.B)
 			i++
 		}
 		g.end = i
-		p.groups = append(p.groups, g)
+		l.groups = append(l.groups, g)
 	}
-	a.stats.batches.Add(uint64(len(p.groups)))
+	a.stats.batches.Add(uint64(len(l.groups)))
 	ctx := context.Background()
 	c := a.client
-	p.cmds = p.cmds[:0]
-	for _, g := range p.groups {
-		p.cmds = append(p.cmds, p.command(g, false))
+	l.cmds = l.cmds[:0]
+	for _, g := range l.groups {
+		l.cmds = append(l.cmds, l.command(g, false))
 	}
-	if len(p.cmds) == 1 {
-		p.answer(p.groups[0], c.Do(ctx, p.cmds[0]))
+	if len(l.cmds) == 1 {
+		l.answer(l.groups[0], c.Do(ctx, l.cmds[0]))
 	} else {
-		for i, res := range c.DoMulti(ctx, p.cmds...) {
-			p.answer(p.groups[i], res)
+		for i, res := range c.DoMulti(ctx, l.cmds...) {
+			l.answer(l.groups[i], res)
 		}
 	}
-	clear(p.take) // no references to answered requests
-	clear(p.cmds)
+	clear(l.take) // no references to answered requests
+	clear(l.cmds)
 }
 
 // command builds the script run of g: EVALSHA, or EVAL when Redis does not
 // have the script.
-func (p *publisher) command(g pubGroup, eval bool) rueidis.Completed {
-	a := p.a
-	args := append(p.args[:0], a.seed, a.ttlMs, g.keys.channel, a.maxHist)
-	for _, r := range p.take[g.start:g.end] {
+func (l *lane) command(g pubGroup, eval bool) rueidis.Completed {
+	a := l.p.a
+	args := append(l.args[:0], a.seed, a.ttlMs, g.keys.channel, a.maxHist)
+	for _, r := range l.take[g.start:g.end] {
 		args = append(args, rueidis.BinaryString(r.body.B))
 	}
-	p.args = args
-	defer clear(p.args)
+	l.args = args
+	defer clear(l.args)
 	b := a.client.B()
 	if eval {
 		return b.Eval().Script(publishScript.src).Numkeys(2).Key(g.keys.meta, g.keys.hist).Arg(args...).Build()
@@ -226,12 +246,12 @@ func (p *publisher) command(g pubGroup, eval bool) rueidis.Completed {
 
 // answer gives g's requests the outcome of its script run (run again with
 // EVAL if Redis did not have the script: then it did not run).
-func (p *publisher) answer(g pubGroup, res rueidis.RedisResult) {
+func (l *lane) answer(g pubGroup, res rueidis.RedisResult) {
 	err := res.Error()
 	if isNoScript(err) {
-		err = p.a.client.Do(context.Background(), p.command(g, true)).Error()
+		err = l.p.a.client.Do(context.Background(), l.command(g, true)).Error()
 	}
-	for _, r := range p.take[g.start:g.end] {
+	for _, r := range l.take[g.start:g.end] {
 		r.err = err
 		r.done <- struct{}{}
 	}
