@@ -207,6 +207,13 @@ type Adapter struct {
 
 	presMu sync.Mutex
 	pres   map[string]map[uint64][]byte // this node's presence: room → conn → payload
+	pq     struct {
+		mu      sync.Mutex
+		notFull sync.Cond // on mu
+		ops     []presOp  // presence writes waiting (presence.go)
+		closed  bool
+		wake    chan struct{}
+	}
 
 	stats counters
 }
@@ -271,6 +278,10 @@ func New(cfg Config) (*Adapter, error) {
 		return nil, fmt.Errorf("redisadapter: %w", err)
 	}
 	a.startPublishers()
+	a.pq.notFull.L = &a.pq.mu
+	a.pq.wake = make(chan struct{}, 1)
+	a.wg.Add(1)
+	go a.runPresence()
 	return a, nil
 }
 
