@@ -582,15 +582,11 @@ func (a *Adapter) onMessage(m rueidis.PubSubMessage) {
 	if !ok {
 		return
 	}
-	s := m.Message
-	if len(s) < 9 {
+	off, epoch, body, ok := parseMessage(m.Message)
+	if !ok {
 		return
 	}
-	el := int(s[8])
-	if len(s) < 9+el+hdrLen {
-		return
-	}
-	it := item{r: r, kind: kindMsg, off: getUint64(s), epoch: s[9 : 9+el], body: s[9+el:]}
+	it := item{r: r, kind: kindMsg, off: off, epoch: epoch, body: body}
 	select {
 	case r.w.in <- it:
 	default:
@@ -598,6 +594,44 @@ func (a *Adapter) onMessage(m rueidis.PubSubMessage) {
 		r.dirty.Store(true)
 		r.w.poke()
 	}
+}
+
+// parseMessage splits a message received on a room's channel: offset (8
+// bytes, big endian), epoch (1 length byte, then the bytes), body. ok is
+// false if it is too short to hold them and a body header.
+func parseMessage(s string) (off uint64, epoch, body string, ok bool) {
+	if len(s) < 9 {
+		return 0, "", "", false
+	}
+	el := int(s[8])
+	if len(s) < 9+el+hdrLen {
+		return 0, "", "", false
+	}
+	return getUint64(s), s[9 : 9+el], s[9+el:], true
+}
+
+// parsedBody is a message body's header and payload.
+type parsedBody struct {
+	typ     sdk.MessageType
+	exclude bool   // ExcludeFrom was set by the publisher
+	node    string // the publishing node's ID (8 bytes)
+	from    uint64 // the sender's connection ID there
+	data    string
+}
+
+// parseBody reads a body (from the channel or the history); ok is false
+// for a body too short or of another version.
+func parseBody(body string) (b parsedBody, ok bool) {
+	if len(body) < hdrLen || body[0] != bodyVersion {
+		return b, false
+	}
+	return parsedBody{
+		typ:     sdk.MessageType(body[1]),
+		exclude: body[2]&flagExclude != 0,
+		node:    body[3:11],
+		from:    getUint64(body[11:19]),
+		data:    body[hdrLen:],
+	}, true
 }
 
 func getUint64(s string) uint64 {
@@ -630,17 +664,17 @@ func (a *Adapter) runChecks() {
 
 // deliver hands one message body to the Server.
 func (a *Adapter) deliver(r *room, off uint64, body string) {
-	if len(body) < hdrLen || body[0] != bodyVersion {
+	b, ok := parseBody(body)
+	if !ok || (b.typ != sdk.Text && b.typ != sdk.Binary) {
 		return
 	}
-	msg := wsframework.RoomMessage{Room: r.name, Type: sdk.MessageType(body[1]), Pos: wsframework.RoomPosition{Epoch: r.epoch, Offset: off}}
-	if body[2]&flagExclude != 0 && body[3:11] == string(a.node[:]) {
+	msg := wsframework.RoomMessage{Room: r.name, Type: b.typ, Pos: wsframework.RoomPosition{Epoch: r.epoch, Offset: off}}
+	if b.exclude && b.node == string(a.node[:]) {
 		msg.ExcludeFrom = true
-		msg.From = getUint64(body[11:19])
+		msg.From = b.from
 	}
-	data := body[hdrLen:]
-	msg.Data = a.bufs.Get(len(data))
-	copy(msg.Data.B, data)
+	msg.Data = a.bufs.Get(len(b.data))
+	copy(msg.Data.B, b.data)
 	a.h.Deliver(msg)
 	a.stats.delivered.Add(1)
 }

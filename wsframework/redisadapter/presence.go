@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/wsframework"
 )
 
@@ -314,13 +313,14 @@ func (a *Adapter) History(ctx context.Context, room string, upTo wsframework.Roo
 	out := make([]wsframework.HistoryMessage, 0, len(es))
 	for i := len(es) - 1; i >= 0; i-- {
 		e := es[i]
-		if len(e.body) < hdrLen || e.body[0] != bodyVersion {
+		b, ok := parseBody(e.body)
+		if !ok {
 			continue
 		}
 		out = append(out, wsframework.HistoryMessage{
 			Pos:  wsframework.RoomPosition{Epoch: epoch, Offset: e.off},
-			Type: sdk.MessageType(e.body[1]),
-			Data: []byte(e.body[hdrLen:]),
+			Type: b.typ,
+			Data: []byte(b.data),
 		})
 	}
 	return out, nil
