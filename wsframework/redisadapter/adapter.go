@@ -640,25 +640,51 @@ func getUint64(s string) uint64 {
 		uint64(s[4])<<24 | uint64(s[5])<<16 | uint64(s[6])<<8 | uint64(s[7])
 }
 
-// runChecks has every subscribed room's position checked every
-// CheckInterval.
+// runChecks reads the position of every subscribed room every
+// CheckInterval, in one pipelined batch, and hands each to its room's
+// worker to compare with what it delivered: the worker does not wait for
+// Redis unless it has something to recover.
 func (a *Adapter) runChecks() {
 	defer a.wg.Done()
 	t := time.NewTicker(a.cfg.CheckInterval)
 	defer t.Stop()
+	var rooms []*room
+	var cmds rueidis.Commands
 	for {
 		select {
 		case <-a.stop:
 			return
 		case <-t.C:
 		}
+		rooms, cmds = rooms[:0], cmds[:0]
 		a.rooms.Range(func(_ string, r *room) bool {
-			select {
-			case r.w.in <- item{r: r, kind: kindCheck}:
-			default: // busy: the next tick
-			}
+			rooms = append(rooms, r)
+			cmds = append(cmds, a.syncCmd(r, false, "", 0, 0))
 			return true
 		})
+		if len(cmds) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.CommandTimeout)
+		res := a.client.DoMulti(ctx, cmds...)
+		for i, rr := range res {
+			if isNoScript(rr.Error()) {
+				res[i] = a.client.Do(ctx, a.syncCmd(rooms[i], true, "", 0, 0))
+			}
+		}
+		cancel()
+		for i, r := range rooms {
+			st, err := parseSync(res[i])
+			if err != nil {
+				a.stats.recoverErrors.Add(1)
+				continue
+			}
+			select {
+			case r.w.in <- item{r: r, kind: kindCheck, off: st.off, epoch: st.epoch}:
+			default: // busy: the next tick
+			}
+		}
+		clear(rooms)
 	}
 }
 
