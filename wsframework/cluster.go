@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/strandws/strand/internal/core"
 	"github.com/strandws/strand/sdk"
@@ -143,6 +145,7 @@ func (s *Server) BroadcastLocal(room string, typ sdk.MessageType, data []byte) e
 // them and the live ones. The position is zero when the adapter does not
 // number messages (MemoryBus) or nothing was delivered yet.
 func (s *Server) JoinRoomAt(id uint64, room string) (RoomPosition, error) {
+	s.rooms.sweepRefused(time.Now())
 	c, ok := s.conns.Load(id)
 	if !ok {
 		return RoomPosition{}, ErrNoConn
@@ -164,15 +167,80 @@ func (s *Server) JoinRoomAt(id uint64, room string) (RoomPosition, error) {
 // another epoch), first returns ok = false: the connection does not join
 // and JoinRoomAfter returns the position with ErrPositionMoved, to read
 // again and retry (the room stays subscribed for it, even with no member).
-// first must not block: it runs under the room's lock.
+// first must not block: it runs under the room's lock. A room kept
+// subscribed this way that still has no member refusedGrace (10 s) later is
+// unsubscribed by a later JoinRoomAt or JoinRoomAfter on the Server, so a
+// caller that gives up leaves nothing behind for long.
 func (s *Server) JoinRoomAfter(id uint64, room string, first func(pos RoomPosition) (typ sdk.MessageType, data []byte, ok bool)) (RoomPosition, error) {
+	s.rooms.sweepRefused(time.Now())
 	c, ok := s.conns.Load(id)
 	if !ok {
 		return RoomPosition{}, ErrNoConn
 	}
 	o := joinOpts{first: first}
 	err := s.rooms.joinAt(c, room, &o)
+	if errors.Is(err, ErrPositionMoved) {
+		s.rooms.markRefused(room, time.Now())
+	}
 	return o.pos, err
+}
+
+// refusedGrace is how long a room refused by JoinRoomAfter's first stays
+// subscribed without a member, for the caller's next try.
+const refusedGrace = 10 * time.Second
+
+// markRefused notes that room was kept subscribed, maybe with no member,
+// after a refused JoinRoomAfter.
+func (h *hub) markRefused(room string, now time.Time) {
+	h.refusedMu.Lock()
+	defer h.refusedMu.Unlock()
+	if h.refused == nil {
+		h.refused = make(map[string]time.Time)
+	}
+	h.refused[room] = now
+}
+
+// sweepRefused unsubscribes the rooms refused more than refusedGrace
+// before now that still have no member.
+func (h *hub) sweepRefused(now time.Time) {
+	h.refusedMu.Lock()
+	if len(h.refused) == 0 {
+		h.refusedMu.Unlock()
+		return
+	}
+	var old []string
+	for name, at := range h.refused {
+		if now.Sub(at) >= refusedGrace {
+			old = append(old, name)
+			delete(h.refused, name)
+		}
+	}
+	h.refusedMu.Unlock()
+	for _, name := range old {
+		h.dropIfEmpty(name)
+	}
+}
+
+// dropIfEmpty unsubscribes room if it has no member, as the last member's
+// leave would have.
+func (h *hub) dropIfEmpty(name string) {
+	l := h.subLock(name)
+	l.Lock()
+	defer l.Unlock()
+	r, ok := h.rooms.Load(name)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	empty := len(r.members) == 0
+	r.mu.Unlock()
+	if !empty {
+		return
+	}
+	h.rooms.Delete(name)
+	if err := h.adapter.Unsubscribe(name); err != nil && !errors.Is(err, ErrAdapterClosed) {
+		h.srv.cfg.Logger.Warn("strand: room unsubscribe failed", "room", name, "err", err)
+	}
 }
 
 // RoomPosition returns the position of the last message of room delivered
@@ -257,4 +325,7 @@ func (s *Server) Adapter() Adapter { return s.rooms.adapter }
 type hubCluster struct {
 	gaps  atomic.Uint64
 	gapFn atomic.Pointer[gapHook]
+
+	refusedMu sync.Mutex
+	refused   map[string]time.Time // rooms kept after a refused JoinRoomAfter, and when
 }

@@ -22,6 +22,11 @@
 // -compress on|off (default on) and -compress-takeover set
 // wsframework.Config.Compression.
 //
+// -redis URL makes the server a node of a cluster: /broadcast's room is
+// shared through that Redis (wsframework/redisadapter; docs/cluster.md)
+// with every other node given the same URL, and /readyz answers 503 while
+// Redis is unreachable. The benchmark kit's cluster cells use it.
+//
 // With port 0 in -addr (or -debug-addr) the system picks a free port. Once
 // listening, the program logs one line with the bound addresses as
 // key=value pairs, for scripts and tests to read:
@@ -60,6 +65,7 @@ import (
 	"github.com/strandws/strand/internal/debugserver"
 	"github.com/strandws/strand/internal/metricsetup"
 	"github.com/strandws/strand/wsframework"
+	"github.com/strandws/strand/wsframework/redisadapter"
 )
 
 // options are the command line's settings.
@@ -70,6 +76,7 @@ type options struct {
 	sleep    bool
 	compress string
 	takeover bool
+	redisURL string
 }
 
 func main() {
@@ -80,6 +87,7 @@ func main() {
 	flag.BoolVar(&o.sleep, "sleep-param", false, "honour /echo?sleep=DURATION: each message of that connection waits that long in its handler before the echo")
 	flag.StringVar(&o.compress, "compress", "on", "permessage-deflate for clients that offer it: on or off")
 	flag.BoolVar(&o.takeover, "compress-takeover", false, "with -compress on: allow context takeover (more memory per connection)")
+	flag.StringVar(&o.redisURL, "redis", "", "share /broadcast's room with the other nodes on this Redis (redis://[user:pass@]host:port[/db] or rediss://)")
 	flag.Parse()
 	log, err := o.Check(flag.CommandLine, os.Stderr)
 	if err == nil && o.compress != "on" && o.compress != "off" {
@@ -97,12 +105,42 @@ func main() {
 	}
 }
 
+// clusterWorkers is the dispatcher's worker count with -redis.
+const clusterWorkers = 256
+
 func run(o options, log *slog.Logger) error {
 	reg := metricsetup.Registry()
 	comp := wsframework.CompressionConfig{Disabled: o.compress == "off", ContextTakeover: o.takeover}
-	srv, err := wsframework.New(wsframework.Config{MaxMessageBytes: o.maxMsg, Reader: o.Mode, Logger: log, Compression: comp, Metrics: reg})
+	var ra *redisadapter.Adapter
+	var adapter wsframework.Adapter
+	if o.redisURL != "" {
+		a, err := redisadapter.New(redisadapter.Config{URL: o.redisURL, Logger: log})
+		if err != nil {
+			return err
+		}
+		ra, adapter = a, a
+		if err := reg.Register(ra.Collector()); err != nil {
+			_ = ra.Close()
+			return err
+		}
+	}
+	cfg := wsframework.Config{MaxMessageBytes: o.maxMsg, Reader: o.Mode, Logger: log, Compression: comp, Metrics: reg, Adapter: adapter}
+	if ra != nil {
+		// A broadcast waits for Redis's answer (to report a failure to
+		// its sender) on the dispatcher worker running the handler: with
+		// many workers, the broadcasts of many connections are in flight
+		// at once and share round trips (docs/cluster.md).
+		cfg.Dispatcher.Workers = clusterWorkers
+	}
+	srv, err := wsframework.New(cfg)
 	if err != nil {
+		if ra != nil {
+			_ = ra.Close()
+		}
 		return err
+	}
+	if ra != nil {
+		srv.AddReadinessCheck("redis", ra.Ready)
 	}
 	if err := srv.Handle("GET /metrics", metricsetup.Handler(reg)); err != nil {
 		return err

@@ -202,14 +202,24 @@ type Adapter struct {
 
 	workers []*worker
 
+	pubs []*publisher
+	reqs sync.Pool // of *pubReq
+
 	presMu sync.Mutex
 	pres   map[string]map[uint64][]byte // this node's presence: room → conn → payload
+	pq     struct {
+		mu      sync.Mutex
+		notFull sync.Cond // on mu
+		ops     []presOp  // presence writes waiting (presence.go)
+		closed  bool
+		wake    chan struct{}
+	}
 
 	stats counters
 }
 
 type counters struct {
-	published, publishErrors, delivered, recovered, gaps, overflows, reconnects, recoverErrors atomic.Uint64
+	published, batches, publishErrors, delivered, recovered, gaps, overflows, reconnects, recoverErrors atomic.Uint64
 }
 
 // Stats are an Adapter's counters.
@@ -217,6 +227,7 @@ type Stats struct {
 	Rooms         int    // rooms this node is subscribed to
 	Connected     bool   // the Pub/Sub connection is up
 	Published     uint64 // messages Redis confirmed
+	Batches       uint64 // publish script runs (each publishes a batch of one room's messages)
 	PublishErrors uint64 // Publish calls that returned an error
 	Delivered     uint64 // messages handed to the Server (live and recovered)
 	Recovered     uint64 // of which read from a room's history after a gap
@@ -266,6 +277,11 @@ func New(cfg Config) (*Adapter, error) {
 		a.client.Close()
 		return nil, fmt.Errorf("redisadapter: %w", err)
 	}
+	a.startPublishers()
+	a.pq.notFull.L = &a.pq.mu
+	a.pq.wake = make(chan struct{}, 1)
+	a.wg.Add(1)
+	go a.runPresence()
 	return a, nil
 }
 
@@ -318,6 +334,7 @@ func (a *Adapter) Stats() Stats {
 		Rooms:         a.rooms.Size(),
 		Connected:     a.connected.Load(),
 		Published:     a.stats.published.Load(),
+		Batches:       a.stats.batches.Load(),
 		PublishErrors: a.stats.publishErrors.Load(),
 		Delivered:     a.stats.delivered.Load(),
 		Recovered:     a.stats.recovered.Load(),
@@ -339,49 +356,6 @@ const (
 	hdrLen      = 1 + 1 + 1 + 8 + 8 // version, type, flags, node, from
 	flagExclude = 1
 )
-
-// Publish implements wsframework.Adapter: one script run numbers msg,
-// appends it to the room's history and publishes it. It returns when Redis
-// answered; concurrent calls share round trips (auto-pipelining). On error
-// nothing was delivered on this node, and the error wraps ErrPublish.
-func (a *Adapter) Publish(msg wsframework.RoomMessage) error {
-	if a.closed.Load() {
-		msg.Data.Release()
-		return wsframework.ErrAdapterClosed
-	}
-	k := a.pubKeys(msg.Room)
-	b := a.bufs.Get(hdrLen + len(msg.Data.B))
-	h := b.B[:hdrLen]
-	h[0], h[1], h[2] = bodyVersion, byte(msg.Type), 0
-	if msg.ExcludeFrom {
-		h[2] = flagExclude
-	}
-	copy(h[3:11], a.node[:])
-	binary.BigEndian.PutUint64(h[11:19], msg.From)
-	copy(b.B[hdrLen:], msg.Data.B)
-	msg.Data.Release()
-
-	c := a.client
-	body := rueidis.BinaryString(b.B)
-	ctx := context.Background()
-	res := c.Do(ctx, c.B().Evalsha().Sha1(publishScript.sha).Numkeys(2).Key(k.meta, k.hist).
-		Arg(a.seed, a.ttlMs, k.channel, a.maxHist, body).Build())
-	err := res.Error()
-	if isNoScript(err) {
-		res = c.Do(ctx, c.B().Eval().Script(publishScript.src).Numkeys(2).Key(k.meta, k.hist).
-			Arg(a.seed, a.ttlMs, k.channel, a.maxHist, body).Build())
-		err = res.Error()
-	}
-	if err != nil {
-		// b stays with the garbage collector: after a connection error the
-		// client may still hold the command that points into it.
-		a.stats.publishErrors.Add(1)
-		return fmt.Errorf("%w: %w", ErrPublish, err)
-	}
-	b.Release()
-	a.stats.published.Add(1)
-	return nil
-}
 
 // Subscribe implements wsframework.Adapter. It subscribes the room's
 // channel, then reads the room's position (making the room's state in Redis
@@ -608,15 +582,11 @@ func (a *Adapter) onMessage(m rueidis.PubSubMessage) {
 	if !ok {
 		return
 	}
-	s := m.Message
-	if len(s) < 9 {
+	off, epoch, body, ok := parseMessage(m.Message)
+	if !ok {
 		return
 	}
-	el := int(s[8])
-	if len(s) < 9+el+hdrLen {
-		return
-	}
-	it := item{r: r, kind: kindMsg, off: getUint64(s), epoch: s[9 : 9+el], body: s[9+el:]}
+	it := item{r: r, kind: kindMsg, off: off, epoch: epoch, body: body}
 	select {
 	case r.w.in <- it:
 	default:
@@ -626,47 +596,111 @@ func (a *Adapter) onMessage(m rueidis.PubSubMessage) {
 	}
 }
 
+// parseMessage splits a message received on a room's channel: offset (8
+// bytes, big endian), epoch (1 length byte, then the bytes), body. ok is
+// false if it is too short to hold them and a body header.
+func parseMessage(s string) (off uint64, epoch, body string, ok bool) {
+	if len(s) < 9 {
+		return 0, "", "", false
+	}
+	el := int(s[8])
+	if len(s) < 9+el+hdrLen {
+		return 0, "", "", false
+	}
+	return getUint64(s), s[9 : 9+el], s[9+el:], true
+}
+
+// parsedBody is a message body's header and payload.
+type parsedBody struct {
+	typ     sdk.MessageType
+	exclude bool   // ExcludeFrom was set by the publisher
+	node    string // the publishing node's ID (8 bytes)
+	from    uint64 // the sender's connection ID there
+	data    string
+}
+
+// parseBody reads a body (from the channel or the history); ok is false
+// for a body too short or of another version.
+func parseBody(body string) (b parsedBody, ok bool) {
+	if len(body) < hdrLen || body[0] != bodyVersion {
+		return b, false
+	}
+	return parsedBody{
+		typ:     sdk.MessageType(body[1]),
+		exclude: body[2]&flagExclude != 0,
+		node:    body[3:11],
+		from:    getUint64(body[11:19]),
+		data:    body[hdrLen:],
+	}, true
+}
+
 func getUint64(s string) uint64 {
 	_ = s[7]
 	return uint64(s[0])<<56 | uint64(s[1])<<48 | uint64(s[2])<<40 | uint64(s[3])<<32 |
 		uint64(s[4])<<24 | uint64(s[5])<<16 | uint64(s[6])<<8 | uint64(s[7])
 }
 
-// runChecks has every subscribed room's position checked every
-// CheckInterval.
+// runChecks reads the position of every subscribed room every
+// CheckInterval, in one pipelined batch, and hands each to its room's
+// worker to compare with what it delivered: the worker does not wait for
+// Redis unless it has something to recover.
 func (a *Adapter) runChecks() {
 	defer a.wg.Done()
 	t := time.NewTicker(a.cfg.CheckInterval)
 	defer t.Stop()
+	var rooms []*room
+	var cmds rueidis.Commands
 	for {
 		select {
 		case <-a.stop:
 			return
 		case <-t.C:
 		}
+		rooms, cmds = rooms[:0], cmds[:0]
 		a.rooms.Range(func(_ string, r *room) bool {
-			select {
-			case r.w.in <- item{r: r, kind: kindCheck}:
-			default: // busy: the next tick
-			}
+			rooms = append(rooms, r)
+			cmds = append(cmds, a.syncCmd(r, false, "", 0, 0))
 			return true
 		})
+		if len(cmds) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.CommandTimeout)
+		res := a.client.DoMulti(ctx, cmds...)
+		for i, rr := range res {
+			if isNoScript(rr.Error()) {
+				res[i] = a.client.Do(ctx, a.syncCmd(rooms[i], true, "", 0, 0))
+			}
+		}
+		cancel()
+		for i, r := range rooms {
+			st, err := parseSync(res[i])
+			if err != nil {
+				a.stats.recoverErrors.Add(1)
+				continue
+			}
+			select {
+			case r.w.in <- item{r: r, kind: kindCheck, off: st.off, epoch: st.epoch}:
+			default: // busy: the next tick
+			}
+		}
+		clear(rooms)
 	}
 }
 
 // deliver hands one message body to the Server.
 func (a *Adapter) deliver(r *room, off uint64, body string) {
-	if len(body) < hdrLen || body[0] != bodyVersion {
+	b, ok := parseBody(body)
+	if !ok || (b.typ != sdk.Text && b.typ != sdk.Binary) {
 		return
 	}
-	msg := wsframework.RoomMessage{Room: r.name, Type: sdk.MessageType(body[1]), Pos: wsframework.RoomPosition{Epoch: r.epoch, Offset: off}}
-	if body[2]&flagExclude != 0 && body[3:11] == string(a.node[:]) {
+	msg := wsframework.RoomMessage{Room: r.name, Type: b.typ, Pos: wsframework.RoomPosition{Epoch: r.epoch, Offset: off}}
+	if b.exclude && b.node == string(a.node[:]) {
 		msg.ExcludeFrom = true
-		msg.From = getUint64(body[11:19])
+		msg.From = b.from
 	}
-	data := body[hdrLen:]
-	msg.Data = a.bufs.Get(len(data))
-	copy(msg.Data.B, data)
+	msg.Data = a.bufs.Get(len(b.data))
+	copy(msg.Data.B, b.data)
 	a.h.Deliver(msg)
 	a.stats.delivered.Add(1)
 }

@@ -161,9 +161,46 @@ func TestPresence(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, ms, 2)
 	require.NoError(t, a2.RemovePresence("r", 1))
-	ms, err = a1.Presence(context.Background(), "r")
+	ms, err = a2.Presence(context.Background(), "r") // a2's own removal written first
 	require.NoError(t, err)
 	require.Len(t, ms, 1)
 	require.Equal(t, "ada", string(ms[0].Payload))
 	require.Equal(t, a1.Node(), ms[0].Node)
+}
+
+// RemovePresence queues its write and returns without waiting for Redis
+// (the Server calls it under a room lock); the writes of one entry keep
+// their order, and Presence reads this node's own earlier writes.
+func TestPresenceWritesQueuedInOrder(t *testing.T) {
+	rs := redistest.Start(t)
+	a, _ := newAdapter(t, rs.URL(), redisadapter.Config{})
+	other, _ := newAdapter(t, rs.URL(), redisadapter.Config{})
+	for i := range 50 {
+		require.NoError(t, a.SetPresence("r", 1, []byte(fmt.Sprint("a", i))))
+		require.NoError(t, a.RemovePresence("r", 1))
+		require.NoError(t, a.SetPresence("r", 1, []byte(fmt.Sprint("b", i))))
+		require.NoError(t, a.RemovePresence("r", 2)) // never set: nothing to do
+		ms, err := a.Presence(t.Context(), "r")
+		require.NoError(t, err)
+		require.Len(t, ms, 1)
+		require.Equal(t, fmt.Sprint("b", i), string(ms[0].Payload))
+		require.NoError(t, a.RemovePresence("r", 1))
+		ms, err = a.Presence(t.Context(), "r")
+		require.NoError(t, err)
+		require.Empty(t, ms)
+	}
+	// Another node sees the removal once written.
+	require.NoError(t, a.SetPresence("r", 7, []byte("x")))
+	require.NoError(t, a.RemovePresence("r", 7))
+	require.Eventually(t, func() bool {
+		ms, err := other.Presence(t.Context(), "r")
+		return err == nil && len(ms) == 0
+	}, 5*time.Second, 10*time.Millisecond)
+
+	// With Redis gone, a removal does not wait for it (nor fail); a set
+	// reports the failure.
+	require.NoError(t, a.SetPresence("q", 1, []byte("y")))
+	rs.Kill()
+	require.NoError(t, a.RemovePresence("q", 1))
+	require.Error(t, a.SetPresence("q", 2, []byte("z")))
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/strandws/strand/internal/redistest"
+	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/wsframework/redisadapter"
 )
 
@@ -146,4 +147,27 @@ func TestRedisRestartLosesNothingSilently(t *testing.T) {
 	st := sub.Stats()
 	t.Logf("publish errors %d, lost %d (covered by %d gap events), %+v", len(failed), lost, gaps, st)
 	require.Equal(t, uint64(gaps), st.Gaps)
+}
+
+// A message that reached the room's history but never came over the
+// channel, in a room where nothing follows it: the periodic position check
+// notices and delivers it from the history, with no gap.
+func TestPositionCheckRecoversQuietRoom(t *testing.T) {
+	rs := redistest.Start(t)
+	pub, _ := newAdapter(t, rs.URL(), redisadapter.Config{})
+	sub, rec := newAdapter(t, rs.URL(), redisadapter.Config{CheckInterval: 50 * time.Millisecond})
+	require.NoError(t, sub.Subscribe("r"))
+	require.NoError(t, publish(pub, "r", "0"))
+	rec.waitLen(t, "r", 1)
+	// Offset 2 written as the publish script would, without PUBLISH.
+	body := append([]byte{1, byte(sdk.Text), 0}, make([]byte, 16)...)
+	body = append(body, "1"...)
+	_, err := rs.Do("HSET", "strand:{r}:m", "o", "2")
+	require.NoError(t, err)
+	_, err = rs.Do("XADD", "strand:{r}:h", "2-0", "d", string(body))
+	require.NoError(t, err)
+	checkSeq(t, rec.waitLen(t, "r", 2), 2)
+	st := sub.Stats()
+	require.Zero(t, st.Gaps)
+	require.Equal(t, uint64(1), st.Recovered)
 }

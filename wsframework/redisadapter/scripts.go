@@ -39,24 +39,31 @@ if not e then
 end
 `
 
-// publishScript numbers a message, appends it to the history and
-// publishes it, atomically: offsets have no holes and the channel carries
-// them in order.
+// publishScript numbers a batch of messages of one room, appends them to
+// the history and publishes them, atomically: offsets have no holes and the
+// channel carries them in order. The offset is stored before anything is
+// published, so a script that fails halfway leaves a hole (a gap the
+// subscribers recover or report), never an offset used twice.
 //
-//	KEYS: meta, hist. ARGV: seed, ttl ms, channel, max history, body.
-//	Publishes: offset (8 bytes, big endian), len(epoch) (1 byte), epoch, body.
-//	Returns the offset.
+//	KEYS: meta, hist. ARGV: seed, ttl ms, channel, max history, body, body, ...
+//	Publishes each body as: offset (8 bytes, big endian), len(epoch) (1
+//	byte), epoch, body.
+//	Returns the offset of the first body.
 var publishScript = newScript(`
 local v = redis.call('HMGET', KEYS[1], 'e', 'o')
 local e, o = v[1], tonumber(v[2])
 ` + newEpoch + `
-o = o + 1
-redis.call('HSET', KEYS[1], 'o', o)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], string.format('%d-0', o), 'd', ARGV[5])
-redis.call('PUBLISH', ARGV[3], struct.pack('>I8B', o, #e) .. e .. ARGV[5])
+local first = o + 1
+redis.call('HSET', KEYS[1], 'o', o + #ARGV - 4)
+local p = struct.pack('B', #e) .. e
+for i = 5, #ARGV do
+  o = o + 1
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], string.format('%d-0', o), 'd', ARGV[i])
+  redis.call('PUBLISH', ARGV[3], struct.pack('>I8', o) .. p .. ARGV[i])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return o
+return first
 `)
 
 // syncScript reads a room's position (making its state if missing) and,

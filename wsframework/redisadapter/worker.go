@@ -122,7 +122,7 @@ func (w *worker) handle(it item) {
 		it.done <- w.start(r)
 	case kindCheck:
 		if r.started {
-			w.check(r)
+			w.check(r, it.epoch, it.off)
 		}
 	case kindMsg:
 		if !r.started {
@@ -178,23 +178,19 @@ func (w *worker) message(r *room, it item) {
 	r.last = it.off
 }
 
-// check compares the room's offset in Redis with what was delivered: if
-// the node is still behind the offset seen at the previous check (so not
-// merely behind messages in flight), or the epoch changed, it recovers.
-func (w *worker) check(r *room) {
+// check compares the room's position in Redis (epoch, off: read by
+// runChecks) with what was delivered: if the node is still behind the
+// offset seen at the previous check (so not merely behind messages in
+// flight), or the epoch changed, it recovers.
+func (w *worker) check(r *room, epoch string, off uint64) {
 	if r.dirty.Load() {
 		w.recover(r)
 		return
 	}
-	st, err := w.a.sync(r, "", 0, 0)
-	if err != nil {
-		w.a.stats.recoverErrors.Add(1)
-		return
-	}
-	if st.epoch != r.epoch || r.last < r.target {
+	if epoch != r.epoch || r.last < r.target {
 		w.recover(r)
 	}
-	r.target = st.off
+	r.target = off
 }
 
 // recover reads what the room has after r.last and delivers it, reporting
@@ -265,11 +261,30 @@ type entry struct {
 // sync runs syncScript for r: its position, and up to count entries after
 // offset after if epoch is current.
 func (a *Adapter) sync(r *room, epoch string, after uint64, count int) (syncResult, error) {
-	var st syncResult
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.CommandTimeout)
 	defer cancel()
-	vs, err := syncScript.run(ctx, a.client, []string{r.keys.meta, r.keys.hist},
-		[]string{a.seed, a.ttlMs, epoch, strconv.FormatUint(after, 10), strconv.Itoa(count)}).ToArray()
+	res := a.client.Do(ctx, a.syncCmd(r, false, epoch, after, count))
+	if isNoScript(res.Error()) {
+		res = a.client.Do(ctx, a.syncCmd(r, true, epoch, after, count))
+	}
+	return parseSync(res)
+}
+
+// syncCmd is syncScript's run for r (EVAL if eval, else EVALSHA).
+func (a *Adapter) syncCmd(r *room, eval bool, epoch string, after uint64, count int) rueidis.Completed {
+	b := a.client.B()
+	keys := []string{r.keys.meta, r.keys.hist}
+	args := []string{a.seed, a.ttlMs, epoch, strconv.FormatUint(after, 10), strconv.Itoa(count)}
+	if eval {
+		return b.Eval().Script(syncScript.src).Numkeys(2).Key(keys...).Arg(args...).Build()
+	}
+	return b.Evalsha().Sha1(syncScript.sha).Numkeys(2).Key(keys...).Arg(args...).Build()
+}
+
+// parseSync reads syncScript's reply.
+func parseSync(res rueidis.RedisResult) (syncResult, error) {
+	var st syncResult
+	vs, err := res.ToArray()
 	if err != nil {
 		return st, err
 	}

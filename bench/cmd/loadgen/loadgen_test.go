@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gobwas/ws"
@@ -242,6 +243,32 @@ func TestBroadcastChecksEverySender(t *testing.T) {
 	// Every message reaches all 5 clients.
 	if r.Delivered != 5*r.Sent || r.Sent == 0 {
 		t.Fatalf("sent %d, delivered %d, want 5x", r.Sent, r.Delivered)
+	}
+}
+
+// TestSeveralURLs: with a comma-separated -url the connections are spread
+// over the servers in turn.
+func TestSeveralURLs(t *testing.T) {
+	var n [2]atomic.Int32
+	var urls []string
+	for i := range n {
+		h := echoHandler(pass)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n[i].Add(1)
+			h.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		urls = append(urls, "ws"+strings.TrimPrefix(srv.URL, "http")+"/echo")
+	}
+	code, r, out := runLoadgen(t, "-url", strings.Join(urls, ","), "-conns", "4", "-depth", "2")
+	if code != 0 || r.ErrorTotal != 0 || r.Delivered == 0 {
+		t.Fatalf("exit %d errors %v delivered %d\n%s", code, r.Errors, r.Delivered, out)
+	}
+	if n[0].Load() != 2 || n[1].Load() != 2 {
+		t.Fatalf("connections per server %d and %d, want 2 and 2", n[0].Load(), n[1].Load())
+	}
+	if code, _, _ := runLoadgen(t, "-url", urls[0]+",ws://192.0.2.1:80/echo"); code != 2 {
+		t.Fatalf("a remote URL in the list: exit %d, want 2", code)
 	}
 }
 

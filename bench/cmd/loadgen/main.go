@@ -45,6 +45,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -82,6 +83,7 @@ var errorKinds = []string{kindDial, kindConn, kindProtocol, kindCorrupt, kindFor
 
 type config struct {
 	url, mode, jsonPath string
+	urls                []string // url split at commas: connection i dials urls[i%len(urls)]
 	server, cell        string
 	conns, size, depth  int
 	rate                float64
@@ -107,7 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.url, "url", "ws://127.0.0.1:8080/echo", "server URL (ws:// or wss://, loopback host only)")
+	fs.StringVar(&cfg.url, "url", "ws://127.0.0.1:8080/echo", "server URL (ws:// or wss://, loopback host only); several, comma-separated, spread the connections over them in turn (the nodes of a cluster)")
 	fs.StringVar(&cfg.ca, "ca", "", "wss: PEM file of the certificates to trust (default: the system's roots)")
 	fs.StringVar(&cfg.mode, "mode", "echo", "echo, broadcast or idle")
 	fs.IntVar(&cfg.conns, "conns", 1, fmt.Sprintf("connections (at most %d; broadcast at most %d)", maxConns, maxBroadcastConns))
@@ -157,11 +159,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if cfg.prime && cfg.mode != "idle" {
 		return cfg, errors.New("-prime is for -mode idle")
 	}
-	url, err := checkURL(cfg.url)
-	if err != nil {
-		return cfg, err
+	for _, raw := range strings.Split(cfg.url, ",") {
+		u, err := checkURL(raw)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.urls = append(cfg.urls, u)
 	}
-	cfg.url = url
+	cfg.url = strings.Join(cfg.urls, ",")
 	switch {
 	case cfg.mode != "echo" && cfg.mode != "broadcast" && cfg.mode != "idle":
 		return cfg, fmt.Errorf("-mode %q: want echo, broadcast or idle", cfg.mode)
@@ -554,7 +559,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			if len(srcIPs) > 0 {
 				src = srcIPs[i%len(srcIPs)]
 			}
-			d, err := dial(dctx, cfg.url, src, rbuf, tlsCfg, exts)
+			d, err := dial(dctx, cfg.urls[i%len(cfg.urls)], src, rbuf, tlsCfg, exts)
 			if err != nil {
 				g.errorf(kindDial, "conn %d: %v", i, err)
 				return
