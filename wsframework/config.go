@@ -330,7 +330,11 @@ type Config struct {
 	// means dispatcher's defaults.
 	Phases dispatcher.PoolConfig
 	// Dispatcher configures the ordered executor of each plugin's runtime.
-	// Zero means the dispatcher's defaults.
+	// Zero means the dispatcher's defaults, except that with an Adapter a
+	// zero Workers means ClusterWorkers: a broadcast from a handler waits
+	// for the adapter (a Redis round trip) on the worker running it, so a
+	// node needs many workers for many connections' broadcasts to be in
+	// flight at once and share round trips (docs/cluster.md).
 	Dispatcher dispatcher.ShardedConfig
 	// Buffers is the buffer pool shared by connections and runtimes. Nil
 	// means a new pool.
@@ -382,6 +386,10 @@ type Config struct {
 	CertCheckInterval time.Duration
 }
 
+// ClusterWorkers is the dispatcher's default worker count per plugin
+// runtime on a Server with an Adapter (Config.Dispatcher).
+const ClusterWorkers = 256
+
 func (c Config) withDefaults() (Config, error) {
 	if c.MaxMessageBytes < 0 || c.WriteQueueMessages < 0 || c.WriteQueueBytes < 0 ||
 		c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.MaxRoomsPerConn < 0 || c.HandshakeTimeout < 0 ||
@@ -393,6 +401,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Compression.Threshold < 0 {
 		return c, errors.New("wsframework: negative limit in Config")
+	}
+	if c.Adapter != nil && c.Dispatcher.Workers == 0 {
+		c.Dispatcher.Workers = ClusterWorkers
 	}
 	switch l := c.Compression.Level; {
 	case l == 0:

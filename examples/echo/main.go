@@ -105,9 +105,6 @@ func main() {
 	}
 }
 
-// clusterWorkers is the dispatcher's worker count with -redis.
-const clusterWorkers = 256
-
 func run(o options, log *slog.Logger) error {
 	reg := metricsetup.Registry()
 	comp := wsframework.CompressionConfig{Disabled: o.compress == "off", ContextTakeover: o.takeover}
@@ -124,14 +121,9 @@ func run(o options, log *slog.Logger) error {
 			return err
 		}
 	}
+	// With an Adapter the Server runs wsframework.ClusterWorkers workers
+	// per plugin: a broadcast waits for Redis on its handler's worker.
 	cfg := wsframework.Config{MaxMessageBytes: o.maxMsg, Reader: o.Mode, Logger: log, Compression: comp, Metrics: reg, Adapter: adapter}
-	if ra != nil {
-		// A broadcast waits for Redis's answer (to report a failure to
-		// its sender) on the dispatcher worker running the handler: with
-		// many workers, the broadcasts of many connections are in flight
-		// at once and share round trips (docs/cluster.md).
-		cfg.Dispatcher.Workers = clusterWorkers
-	}
 	srv, err := wsframework.New(cfg)
 	if err != nil {
 		if ra != nil {
