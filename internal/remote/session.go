@@ -376,6 +376,23 @@ type phaseCall struct {
 	resp  *core.ResponseContext
 	body  *core.BodyContext
 	timer *time.Timer
+
+	// mu serializes the host's uses of the phase's context. Once done
+	// (decided here, or by the end of a streamed answer) the context may
+	// already be recycled for another request: it is not touched again,
+	// and a late reply or host call finds the call over.
+	mu   sync.Mutex
+	done bool
+}
+
+// decide runs fn, which decides the phase, unless it is decided already.
+func (pc *phaseCall) decide(fn func()) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if !pc.done {
+		pc.done = true
+		fn()
+	}
 }
 
 // startCall registers a phase call and arms its timeout; it reports false
@@ -415,14 +432,16 @@ func (s *session) peekCall(id uint64) *phaseCall {
 }
 
 func (s *session) failCall(pc *phaseCall, why string) {
-	switch {
-	case pc.req != nil:
-		s.h.failRequest(pc.req, why)
-	case pc.resp != nil:
-		s.h.failResponse(pc.resp)
-	case pc.body != nil:
-		s.h.failBody(pc.body, why)
-	}
+	pc.decide(func() {
+		switch {
+		case pc.req != nil:
+			s.h.failRequest(pc.req, why)
+		case pc.resp != nil:
+			s.h.failResponse(pc.resp)
+		case pc.body != nil:
+			s.h.failBody(pc.body, why)
+		}
+	})
 }
 
 // phaseReply applies the plugin's decision of a phase.
@@ -452,37 +471,40 @@ func (s *session) phaseReply(v *frame.View) error {
 		s.failCall(pc, "plugin answered "+st.String()+": "+string(v.Error()))
 		return nil
 	}
-	switch {
-	case pc.req != nil:
-		c := pc.req
-		applyEdits(v, c.SetStatus, c.SetHeader, c.AddHeader, c.RemoveHeader)
-		switch v.Method() {
-		case frame.MethodNext:
-			c.Next()
-		case frame.MethodEnd:
-			if b := v.Payload(); len(b) > 0 {
-				c.SetBody(clone(b))
-			}
-			c.End()
-		case frame.MethodWebSocketUpgrade:
-			c.Set(upgradeKey, pc.id)
-			c.Upgrade(nil)
-		default:
-			s.failCall(pc, "bad decision")
-			return protoErr("request filter decided %v", v.Method())
-		}
-	case pc.resp != nil:
-		c := pc.resp
-		applyEdits(v, c.SetStatus, c.SetHeader, c.AddHeader, c.RemoveHeader)
-		c.Next()
-	case pc.body != nil:
-		c := pc.body
-		applyEdits(v, c.SetStatus, c.SetHeader, c.AddHeader, c.RemoveHeader)
-		if v.Method() == frame.MethodSetResponseFullBody {
-			c.SetBody(clone(v.Payload()))
-		}
-		c.Next()
+	if m := v.Method(); pc.req != nil && m != frame.MethodNext && m != frame.MethodEnd && m != frame.MethodWebSocketUpgrade {
+		s.failCall(pc, "bad decision")
+		return protoErr("request filter decided %v", m)
 	}
+	pc.decide(func() {
+		switch {
+		case pc.req != nil:
+			c := pc.req
+			applyEdits(v, c.SetStatus, c.SetHeader, c.AddHeader, c.RemoveHeader)
+			switch v.Method() {
+			case frame.MethodNext:
+				c.Next()
+			case frame.MethodEnd:
+				if b := v.Payload(); len(b) > 0 {
+					c.SetBody(clone(b))
+				}
+				c.End()
+			case frame.MethodWebSocketUpgrade:
+				c.Set(upgradeKey, pc.id)
+				c.Upgrade(nil)
+			}
+		case pc.resp != nil:
+			c := pc.resp
+			applyEdits(v, c.SetStatus, c.SetHeader, c.AddHeader, c.RemoveHeader)
+			c.Next()
+		case pc.body != nil:
+			c := pc.body
+			applyEdits(v, c.SetStatus, c.SetHeader, c.AddHeader, c.RemoveHeader)
+			if v.Method() == frame.MethodSetResponseFullBody {
+				c.SetBody(clone(v.Payload()))
+			}
+			c.Next()
+		}
+	})
 	return nil
 }
 
@@ -542,6 +564,7 @@ func (s *session) hostCall(v *frame.View) error {
 		return protoErr("%v during a %v phase", v.Method(), pc.phase)
 	}
 	m, sid, cid := v.Method(), v.SessionID(), v.CallID()
+	v0 := m // the method the reply names
 	status, data := int(v.ResponseStatus()), clone(v.Payload())
 	if status != 0 && (status < 100 || status > 599) {
 		return protoErr("%v sets status %d", m, status)
@@ -560,6 +583,14 @@ func (s *session) hostCall(v *frame.View) error {
 		defer s.hostCalls.Done()
 		var out []byte
 		var err error
+		pc.mu.Lock()
+		defer pc.mu.Unlock() // after the reply below: the plugin's next step waits for it anyway
+		if pc.done {
+			// Decided (timed out, or the streamed answer ended): the
+			// context may serve another request by now.
+			err = core.ErrPhaseOver
+			m = 0
+		}
 		switch m {
 		case frame.MethodReadRequestFullBody:
 			out, err = rc.ReadBody()
@@ -578,9 +609,11 @@ func (s *session) hostCall(v *frame.View) error {
 		case frame.MethodResponseStreamData:
 			err = rc.StreamWrite(data)
 		case frame.MethodResponseStreamEnd:
-			err = rc.StreamEnd()
+			if err = rc.StreamEnd(); err == nil {
+				pc.done = true // the end decided the phase; the plugin's reply after it applies nothing
+			}
 		}
-		f := frame.Frame{Kind: frame.KindReply, Method: m, SessionID: sid, CallID: cid, Payload: out}
+		f := frame.Frame{Kind: frame.KindReply, Method: v0, SessionID: sid, CallID: cid, Payload: out}
 		if err != nil {
 			f.Status, f.Error = frame.StatusError, err.Error()
 		}
