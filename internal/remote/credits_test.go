@@ -65,3 +65,29 @@ func TestSlowPluginPausesReading(t *testing.T) {
 	}
 	require.NoError(t, <-sent)
 }
+
+// TestStuckPluginClosesWith1013: a plugin that grants no credit at all for
+// a call timeout (its handlers are stuck) gets the waiting connection
+// closed with 1013, try again later; its event is not delivered, and not
+// lost silently.
+func TestStuckPluginClosesWith1013(t *testing.T) {
+	gate := make(chan struct{})
+	defer close(gate)
+	p := sdk.NewPlugin("stuck")
+	p.Entry("echo").WebSocket(sdk.WebSocketHandlers{
+		OnMessage: func(c *sdk.Conn, m sdk.Message) {
+			<-gate
+			_ = c.Send(m.Type, m.Data)
+		},
+	})
+	e := startEnv(t, p, envOpts{
+		routes: map[string]string{"/echo": "echo"},
+		cfg:    remote.Config{CallTimeout: 300 * time.Millisecond},
+		serve:  serve.Options{Credits: 4},
+	})
+	c := e.dial(t, "/echo")
+	for i := range 10 {
+		require.NoError(t, c.send(ws.OpText, fmt.Appendf(nil, "m%d", i)))
+	}
+	require.Equal(t, sdk.CloseTryAgainLater, c.closeCode(t))
+}

@@ -151,8 +151,11 @@ func (s *session) addConn(c *sdk.Conn) bool {
 	return true
 }
 
-// take takes one credit, waiting up to the call timeout for the plugin to
-// grant more. It reports false when none came in time or the session ended.
+// take takes one credit, waiting while the plugin grants more. It reports
+// false when the session ended, or when the plugin granted nothing for a
+// call timeout: a plugin that is busy but progressing (its credits go to
+// other connections' events) keeps this connection waiting, paused like a
+// full local queue, not closed.
 func (s *session) take() bool {
 	if s.avail.Add(-1) >= 0 {
 		return true
@@ -170,6 +173,12 @@ func (s *session) take() bool {
 		s.avail.Add(1)
 		select {
 		case <-w:
+			// Credits came (perhaps taken by others first): the plugin
+			// progresses, so the no-progress timeout starts again.
+			if !t.Stop() {
+				<-t.C
+			}
+			t.Reset(s.h.cfg.CallTimeout)
 		case <-s.deadCh:
 			return false
 		case <-t.C:
@@ -193,9 +202,9 @@ func (s *session) grant(n uint32) error {
 	return nil
 }
 
-// event sends a credited event for connection c; when no credit comes in
-// time, c is closed with 1013 (its event is not delivered, and not lost
-// silently either).
+// event sends a credited event for connection c; when the plugin grants no
+// credit at all for a call timeout, c is closed with 1013 (its event is not
+// delivered, and not lost silently either).
 func (s *session) event(c *sdk.Conn, f *frame.Frame) {
 	if !s.take() {
 		select {
