@@ -291,15 +291,9 @@ func (x *exchange) waitArmed(p phaseSignal, rc *core.RequestContext) outcome {
 	defer dl.disarm(&x.dl)
 	sig, gone := p.Signal(), x.r.Context().Done()
 	for {
-		var hc *core.HostCall
-		if gone == nil {
-			hc = <-sig
-		} else {
-			select {
-			case hc = <-sig:
-			case <-gone:
-				return outGone
-			}
+		hc, ok := receive(sig, gone)
+		if !ok {
+			return outGone
 		}
 		switch {
 		case hc == nil:
@@ -318,6 +312,21 @@ func (x *exchange) waitArmed(p phaseSignal, rc *core.RequestContext) outcome {
 			return out
 		}
 		dl.arm(&x.dl, p) // each served call restarts the phase timeout
+	}
+}
+
+// receive takes the next signal of a phase from sig; ok is false when gone
+// (the request's context; nil when it cannot end) ended first. Without a
+// gone channel it is a plain receive, cheaper than a select.
+func receive(sig <-chan *core.HostCall, gone <-chan struct{}) (hc *core.HostCall, ok bool) {
+	if gone == nil {
+		return <-sig, true
+	}
+	select {
+	case hc = <-sig:
+		return hc, true
+	case <-gone:
+		return nil, false
 	}
 }
 

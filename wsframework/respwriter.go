@@ -317,17 +317,11 @@ func (x *exchange) waitChain(rc *core.ResponseContext, bc *core.BodyContext) (rf
 	}
 	sig, gone := bc.Signal(), x.r.Context().Done()
 	for {
-		var hc *core.HostCall
-		if gone == nil {
-			hc = <-sig
-		} else {
-			select {
-			case hc = <-sig:
-			case <-gone:
-				dl.disarm(&x.dl)
-				bc.LeaveChain()
-				return outGone, 0, false
-			}
+		hc, ok := receive(sig, gone)
+		if !ok {
+			dl.disarm(&x.dl)
+			bc.LeaveChain()
+			return outGone, 0, false
 		}
 		switch {
 		case hc == nil:
