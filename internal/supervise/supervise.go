@@ -358,10 +358,8 @@ func (s *Supervisor) runChild() (bool, error) {
 	}
 	_ = s.l.SetDeadline(time.Time{})
 
-	actx, acancel := context.WithCancel(context.Background())
+	attached, acancel := s.attach(conn)
 	defer acancel()
-	attached := make(chan error, 1)
-	go func() { attached <- s.cfg.Host.Attach(actx, conn) }()
 	stable := time.NewTimer(s.b.p.StableAfter)
 	defer stable.Stop()
 	for {
@@ -378,14 +376,29 @@ func (s *Supervisor) runChild() (bool, error) {
 			err := <-attached
 			return true, fmt.Errorf("plugin exited: %s (session: %w)", exitText(ew), err)
 		case <-stable.C:
-			if s.cfg.Host.Up() {
-				s.b.stable()
-				s.failed.Store(false)
-			}
+			s.markStable()
 		case <-s.stop:
 			s.endChild(cmd, exited, acancel, attached)
 			return false, errStopped
 		}
+	}
+}
+
+// attach runs the host's session on conn on a goroutine of its own: the
+// channel reports how it ended; cancel ends it.
+func (s *Supervisor) attach(conn net.Conn) (<-chan error, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	attached := make(chan error, 1)
+	go func() { attached <- s.cfg.Host.Attach(ctx, conn) }()
+	return attached, cancel
+}
+
+// markStable clears the crash-loop count once a session has stayed up for
+// StableAfter.
+func (s *Supervisor) markStable() {
+	if s.cfg.Host.Up() {
+		s.b.stable()
+		s.failed.Store(false)
 	}
 }
 
@@ -424,10 +437,8 @@ func (s *Supervisor) dialSession() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	actx, acancel := context.WithCancel(context.Background())
+	attached, acancel := s.attach(conn)
 	defer acancel()
-	attached := make(chan error, 1)
-	go func() { attached <- s.cfg.Host.Attach(actx, conn) }()
 	stable := time.NewTimer(s.b.p.StableAfter)
 	defer stable.Stop()
 	for {
@@ -435,10 +446,7 @@ func (s *Supervisor) dialSession() (bool, error) {
 		case err := <-attached:
 			return true, fmt.Errorf("session ended: %w", err)
 		case <-stable.C:
-			if s.cfg.Host.Up() {
-				s.b.stable()
-				s.failed.Store(false)
-			}
+			s.markStable()
 		case <-s.stop:
 			s.cfg.Host.Goodbye()
 			grace := time.NewTimer(s.cfg.Grace)
