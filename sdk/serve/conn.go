@@ -39,12 +39,8 @@ func (c *conn) send(f *frame.Frame) error {
 
 func (c *conn) Write(typ core.MessageType, b *bufpool.Buffer) error {
 	defer b.Release()
-	m := frame.MethodWebSocketSendText
-	switch typ {
-	case core.Text:
-	case core.Binary:
-		m = frame.MethodWebSocketSendBinary
-	default:
+	m, ok := byType(typ, frame.MethodWebSocketSendText, frame.MethodWebSocketSendBinary)
+	if !ok {
 		return core.ErrMessageType
 	}
 	return c.send(&frame.Frame{Kind: frame.KindCall, Method: m, SessionID: c.id, Payload: b.B})
@@ -58,12 +54,8 @@ func (c *conn) ClosePanic(reason string) error { return c.Close(core.CloseIntern
 
 func (c *conn) Broadcast(room string, typ core.MessageType, b *bufpool.Buffer, opts core.BroadcastOptions) error {
 	defer b.Release()
-	m := frame.MethodRoomBroadcastText
-	switch typ {
-	case core.Text:
-	case core.Binary:
-		m = frame.MethodRoomBroadcastBinary
-	default:
+	m, ok := byType(typ, frame.MethodRoomBroadcastText, frame.MethodRoomBroadcastBinary)
+	if !ok {
 		return core.ErrMessageType
 	}
 	return c.send(&frame.Frame{Kind: frame.KindCall, Method: m, SessionID: c.id, Room: room, Payload: b.B, ExcludeSelf: opts.ExcludeSelf})
@@ -93,4 +85,16 @@ func (c *conn) roomCall(m frame.Method, room string) error {
 	}
 	_, err = c.s.wait(ch)
 	return err
+}
+
+// byType picks the method of a text or a binary message; ok is false for
+// any other type.
+func byType(typ core.MessageType, text, binary frame.Method) (frame.Method, bool) {
+	switch typ {
+	case core.Text:
+		return text, true
+	case core.Binary:
+		return binary, true
+	}
+	return 0, false
 }
