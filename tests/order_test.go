@@ -74,6 +74,35 @@ func splitmix(x uint64) uint64 {
 // reader goroutine per client, and checks every echo arrives intact, in
 // order, with none missing, and that no client was taken for a slow
 // consumer.
+// orderExchange runs every client's writer and reader of the order load
+// until deadline and returns what failed.
+func orderExchange(t *testing.T, clients []*wsClient, corpus *orderCorpus, deadline time.Time) []error {
+	t.Helper()
+	errs := make(chan error, 2*len(clients))
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		require.NoError(t, c.nc.SetDeadline(deadline))
+		wg.Go(func() {
+			if err := orderWriter(c, corpus, i); err != nil {
+				errs <- fmt.Errorf("client %d writer: %w", i, err)
+			}
+		})
+		wg.Go(func() {
+			if err := orderReader(c, corpus, i); err != nil {
+				errs <- fmt.Errorf("client %d reader: %w", i, err)
+				_ = c.nc.Close() // unblock its writer
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	var failures []error
+	for err := range errs {
+		failures = append(failures, err)
+	}
+	return failures
+}
+
 func TestEchoOrderEndToEnd(t *testing.T) {
 	corpus := newOrderCorpus()
 	var total int64
@@ -95,30 +124,8 @@ func TestEchoOrderEndToEnd(t *testing.T) {
 	}
 
 	start := time.Now()
-	deadline := start.Add(orderDeadline)
-	errs := make(chan error, 2*orderConns)
-	var wg sync.WaitGroup
-	for i, c := range clients {
-		require.NoError(t, c.nc.SetDeadline(deadline))
-		wg.Go(func() {
-			if err := orderWriter(c, corpus, i); err != nil {
-				errs <- fmt.Errorf("client %d writer: %w", i, err)
-			}
-		})
-		wg.Go(func() {
-			if err := orderReader(c, corpus, i); err != nil {
-				errs <- fmt.Errorf("client %d reader: %w", i, err)
-				_ = c.nc.Close() // unblock its writer
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
+	failures := orderExchange(t, clients, corpus, start.Add(orderDeadline))
 	elapsed := time.Since(start)
-	var failures []error
-	for err := range errs {
-		failures = append(failures, err)
-	}
 	require.Empty(t, failures, "%d of %d clients failed; first: %v", len(failures), orderConns, errors.Join(failures[:min(len(failures), 3)]...))
 	t.Logf("%d conns x %d messages, %.1f MiB each way, in %v", orderConns, orderMessages, float64(total)/(1<<20), elapsed)
 

@@ -216,29 +216,7 @@ func TestStrandEchoOrderOutOfProcess(t *testing.T) {
 		clients[i] = h.dial(t, "/echo")
 	}
 	start := time.Now()
-	deadline := start.Add(3 * orderDeadline) // two processes and a socket, under -race
-	errs := make(chan error, 2*orderConns)
-	var wg sync.WaitGroup
-	for i, c := range clients {
-		require.NoError(t, c.nc.SetDeadline(deadline))
-		wg.Go(func() {
-			if err := orderWriter(c, corpus, i); err != nil {
-				errs <- fmt.Errorf("client %d writer: %w", i, err)
-			}
-		})
-		wg.Go(func() {
-			if err := orderReader(c, corpus, i); err != nil {
-				errs <- fmt.Errorf("client %d reader: %w", i, err)
-				_ = c.nc.Close()
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	var failures []error
-	for err := range errs {
-		failures = append(failures, err)
-	}
+	failures := orderExchange(t, clients, corpus, start.Add(3*orderDeadline)) // two processes and a socket, under -race
 	require.Empty(t, failures, "%d of %d clients failed; first: %v", len(failures), orderConns, errors.Join(failures[:min(len(failures), 3)]...))
 	t.Logf("%d conns x %d messages through the plugin socket in %v", orderConns, orderMessages, time.Since(start))
 	for _, c := range clients {
