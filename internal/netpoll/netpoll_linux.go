@@ -11,11 +11,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/strandws/strand/internal/clock"
+	"github.com/strandws/strand/internal/rawsys"
 )
 
 // Supported reports whether New can work on this platform.
@@ -421,7 +421,7 @@ func (hd *Handle) Trigger() {
 func (l *loop) wakeLocked() {
 	if l.woken.CompareAndSwap(false, true) {
 		one := [eventfdLen]byte{1}
-		_, _ = unix.Write(l.wakefd, one[:])
+		_, _ = rawsys.Write(l.wakefd, one[:])
 	}
 }
 
@@ -437,12 +437,7 @@ func (hd *Handle) Read(b []byte) (int, error) {
 		n   int
 		err error
 	)
-	for {
-		n, err = unix.Read(int(hd.fd), b)
-		if err != unix.EINTR {
-			break
-		}
-	}
+	n, err = rawsys.Read(int(hd.fd), b)
 	hd.release()
 	switch {
 	case err == unix.EAGAIN:
@@ -507,18 +502,14 @@ func (hd *Handle) writev(iov []unix.Iovec) (int, error) {
 		return 0, net.ErrClosed
 	}
 	defer hd.release()
-	for {
-		n, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(hd.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
-		switch e {
-		case 0:
-			return int(n), nil
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return 0, unix.EAGAIN
-		}
-		return 0, os.NewSyscallError("writev", e)
+	n, err := rawsys.Writev(int(hd.fd), iov)
+	switch {
+	case err == nil:
+		return n, nil
+	case err == unix.EAGAIN:
+		return 0, unix.EAGAIN
 	}
+	return 0, os.NewSyscallError("writev", err)
 }
 
 // waitWritable arms EPOLLOUT and waits for the report, Close or deadline.
@@ -581,10 +572,7 @@ func (l *loop) run() {
 		werr error
 	)
 	wait := func(fd uintptr) bool {
-		n, werr = unix.EpollWait(int(fd), events, 0)
-		if werr == unix.EINTR {
-			n, werr = 0, nil
-		}
+		n, werr = rawsys.EpollPoll(int(fd), events)
 		return n > 0 || werr != nil // nothing ready: park until the epoll fd is readable
 	}
 	for {
@@ -622,7 +610,7 @@ func (l *loop) runQueue() {
 	// after it writes again. (Clearing first could drain that write and
 	// leave woken set with nothing to wake the loop: a lost Trigger.)
 	var buf [eventfdLen]byte
-	_, _ = unix.Read(l.wakefd, buf[:])
+	_, _ = rawsys.Read(l.wakefd, buf[:])
 	l.woken.Store(false)
 	l.mu.Lock()
 	q := l.queue

@@ -276,6 +276,7 @@ func (s *session) read() error {
 		if err := s.apply(&v); err != nil {
 			return err
 		}
+		s.link.Yield()
 	}
 }
 

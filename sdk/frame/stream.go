@@ -92,6 +92,10 @@ func (r *Reader) Next() ([]byte, error) {
 
 // fill reads until buf[start:end] holds need bytes. atBoundary says that
 // an end of stream with nothing unread is a clean io.EOF.
+// Buffered returns how many bytes the Reader holds that Next has not
+// returned yet: zero means the next call reads the stream.
+func (r *Reader) Buffered() int { return r.end - r.start }
+
 func (r *Reader) fill(need int, atBoundary bool) error {
 	if r.end-r.start >= need {
 		return nil

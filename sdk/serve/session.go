@@ -163,7 +163,7 @@ func serveConn(ctx context.Context, p *sdk.Plugin, nc net.Conn, o Options) error
 	if o.MaxFrameSize == 0 {
 		o.MaxFrameSize = frame.DefaultMaxFrameSize
 	}
-	link, err := pluglink.New(nc, pluglink.Config{MaxFrameSize: o.MaxFrameSize})
+	link, err := pluglink.New(nc, pluglink.Config{MaxFrameSize: o.MaxFrameSize, YieldCPU: true})
 	if err != nil {
 		_ = nc.Close()
 		return err
@@ -293,6 +293,7 @@ func (s *session) read() error {
 		if err := s.apply(&v); err != nil {
 			return err
 		}
+		s.link.Yield()
 	}
 }
 
