@@ -30,12 +30,7 @@ type session struct {
 	h    *Host
 	link *pluglink.Link
 
-	// Credits: events the plugin still takes. avail may dip below zero
-	// for an instant while a taker backs out.
-	window   int64
-	avail    atomic.Int64
-	creditMu sync.Mutex
-	wake     chan struct{} // closed and replaced when credits arrive
+	credits *credits // events the plugin still takes
 
 	conns *xsync.MapOf[uint64, *sdk.Conn] // WebSocket connections this session serves
 
@@ -54,13 +49,11 @@ type session struct {
 
 func newSession(h *Host, link *pluglink.Link, credits uint32) *session {
 	s := &session{
-		h: h, link: link, window: int64(credits),
-		wake:   make(chan struct{}),
+		h: h, link: link, credits: newCredits(credits),
 		conns:  xsync.NewMapOf[uint64, *sdk.Conn](),
 		calls:  make(map[uint64]*phaseCall),
 		deadCh: make(chan struct{}),
 	}
-	s.avail.Store(int64(credits))
 	return s
 }
 
@@ -151,54 +144,21 @@ func (s *session) addConn(c *sdk.Conn) bool {
 	return true
 }
 
-// take takes one credit, waiting while the plugin grants more. It reports
-// false when the session ended, or when the plugin granted nothing for a
-// call timeout: a plugin that is busy but progressing (its credits go to
-// other connections' events) keeps this connection waiting, paused like a
-// full local queue, not closed.
-func (s *session) take() bool {
-	if s.avail.Add(-1) >= 0 {
-		return true
-	}
-	s.avail.Add(1)
-	t := time.NewTimer(s.h.cfg.CallTimeout)
-	defer t.Stop()
-	for {
-		s.creditMu.Lock()
-		w := s.wake
-		s.creditMu.Unlock()
-		if s.avail.Add(-1) >= 0 {
-			return true
-		}
-		s.avail.Add(1)
-		select {
-		case <-w:
-			// Credits came (perhaps taken by others first): the plugin
-			// progresses, so the no-progress timeout starts again.
-			if !t.Stop() {
-				<-t.C
-			}
-			t.Reset(s.h.cfg.CallTimeout)
-		case <-s.deadCh:
-			return false
-		case <-t.C:
-			return false
-		}
-	}
-}
+// take takes one credit, waiting in turn while the plugin grants more. It
+// reports false when the session ended, or when the plugin granted nothing
+// for a call timeout: a plugin that is busy but progressing (its credits go
+// to other connections' events) keeps this connection waiting, paused like
+// a full local queue, not closed.
+func (s *session) take() bool { return s.credits.take(s.h.cfg.CallTimeout, s.deadCh) }
 
 // grant adds n credits from the plugin.
 func (s *session) grant(n uint32) error {
 	if n == 0 {
 		return protoErr("a credits frame grants 0")
 	}
-	if v := s.avail.Add(int64(n)); v > s.window {
-		return protoErr("credits overflow: %d available, window %d", v, s.window)
+	if !s.credits.grant(n) {
+		return protoErr("credits overflow: %d available and %d granted, window %d", s.credits.available(), n, s.credits.window)
 	}
-	s.creditMu.Lock()
-	close(s.wake)
-	s.wake = make(chan struct{})
-	s.creditMu.Unlock()
 	return nil
 }
 
@@ -216,7 +176,7 @@ func (s *session) event(c *sdk.Conn, f *frame.Frame) {
 		return
 	}
 	if err := s.link.Send(f); err != nil {
-		s.avail.Add(1)
+		s.credits.giveBack()
 		if errors.Is(err, frame.ErrTooLarge) {
 			_ = c.Close(sdk.CloseMessageTooBig, "message too big for the plugin")
 		}
