@@ -68,6 +68,16 @@ const (
 	// pollBudget bounds the bytes one turn reads from a connection before it
 	// lets its loop serve others (the descriptor is armed again).
 	pollBudget = 256 << 10
+	// pollBudgetAlone is the turn's budget of a connection that is the only
+	// one its loop found ready. Its answers are written only after the
+	// turn (the loop then lets the dispatcher and the writer run), so a
+	// client that pipelines large messages on one connection would
+	// otherwise get them back a whole window at a time and refill the
+	// window into an idle server: one connection, 16 × 4 KiB in flight,
+	// went from 124-127k to 196k msgs/s. With other connections ready,
+	// their turns give the writers that time, and the large budget keeps
+	// the system calls per message low.
+	pollBudgetAlone = 8 << 10
 
 	minPendingRetry = 500 * time.Microsecond
 	maxPendingRetry = 10 * time.Millisecond
@@ -346,7 +356,7 @@ func (c *conn) pollTurnWith(ps *wsproto.Parser, now int64) (res readResult, done
 		}
 		c.trackMessage(ps, now)
 		p.feed.dropConsumed()
-		if p.feed.rb == nil && p.feed.read >= pollBudget {
+		if p.feed.rb == nil && p.feed.read >= c.pollBudget() {
 			return c.pollArm()
 		}
 		ev, more, err := p.feed.step(ps, c.srv.cfg.Buffers, c.pollRead)
@@ -378,6 +388,15 @@ func (c *conn) pollTurnWith(ps *wsproto.Parser, now int64) (res readResult, done
 			}
 		}
 	}
+}
+
+// pollBudget returns how many bytes this turn may read: see
+// pollBudgetAlone.
+func (c *conn) pollBudget() int {
+	if hd := c.poll.hd; hd != nil && hd.LoopReady() <= 1 {
+		return pollBudgetAlone
+	}
+	return pollBudget
 }
 
 // pollPaused reports whether the reader pauses before the next frame: the

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,7 +69,15 @@ type loop struct {
 	timer    *time.Timer // wakes the loop for timers[0]; made on first use
 	timerAt  int64       // when timer is due (0: stopped)
 	timerDue atomic.Bool // timer fired: run the expired timers
+
+	ready int // descriptors the loop's last wait reported (loop-owned)
 }
+
+// LoopReady returns how many descriptors the last wait of the handle's
+// loop reported, the one running this handler among them. Call it from the
+// Handler: a handler alone on its loop may take shorter turns, so that the
+// goroutines it feeds run sooner, at no cost to others.
+func (hd *Handle) LoopReady() int { return hd.l.ready }
 
 // Handle is one registered descriptor and its Handler. The handle owns the
 // descriptor: Close closes it, once no Read, Writev or epoll call is using
@@ -584,6 +593,7 @@ func (l *loop) run() {
 			return // closed
 		}
 		woken := false
+		l.ready = n
 		for i := range events[:n] {
 			t := token(&events[i])
 			if t == wakeToken {
@@ -600,6 +610,12 @@ func (l *loop) run() {
 				l.runTimers()
 			}
 		}
+		// Let what the handlers made runnable (a dispatcher's workers, the
+		// connections' writers) run before the next wait. Otherwise, while
+		// some descriptor is always ready, they would run only when a wait
+		// found nothing, and answers would leave in bursts of everything
+		// read meanwhile.
+		runtime.Gosched()
 	}
 }
 

@@ -56,3 +56,6 @@ func (*Handle) Writev(*net.Buffers, time.Time) (int64, error) { return 0, ErrUns
 
 // Close does nothing.
 func (*Handle) Close() error { return nil }
+
+// LoopReady returns 0.
+func (*Handle) LoopReady() int { return 0 }

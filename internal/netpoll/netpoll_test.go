@@ -462,3 +462,59 @@ func BenchmarkTrigger(b *testing.B) {
 		<-h
 	}
 }
+
+// readyHandler reports, on each Ready, how many descriptors its loop's
+// wait reported.
+type readyHandler struct {
+	hd *netpoll.Handle
+	ch chan int
+}
+
+func (h *readyHandler) Ready() {
+	select {
+	case h.ch <- h.hd.LoopReady():
+	default:
+	}
+}
+
+// TestLoopReady: a handler learns how many descriptors its loop's wait
+// reported, itself included.
+func TestLoopReady(t *testing.T) {
+	p, err := netpoll.New(1, nil)
+	require.NoError(t, err)
+	defer p.Close()
+	a, b := &readyHandler{ch: make(chan int, 1)}, &readyHandler{ch: make(chan int, 1)}
+	var ca, cb net.Conn
+	a.hd, ca = detach(t, p, a)
+	b.hd, cb = detach(t, p, b)
+	require.NoError(t, a.hd.Arm())
+	require.NoError(t, b.hd.Arm())
+
+	_, err = ca.Write([]byte("x"))
+	require.NoError(t, err)
+	select {
+	case n := <-a.ch:
+		require.Equal(t, 1, n, "a alone is ready")
+	case <-time.After(testTimeout):
+		t.Fatal("a's handler not run")
+	}
+
+	// Both left unread and level-triggered: every wait reports both, so
+	// some report of a's says 2.
+	_, err = cb.Write([]byte("y"))
+	require.NoError(t, err)
+	deadline := time.After(testTimeout)
+	for {
+		select {
+		case n := <-a.ch:
+			if n == 2 {
+				a.hd.Deregister()
+				b.hd.Deregister()
+				return
+			}
+			require.Equal(t, 1, n)
+		case <-deadline:
+			t.Fatal("no wait reported both descriptors")
+		}
+	}
+}
