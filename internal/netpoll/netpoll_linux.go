@@ -442,11 +442,7 @@ func (hd *Handle) Read(b []byte) (int, error) {
 	if !hd.acquire() {
 		return 0, net.ErrClosed
 	}
-	var (
-		n   int
-		err error
-	)
-	n, err = rawsys.Read(int(hd.fd), b)
+	n, err := rawsys.Read(int(hd.fd), b)
 	hd.release()
 	switch {
 	case err == unix.EAGAIN:

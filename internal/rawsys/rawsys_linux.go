@@ -24,56 +24,17 @@ import (
 
 // Read is read(2) on a non-blocking descriptor, retried on EINTR.
 func Read(fd int, b []byte) (int, error) {
-	var p unsafe.Pointer
-	if len(b) > 0 {
-		p = unsafe.Pointer(&b[0])
-	}
-	for {
-		n, _, e := syscall.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(p), uintptr(len(b)))
-		switch e {
-		case 0:
-			return int(n), nil
-		case unix.EINTR:
-			continue
-		}
-		return 0, e
-	}
+	return call(unix.SYS_READ, fd, first(b), len(b))
 }
 
 // Write is write(2) on a non-blocking descriptor, retried on EINTR.
 func Write(fd int, b []byte) (int, error) {
-	var p unsafe.Pointer
-	if len(b) > 0 {
-		p = unsafe.Pointer(&b[0])
-	}
-	for {
-		n, _, e := syscall.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(p), uintptr(len(b)))
-		switch e {
-		case 0:
-			return int(n), nil
-		case unix.EINTR:
-			continue
-		}
-		return 0, e
-	}
+	return call(unix.SYS_WRITE, fd, first(b), len(b))
 }
 
 // Writev is writev(2) on a non-blocking descriptor, retried on EINTR.
 func Writev(fd int, iov []unix.Iovec) (int, error) {
-	var p unsafe.Pointer
-	if len(iov) > 0 {
-		p = unsafe.Pointer(&iov[0])
-	}
-	for {
-		n, _, e := syscall.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(p), uintptr(len(iov)))
-		switch e {
-		case 0:
-			return int(n), nil
-		case unix.EINTR:
-			continue
-		}
-		return 0, e
-	}
+	return call(unix.SYS_WRITEV, fd, first(iov), len(iov))
 }
 
 // EpollPoll is epoll_wait(2) with a zero timeout: the events ready now.
@@ -81,11 +42,22 @@ func EpollPoll(epfd int, events []unix.EpollEvent) (int, error) {
 	if len(events) == 0 {
 		return 0, nil
 	}
+	// epoll_pwait (every architecture has it): timeout 0, no signal mask.
+	return call(unix.SYS_EPOLL_PWAIT, epfd, first(events), len(events))
+}
+
+// Yield is sched_yield(2).
+func Yield() { syscall.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
+
+// call makes the raw system call trap(fd, p, n, 0, 0, 0), retried on
+// EINTR. p stays an unsafe.Pointer until the call expression itself, so
+// that what it points to stays alive and is found if the stack moves.
+func call(trap uintptr, fd int, p unsafe.Pointer, n int) (int, error) {
 	for {
-		n, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		r, _, e := syscall.RawSyscall6(trap, uintptr(fd), uintptr(p), uintptr(n), 0, 0, 0)
 		switch e {
 		case 0:
-			return int(n), nil
+			return int(r), nil
 		case unix.EINTR:
 			continue
 		}
@@ -93,5 +65,10 @@ func EpollPoll(epfd int, events []unix.EpollEvent) (int, error) {
 	}
 }
 
-// Yield is sched_yield(2).
-func Yield() { syscall.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
+// first returns the address of s's first element, or nil when s is empty.
+func first[T any](s []T) unsafe.Pointer {
+	if len(s) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(&s[0])
+}
