@@ -337,6 +337,7 @@ func (c *conn) pollTurnWith(ps *wsproto.Parser, now int64) (res readResult, done
 		return res, true
 	}
 	p.feed.read, p.feed.drained = 0, false
+	budget := c.pollBudget()
 	for {
 		if p.held != nil {
 			if res, done, ok := c.pollDeliver(); !ok {
@@ -356,7 +357,7 @@ func (c *conn) pollTurnWith(ps *wsproto.Parser, now int64) (res readResult, done
 		}
 		c.trackMessage(ps, now)
 		p.feed.dropConsumed()
-		if p.feed.rb == nil && p.feed.read >= c.pollBudget() {
+		if p.feed.rb == nil && p.feed.read >= budget {
 			return c.pollArm()
 		}
 		ev, more, err := p.feed.step(ps, c.srv.cfg.Buffers, c.pollRead)
