@@ -82,64 +82,18 @@ func readFull(fd int, b []byte) (int, error) {
 // process over a SOCK_STREAM socketpair, blocking read and write system
 // calls on both sides, no encoding.
 func BenchmarkBareUnixRoundTrip(b *testing.B) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	child := os.NewFile(uintptr(fds[1]), "child")
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), benchChildEnv+"=bare")
-	cmd.ExtraFiles = []*os.File{child}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	_ = child.Close()
-	fd := fds[0]
-	defer func() {
-		_ = syscall.Close(fd)
-		_ = cmd.Wait()
-	}()
+	fd, stop := bareChild(b)
+	defer stop()
 	var buf [64]byte
-	for range 1000 { // warm up
-		if _, err := syscall.Write(fd, buf[:]); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := readFull(fd, buf[:]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ResetTimer()
-	for range b.N {
-		if _, err := syscall.Write(fd, buf[:]); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := readFull(fd, buf[:]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "µs/roundtrip")
+	timeRoundTrips(b, func() { bareRoundTrip(b, fd, buf[:]) })
 }
 
 // BenchmarkGoUnixRoundTrip is BenchmarkBareUnixRoundTrip through Go's
 // net.Conn on both sides (non-blocking sockets and the runtime's poller):
 // the floor for anything written in Go.
 func BenchmarkGoUnixRoundTrip(b *testing.B) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	child := os.NewFile(uintptr(fds[1]), "child")
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), benchChildEnv+"=go")
-	cmd.ExtraFiles = []*os.File{child}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	_ = child.Close()
-	f := os.NewFile(uintptr(fds[0]), "parent")
+	fd, cmd := startChild(b, "go")
+	f := os.NewFile(uintptr(fd), "parent")
 	c, err := net.FileConn(f)
 	_ = f.Close()
 	if err != nil {
@@ -150,14 +104,19 @@ func BenchmarkGoUnixRoundTrip(b *testing.B) {
 		_ = cmd.Wait()
 	}()
 	var buf [64]byte
-	rt := func() {
+	timeRoundTrips(b, func() {
 		if _, err := c.Write(buf[:]); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := io.ReadFull(c, buf[:]); err != nil {
 			b.Fatal(err)
 		}
-	}
+	})
+}
+
+// timeRoundTrips runs rt 1000 times to warm up, then b.N times timed, and
+// reports the mean in µs/roundtrip.
+func timeRoundTrips(b *testing.B, rt func()) {
 	for range 1000 {
 		rt()
 	}
@@ -167,6 +126,17 @@ func BenchmarkGoUnixRoundTrip(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "µs/roundtrip")
+}
+
+// bareRoundTrip writes buf to the bare child and reads its echo, with
+// blocking system calls.
+func bareRoundTrip(b *testing.B, fd int, buf []byte) {
+	if _, err := syscall.Write(fd, buf); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := readFull(fd, buf); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // remotePlugin runs the echo plugin in a child process (this test binary,
@@ -183,19 +153,11 @@ func remotePlugin(b *testing.B) *sdk.Plugin {
 func BenchmarkPingRoundTrip(b *testing.B) {
 	_, h := remoteHost(b)
 	ctx := context.Background()
-	for range 1000 {
+	timeRoundTrips(b, func() {
 		if err := h.Ping(ctx); err != nil {
 			b.Fatal(err)
 		}
-	}
-	b.ResetTimer()
-	for range b.N {
-		if err := h.Ping(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "µs/roundtrip")
+	})
 }
 
 func remoteHost(b *testing.B) (*sdk.Plugin, *remote.Host) {
@@ -261,21 +223,12 @@ func BenchmarkEventRoundTrip(b *testing.B) {
 			c := kit.Open()
 			msg := make([]byte, 64)
 			ctx := context.Background()
-			for range 1000 {
+			timeRoundTrips(b, func() {
 				c.SendBinary(msg)
 				if _, err := c.NextSent(ctx); err != nil {
 					b.Fatal(err)
 				}
-			}
-			b.ResetTimer()
-			for range b.N {
-				c.SendBinary(msg)
-				if _, err := c.NextSent(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "µs/roundtrip")
+			})
 		})
 	}
 }
@@ -346,24 +299,32 @@ func BenchmarkPipelinedEcho(b *testing.B) {
 	b.ReportMetric(tLocal.Seconds()/tRemote.Seconds(), "remote/inproc")
 }
 
-// bareChild starts the "bare" child and returns the parent's blocking
-// socket descriptor and a stop function.
-func bareChild(b *testing.B) (int, func()) {
+// startChild starts this test binary as the benchmark child of the given
+// mode with one end of a socketpair, and returns the other end (blocking)
+// and the child.
+func startChild(b *testing.B, mode string) (int, *exec.Cmd) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	child := os.NewFile(uintptr(fds[1]), "child")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), benchChildEnv+"=bare")
+	cmd.Env = append(os.Environ(), benchChildEnv+"="+mode)
 	cmd.ExtraFiles = []*os.File{child}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
 	_ = child.Close()
-	return fds[0], func() {
-		_ = syscall.Close(fds[0])
+	return fds[0], cmd
+}
+
+// bareChild starts the "bare" child and returns the parent's blocking
+// socket descriptor and a stop function.
+func bareChild(b *testing.B) (int, func()) {
+	fd, cmd := startChild(b, "bare")
+	return fd, func() {
+		_ = syscall.Close(fd)
 		_ = cmd.Wait()
 	}
 }
@@ -385,14 +346,7 @@ func BenchmarkRoundTripRatio(b *testing.B) {
 	msg := make([]byte, 64)
 	var buf [64]byte
 	ctx := context.Background()
-	bare := func() {
-		if _, err := syscall.Write(fd, buf[:]); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := readFull(fd, buf[:]); err != nil {
-			b.Fatal(err)
-		}
-	}
+	bare := func() { bareRoundTrip(b, fd, buf[:]) }
 	ping := func() {
 		if err := h.Ping(ctx); err != nil {
 			b.Fatal(err)
