@@ -184,12 +184,18 @@ func TestMessageLimits(t *testing.T) {
 		for i := range 20 {
 			all = append(all, maskedFrame(ws.OpText, []byte(fmt.Sprint(i)))...)
 		}
+		start := time.Now()
 		require.NoError(t, c.writeRaw(all))
 		// Over the rate, reading pauses: every message still arrives, in
 		// order, and the connection stays open.
 		for i := range 20 {
 			c.expectFrame(t, ws.OpText, []byte(fmt.Sprint(i)))
 		}
+		// The pause is real: past the burst, 50 messages a second let the
+		// rest in about 340 ms after the first (unpaused, they all come in
+		// a few ms). A lower bound: a loaded machine only makes it later.
+		require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond,
+			"20 messages over a rate of 50/s with a burst of 2 came too soon: reading did not pause")
 		c.closeHandshake(t, ws.StatusNormalClosure, "")
 		p.waitClose(t, t.Name(), sdk.CloseNormal)
 	})

@@ -208,7 +208,7 @@ func (a *acceptor) refuseBusy(nc net.Conn) {
 		return
 	}
 	h := http.Header{"Retry-After": {busyRetryAfter}}
-	writeRefusal(nc, http.StatusServiceUnavailable, h, "too many handshakes from this address", a.s.cfg.HandshakeTimeout)
+	writeRefusal(nc, http.StatusServiceUnavailable, h, "too many handshakes from this address", a.s.clock.Deadline(a.s.cfg.HandshakeTimeout))
 	_ = nc.Close()
 }
 
@@ -217,7 +217,7 @@ func (a *acceptor) refuseBusy(nc net.Conn) {
 func (a *acceptor) handshake(h *handshake) {
 	s := a.s
 	nc := h.nc
-	_ = nc.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	_ = nc.SetReadDeadline(s.clock.Deadline(s.cfg.HandshakeTimeout))
 	tc, isTLS := nc.(*tls.Conn)
 	if isTLS && !a.tlsHandshake(h, tc) {
 		return
@@ -237,7 +237,7 @@ func (a *acceptor) handshake(h *handshake) {
 	}
 	if errors.Is(err, errHeadTooLarge) {
 		s.stats.rejectedHeaderBytes.Add(1)
-		writeRefusal(nc, http.StatusRequestHeaderFieldsTooLarge, nil, "request header fields too large", s.cfg.HandshakeTimeout)
+		writeRefusal(nc, http.StatusRequestHeaderFieldsTooLarge, nil, "request header fields too large", s.clock.Deadline(s.cfg.HandshakeTimeout))
 		_ = nc.Close()
 		return
 	}
@@ -258,7 +258,7 @@ func (a *acceptor) handshake(h *handshake) {
 	}
 	req, err := http.ReadRequest(br) // parses the buffered head: no I/O
 	if err != nil {
-		writeRefusal(nc, http.StatusBadRequest, nil, "malformed request", s.cfg.HandshakeTimeout)
+		writeRefusal(nc, http.StatusBadRequest, nil, "malformed request", s.clock.Deadline(s.cfg.HandshakeTimeout))
 		_ = nc.Close()
 		return
 	}

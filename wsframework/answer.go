@@ -70,7 +70,7 @@ func (w *upgradeWriter) Flush() {
 	}
 	w.WriteHeader(http.StatusOK)
 	w.streaming = true
-	_ = w.nc.SetWriteDeadline(time.Now().Add(w.s.cfg.HandshakeTimeout))
+	_ = w.nc.SetWriteDeadline(w.s.clock.Deadline(w.s.cfg.HandshakeTimeout))
 	w.err = writeAnswer(w.nc, w.status, w.header, w.body, false)
 	w.body = nil
 }
@@ -83,7 +83,7 @@ func (w *upgradeWriter) finish() {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	_ = w.nc.SetWriteDeadline(time.Now().Add(w.s.cfg.HandshakeTimeout))
+	_ = w.nc.SetWriteDeadline(w.s.clock.Deadline(w.s.cfg.HandshakeTimeout))
 	_ = writeAnswer(w.nc, w.status, w.header, w.body, true)
 }
 
@@ -141,9 +141,9 @@ func writeAnswer(nc net.Conn, status int, h http.Header, body []byte, withLength
 }
 
 // writeRefusal answers a request the accept path could not serve, with
-// the header lines in h (which it may modify).
-func writeRefusal(nc net.Conn, status int, h http.Header, text string, timeout time.Duration) {
-	_ = nc.SetWriteDeadline(time.Now().Add(timeout))
+// the header lines in h (which it may modify), giving up at deadline.
+func writeRefusal(nc net.Conn, status int, h http.Header, text string, deadline time.Time) {
+	_ = nc.SetWriteDeadline(deadline)
 	if h == nil {
 		h = make(http.Header)
 	}

@@ -145,7 +145,7 @@ func (s *Server) BroadcastLocal(room string, typ sdk.MessageType, data []byte) e
 // them and the live ones. The position is zero when the adapter does not
 // number messages (MemoryBus) or nothing was delivered yet.
 func (s *Server) JoinRoomAt(id uint64, room string) (RoomPosition, error) {
-	s.rooms.sweepRefused(time.Now())
+	s.rooms.sweepRefused(s.clock.Now())
 	c, ok := s.conns.Load(id)
 	if !ok {
 		return RoomPosition{}, ErrNoConn
@@ -172,7 +172,7 @@ func (s *Server) JoinRoomAt(id uint64, room string) (RoomPosition, error) {
 // unsubscribed by a later JoinRoomAt or JoinRoomAfter on the Server, so a
 // caller that gives up leaves nothing behind for long.
 func (s *Server) JoinRoomAfter(id uint64, room string, first func(pos RoomPosition) (typ sdk.MessageType, data []byte, ok bool)) (RoomPosition, error) {
-	s.rooms.sweepRefused(time.Now())
+	s.rooms.sweepRefused(s.clock.Now())
 	c, ok := s.conns.Load(id)
 	if !ok {
 		return RoomPosition{}, ErrNoConn
@@ -180,7 +180,7 @@ func (s *Server) JoinRoomAfter(id uint64, room string, first func(pos RoomPositi
 	o := joinOpts{first: first}
 	err := s.rooms.joinAt(c, room, &o)
 	if errors.Is(err, ErrPositionMoved) {
-		s.rooms.markRefused(room, time.Now())
+		s.rooms.markRefused(room, s.clock.Now())
 	}
 	return o.pos, err
 }
@@ -190,19 +190,19 @@ func (s *Server) JoinRoomAfter(id uint64, room string, first func(pos RoomPositi
 const refusedGrace = 10 * time.Second
 
 // markRefused notes that room was kept subscribed, maybe with no member,
-// after a refused JoinRoomAfter.
-func (h *hub) markRefused(room string, now time.Time) {
+// after a refused JoinRoomAfter, at now (a reading of the Server's clock).
+func (h *hub) markRefused(room string, now int64) {
 	h.refusedMu.Lock()
 	defer h.refusedMu.Unlock()
 	if h.refused == nil {
-		h.refused = make(map[string]time.Time)
+		h.refused = make(map[string]int64)
 	}
 	h.refused[room] = now
 }
 
 // sweepRefused unsubscribes the rooms refused more than refusedGrace
-// before now that still have no member.
-func (h *hub) sweepRefused(now time.Time) {
+// before now (a reading of the Server's clock) that still have no member.
+func (h *hub) sweepRefused(now int64) {
 	h.refusedMu.Lock()
 	if len(h.refused) == 0 {
 		h.refusedMu.Unlock()
@@ -210,7 +210,7 @@ func (h *hub) sweepRefused(now time.Time) {
 	}
 	var old []string
 	for name, at := range h.refused {
-		if now.Sub(at) >= refusedGrace {
+		if now-at >= int64(refusedGrace) {
 			old = append(old, name)
 			delete(h.refused, name)
 		}
@@ -327,5 +327,5 @@ type hubCluster struct {
 	gapFn atomic.Pointer[gapHook]
 
 	refusedMu sync.Mutex
-	refused   map[string]time.Time // rooms kept after a refused JoinRoomAfter, and when
+	refused   map[string]int64 // rooms kept after a refused JoinRoomAfter, and when (clock readings)
 }

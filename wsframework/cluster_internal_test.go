@@ -3,7 +3,6 @@ package wsframework
 import (
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -38,9 +37,9 @@ func TestRefusedJoinLeavesNoSubscriptionBehind(t *testing.T) {
 	_, err := s.JoinRoomAfter(c.id, "a", refuse)
 	require.ErrorIs(t, err, ErrPositionMoved)
 	require.True(t, subscribed("a"), "kept for the caller's next try")
-	s.rooms.sweepRefused(time.Now())
+	s.rooms.sweepRefused(s.clock.Now())
 	require.True(t, subscribed("a"), "within the grace")
-	s.rooms.sweepRefused(time.Now().Add(refusedGrace))
+	s.rooms.sweepRefused(s.clock.Now() + int64(refusedGrace))
 	require.False(t, subscribed("a"), "the caller gave up: unsubscribed")
 	require.Equal(t, int64(1), ad.unsubs.Load())
 
@@ -49,7 +48,7 @@ func TestRefusedJoinLeavesNoSubscriptionBehind(t *testing.T) {
 	require.ErrorIs(t, err, ErrPositionMoved)
 	c2 := memberConn(t, s, newMemConn())
 	require.NoError(t, s.JoinRoom(c2.id, "b"))
-	s.rooms.sweepRefused(time.Now().Add(refusedGrace))
+	s.rooms.sweepRefused(s.clock.Now() + int64(refusedGrace))
 	require.True(t, subscribed("b"))
 	require.Equal(t, int64(1), ad.unsubs.Load())
 
@@ -58,7 +57,7 @@ func TestRefusedJoinLeavesNoSubscriptionBehind(t *testing.T) {
 	require.ErrorIs(t, err, ErrPositionMoved)
 	_, err = s.JoinRoomAfter(c.id, "c", accept)
 	require.NoError(t, err)
-	s.rooms.sweepRefused(time.Now().Add(refusedGrace))
+	s.rooms.sweepRefused(s.clock.Now() + int64(refusedGrace))
 	require.True(t, subscribed("c"))
 	require.Equal(t, int64(1), ad.unsubs.Load())
 }

@@ -289,7 +289,7 @@ func (c *conn) forget(clientIP string) {
 // abortHandshake closes a connection that never reached the plugin.
 func (c *conn) abortHandshake(code core.CloseCode, text string) {
 	v := net.Buffers{appendFrame(nil, opClose, closePayload(code, text))}
-	_ = c.writeSocket(&v, c.srv.clock.Time(c.srv.clock.Now()+int64(c.srv.cfg.CloseTimeout)))
+	_ = c.writeSocket(&v, c.srv.clock.Deadline(c.srv.cfg.CloseTimeout))
 	c.closeSocket()
 }
 

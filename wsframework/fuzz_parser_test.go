@@ -167,7 +167,7 @@ func referenceVerdict(stream []byte, mode fuzzMode) verdict {
 			}
 			if mode.takeover {
 				window = append(window, msg...)
-				window = window[max(0, len(window)-wsproto.Window):]
+				window = window[max(0, len(window)-1<<15):] // RFC 7692: a 32 KiB window
 			}
 		}
 		if msgOp == ws.OpText && !utf8.Valid(msg) {

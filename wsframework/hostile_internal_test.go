@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http/httptest"
@@ -165,4 +166,63 @@ func TestPollDeadlinesFollowTheClock(t *testing.T) {
 	// close frame.
 	require.Eventually(t, func() bool { return s.Stats().Closes["idle"] == 1 }, hostileTimeout, time.Millisecond,
 		"closes: %v", s.Stats().Closes)
+}
+
+// TestMessageDeadlineFollowsTheClock: both readers time a fragmented
+// message's assembly on the Server's clock. With a manual clock and
+// timeouts of an hour or more, a message whose first fragment came two
+// hours ago on that clock closes with 1008 when its next fragment arrives,
+// though almost no real time passed; one that stays within its time is
+// echoed. (The goroutine reader's deadlines become the socket's, in real
+// time, so it shows when a fragment makes it set them again.)
+func TestMessageDeadlineFollowsTheClock(t *testing.T) {
+	for _, mode := range []ReaderMode{ReaderGoroutine, ReaderPoll} {
+		t.Run(mode.String(), func(t *testing.T) {
+			clk := clock.NewManual(1)
+			cfg := Config{Reader: mode, PingInterval: -1, IdleTimeout: time.Hour,
+				ReadTimeout: time.Hour, MessageTimeout: 90 * time.Minute}
+			s, url := hookedEcho(t, cfg, func(s *Server) { s.clock = clk })
+			fragment := func(c *hostileClient, op ws.OpCode, fin bool, p string) {
+				t.Helper()
+				require.NoError(t, ws.WriteFrame(c.nc, ws.MaskFrameInPlace(ws.NewFrame(op, fin, []byte(p)))))
+			}
+			// read returns the next data frame's payload, after a ping's
+			// pong: the server has read everything sent before the ping.
+			read := func(c *hostileClient) (ws.OpCode, string) {
+				t.Helper()
+				require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(hostileTimeout)))
+				h, err := ws.ReadHeader(c.br)
+				require.NoError(t, err)
+				p := make([]byte, h.Length)
+				_, err = io.ReadFull(c.br, p)
+				require.NoError(t, err)
+				return h.OpCode, string(p)
+			}
+			synced := func(c *hostileClient) {
+				t.Helper()
+				fragment(c, ws.OpPing, true, "sync")
+				op, p := read(c)
+				require.Equal(t, ws.OpPong, op)
+				require.Equal(t, "sync", p)
+			}
+
+			ok := dialHostile(t, url)
+			fragment(ok, ws.OpText, false, "on ")
+			synced(ok)
+			clk.Advance(30 * time.Minute)
+			fragment(ok, ws.OpContinuation, true, "time")
+			op, p := read(ok)
+			require.Equal(t, ws.OpText, op)
+			require.Equal(t, "on time", p)
+
+			late := dialHostile(t, url)
+			fragment(late, ws.OpText, false, "too ")
+			synced(late)
+			clk.Advance(2 * time.Hour)
+			fragment(late, ws.OpContinuation, false, "late")
+			require.Equal(t, ws.StatusPolicyViolation, late.closed(t))
+			require.Eventually(t, func() bool { return s.Stats().Closes["message_limit"] == 1 },
+				hostileTimeout, time.Millisecond, "closes: %v", s.Stats().Closes)
+		})
+	}
 }

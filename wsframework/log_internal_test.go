@@ -1,8 +1,10 @@
 package wsframework
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -42,39 +44,55 @@ func (k *keptRecords) find(msg string) (slog.Record, bool) {
 	return slog.Record{}, false
 }
 
-// TestReaderPanicLogLine: the line logged for a reader's panic names the
-// connection, its route and its plugin, and its source is the reader, not
-// the logging helper. Both reader modes.
-func TestReaderPanicLogLine(t *testing.T) {
-	const msg = "strand: panic while reading a connection; closing it with 1011"
-	for _, mode := range []ReaderMode{ReaderGoroutine, ReaderPoll} {
-		t.Run(mode.String(), func(t *testing.T) {
-			logs := new(keptRecords)
-			_, url := hookedEcho(t, Config{Reader: mode, Logger: slog.New(logs)}, func(s *Server) {
-				s.hooks.event = func(_ *conn, ev *wsproto.Event) {
-					if ev.Kind == wsproto.Message && string(ev.Msg.B) == "boom" {
-						panic("test: boom")
+// TestPanicLogLines: the line logged for a reader's or a writer's panic
+// names the connection, its route and its plugin, carries the panic and
+// its stack, and its source is the reader or the writer, not the logging
+// helper. Both reader modes.
+func TestPanicLogLines(t *testing.T) {
+	for _, tc := range []struct {
+		name, msg, source string
+		code              ws.StatusCode // what the client sees
+	}{
+		{"read", "strand: panic while reading a connection; closing it with 1011", "readerPanic", ws.StatusInternalServerError},
+		{"write", "strand: panic while writing a connection; closing its socket (OnClose reports 1011)", "writerPanic", 0},
+	} {
+		for _, mode := range []ReaderMode{ReaderGoroutine, ReaderPoll} {
+			t.Run(tc.name+"/"+mode.String(), func(t *testing.T) {
+				logs := new(keptRecords)
+				_, url := hookedEcho(t, Config{Reader: mode, Logger: slog.New(logs)}, func(s *Server) {
+					s.hooks.event = func(_ *conn, ev *wsproto.Event) {
+						if tc.name == "read" && ev.Kind == wsproto.Message && string(ev.Msg.B) == "boom" {
+							panic("test: boom")
+						}
 					}
-				}
+					s.hooks.write = func(_ *conn, v net.Buffers) {
+						for _, b := range v {
+							if tc.name == "write" && bytes.Equal(b, []byte("boom")) {
+								panic("test: boom")
+							}
+						}
+					}
+				})
+				c := dialHostile(t, url)
+				require.NoError(t, wsutil.WriteClientText(c.nc, []byte("boom")))
+				require.Equal(t, tc.code, c.closed(t))
+				var r slog.Record
+				require.Eventually(t, func() (ok bool) { r, ok = logs.find(tc.msg); return ok }, hostileTimeout, time.Millisecond)
+				attrs := map[string]string{}
+				var keys []string
+				r.Attrs(func(a slog.Attr) bool {
+					attrs[a.Key] = a.Value.String()
+					keys = append(keys, a.Key)
+					return true
+				})
+				require.Equal(t, []string{"conn", "route", "plugin", "panic", "stack"}, keys)
+				require.Equal(t, "/echo", attrs["route"])
+				require.Equal(t, "echo", attrs["plugin"])
+				require.Equal(t, "test: boom", attrs["panic"])
+				require.Contains(t, attrs["stack"], tc.source)
+				require.NotZero(t, r.PC)
+				require.Contains(t, r.Source().Function, tc.source)
 			})
-			c := dialHostile(t, url)
-			require.NoError(t, wsutil.WriteClientText(c.nc, []byte("boom")))
-			require.Equal(t, ws.StatusInternalServerError, c.closed(t))
-			var r slog.Record
-			require.Eventually(t, func() (ok bool) { r, ok = logs.find(msg); return ok }, hostileTimeout, time.Millisecond)
-			attrs := map[string]string{}
-			var keys []string
-			r.Attrs(func(a slog.Attr) bool {
-				attrs[a.Key] = a.Value.String()
-				keys = append(keys, a.Key)
-				return true
-			})
-			require.Equal(t, []string{"conn", "route", "plugin", "panic", "stack"}, keys)
-			require.Equal(t, "/echo", attrs["route"])
-			require.Equal(t, "echo", attrs["plugin"])
-			require.Equal(t, "test: boom", attrs["panic"])
-			require.NotZero(t, r.PC)
-			require.Contains(t, r.Source().Function, "readerPanic")
-		})
+		}
 	}
 }

@@ -225,7 +225,7 @@ func (a *acceptor) tlsHandshake(h *handshake, tc *tls.Conn) bool {
 	// that grew it keeps it while it waits in a read, so the reader
 	// goroutine this one may become would keep it for the connection's
 	// life.
-	_ = tc.SetWriteDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	_ = tc.SetWriteDeadline(s.clock.Deadline(s.cfg.HandshakeTimeout))
 	done := make(chan error, 1)
 	go func() { done <- tc.Handshake() }()
 	err := <-done

@@ -6,7 +6,6 @@ import (
 	"net"
 	"runtime/debug"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/strandws/strand/internal/core"
@@ -137,7 +136,7 @@ func (c *conn) writeLoop() {
 		if h := s.hooks.write; h != nil {
 			h(c, vec)
 		}
-		err := c.writeSocket(&wb.out, time.Now().Add(s.cfg.WriteTimeout))
+		err := c.writeSocket(&wb.out, s.clock.Deadline(s.cfg.WriteTimeout))
 		wb.out = nil
 		for i := range items {
 			items[i].buf.Release()
@@ -184,7 +183,7 @@ func (c *conn) writeLoop() {
 func (c *conn) writerPanic(r any) {
 	s := c.srv
 	s.stats.panics.Add(1)
-	c.logConn(slog.LevelError, "strand: panic while writing a connection; closing it with 1011",
+	c.logConn(slog.LevelError, "strand: panic while writing a connection; closing its socket (OnClose reports 1011)",
 		"panic", r, "stack", string(debug.Stack()))
 	c.mu.Lock()
 	c.writing = false

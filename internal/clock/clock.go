@@ -44,6 +44,16 @@ func (c *Clock) Advance(d time.Duration) {
 	c.manual.Add(int64(d))
 }
 
+// Deadline returns the time.Time d from the clock's current reading, for
+// APIs such as net.Conn.SetWriteDeadline: Time(Now()+d), with one reading
+// of the runtime's clock for a clock that follows it.
+func (c *Clock) Deadline(d time.Duration) time.Time {
+	if c.manual != nil {
+		return c.Time(c.Now() + int64(d))
+	}
+	return time.Now().Add(d)
+}
+
 // Time converts a reading to a time.Time for APIs such as
 // net.Conn.SetReadDeadline. The result carries a monotonic reading, so a
 // deadline made from it does not move when the wall clock steps. For a

@@ -26,3 +26,14 @@ func TestManualClock(t *testing.T) {
 	d := time.Until(c.Time(c.Now() + int64(time.Hour)))
 	require.InDelta(t, float64(time.Hour), float64(d), float64(time.Second))
 }
+
+// TestDeadline: a deadline d from now is d from time.Now on either kind of
+// clock, and carries the runtime's monotonic reading (its String shows
+// "m=").
+func TestDeadline(t *testing.T) {
+	for _, c := range []*Clock{New(), NewManual(7)} {
+		at := c.Deadline(time.Hour)
+		require.InDelta(t, float64(time.Hour), float64(time.Until(at)), float64(time.Second))
+		require.Contains(t, at.String(), "m=")
+	}
+}
