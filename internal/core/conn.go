@@ -182,7 +182,10 @@ func (c *Conn) SendBuffer(typ MessageType, b *bufpool.Buffer) error {
 
 // UncompressedWriter is the optional part of a ConnHost that can send a
 // message uncompressed whatever the connection negotiated
-// (permessage-deflate). A host without it has nothing to compress.
+// (permessage-deflate). Conn.SendUncompressed on a host without it falls
+// back to Write, which may compress: a host that compresses, or that
+// passes messages on to one that does (a plugin process's link to its
+// host), must implement it.
 type UncompressedWriter interface {
 	WriteUncompressed(typ MessageType, b *bufpool.Buffer) error
 }

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -216,21 +218,37 @@ func (e *env) connect(path string, hdr map[string][]string) (*client, error) {
 	if hdr != nil {
 		d.Header = ws.HandshakeHeaderHTTP(hdr)
 	}
+	c, _, err := e.connectWith(d, path)
+	return c, err
+}
+
+// dialDeflate upgrades on path offering permessage-deflate (wsflate's
+// defaults: no context takeover) and fails t unless the server accepted it.
+func (e *env) dialDeflate(t testing.TB, path string) *client {
+	t.Helper()
+	c, hs, err := e.connectWith(ws.Dialer{Timeout: ioTimeout, Extensions: []httphead.Option{wsflate.DefaultParameters.Option()}}, path)
+	require.NoError(t, err)
+	require.Len(t, hs.Extensions, 1, "permessage-deflate not negotiated")
+	require.Equal(t, wsflate.ExtensionName, string(hs.Extensions[0].Name))
+	return c
+}
+
+func (e *env) connectWith(d ws.Dialer, path string) (*client, ws.Handshake, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
-	nc, br, _, err := d.Dial(ctx, "ws://"+e.addr+path)
+	nc, br, hs, err := d.Dial(ctx, "ws://"+e.addr+path)
 	if err != nil {
 		if nc != nil {
 			_ = nc.Close()
 		}
-		return nil, err
+		return nil, hs, err
 	}
 	if br == nil {
 		br = bufio.NewReader(nc)
 	}
 	c := &client{nc: nc, br: br}
 	e.t.Cleanup(func() { _ = nc.Close() })
-	return c, nil
+	return c, hs, nil
 }
 
 // writeFrame writes one masked frame.
@@ -275,6 +293,7 @@ func (c *client) sendFragmented(op ws.OpCode, payload []byte, n int) error {
 
 type wsFrame struct {
 	op      ws.OpCode
+	rsv     byte // the RSV bits; RSV1 set: a compressed message (payload as sent)
 	payload []byte
 }
 
@@ -293,7 +312,7 @@ func (c *client) read(timeout time.Duration) (wsFrame, error) {
 		if h.OpCode == ws.OpPing || h.OpCode == ws.OpPong {
 			continue
 		}
-		return wsFrame{op: h.OpCode, payload: p}, nil
+		return wsFrame{op: h.OpCode, rsv: h.Rsv, payload: p}, nil
 	}
 }
 

@@ -272,7 +272,11 @@ func (s *session) call(v *frame.View) error {
 		if m == frame.MethodWebSocketSendBinary {
 			typ = sdk.Binary
 		}
-		_ = c.Send(typ, v.Payload())
+		if v.Uncompressed() {
+			_ = c.SendUncompressed(typ, v.Payload())
+		} else {
+			_ = c.Send(typ, v.Payload())
+		}
 	case frame.MethodWebSocketClose:
 		c, err := s.conn(v)
 		if err != nil {

@@ -122,6 +122,9 @@ func (e *Encoder) Encode(f *Frame) []byte {
 	if f.ExcludeSelf {
 		wire.FrameAddExcludeSelf(b, true)
 	}
+	if f.Uncompressed {
+		wire.FrameAddUncompressed(b, true)
+	}
 	b.FinishWithFileIdentifier(wire.FrameEnd(b), e.fid[:])
 	return b.FinishedBytes()
 }

@@ -31,6 +31,7 @@ func copyOut(t testing.TB, v *frame.View) frame.Frame {
 		DurationNanos:  v.DurationNanos(),
 		Error:          string(v.Error()),
 		Entry:          string(v.Entry()),
+		Uncompressed:   v.Uncompressed(),
 	}
 	if h, ok := v.Hello(); ok {
 		f.Hello = &frame.Hello{PluginName: string(h.PluginName()), MaxFrameSize: h.MaxFrameSize(), InitialCredits: h.InitialCredits()}

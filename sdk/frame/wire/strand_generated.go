@@ -1222,8 +1222,20 @@ func (rcv *Frame) Entry() []byte {
 	return nil
 }
 
+func (rcv *Frame) Uncompressed() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(54))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *Frame) MutateUncompressed(n bool) bool {
+	return rcv._tab.MutateBoolSlot(54, n)
+}
+
 func FrameStart(builder *flatbuffers.Builder) {
-	builder.StartObject(25)
+	builder.StartObject(26)
 }
 func FrameAddSessionId(builder *flatbuffers.Builder, sessionId uint64) {
 	builder.PrependUint64Slot(0, sessionId, 0)
@@ -1308,6 +1320,9 @@ func FrameAddError(builder *flatbuffers.Builder, error flatbuffers.UOffsetT) {
 }
 func FrameAddEntry(builder *flatbuffers.Builder, entry flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(24, flatbuffers.UOffsetT(entry), 0)
+}
+func FrameAddUncompressed(builder *flatbuffers.Builder, uncompressed bool) {
+	builder.PrependBoolSlot(25, uncompressed, false)
 }
 func FrameEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
