@@ -20,6 +20,7 @@ import (
 
 	"github.com/strandws/strand/examples/echo/echoplugin"
 	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/sdk/serve"
 )
 
 // syncBuf is a writer tests read while Run writes.
@@ -249,4 +250,43 @@ func TestValidateCommand(t *testing.T) {
 	err = Run(context.Background(), []string{"-config", good, "stray"}, &out, io.Discard)
 	require.ErrorIs(t, err, errUsage)
 	require.False(t, strings.Contains(out.String(), "OK\nOK"))
+}
+
+// TestRunHeaderCacheMetrics: three requests with the same headers through
+// an out-of-process plugin's request filter (a socket: plugin served in
+// this process) are one header cache miss and two hits, in
+// strand_header_cache_lookups_total with the plugin's name; a built-in
+// plugin has no series (it encodes no headers).
+func TestRunHeaderCacheMetrics(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "p.sock")
+	p := sdk.NewPlugin("remote")
+	p.Entry("pass").RequestFilter(func(ctx *sdk.RequestContext) { ctx.Next() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve.Listen(ctx, p, sock) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, time.Millisecond, "plugin socket")
+
+	addr, _ := runStrand(t, `
+plugins:
+  - name: remote
+    socket: `+sock+`
+  - name: gate
+routes:
+  - path: /r
+    entries: [remote/pass]
+`, gate())
+	base := "http://" + addr
+	for range 3 {
+		st, _, _ := get(t, base+"/r")
+		require.Equal(t, 404, st, "the filter passes; no upstream")
+	}
+	st, body, _ := get(t, base+"/metrics")
+	require.Equal(t, 200, st)
+	require.Contains(t, body, `strand_header_cache_lookups_total{plugin="remote",result="miss"} 1`)
+	require.Contains(t, body, `strand_header_cache_lookups_total{plugin="remote",result="hit"} 2`)
+	require.NotContains(t, body, `strand_header_cache_lookups_total{plugin="gate"`)
 }
