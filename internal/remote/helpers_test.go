@@ -340,3 +340,77 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 	w.b = append(w.b, p...)
 	return len(p), nil
 }
+
+// lines is a slog.Handler that keeps every record's message and
+// attributes (those of With first), for tests of log lines.
+type lines struct {
+	attrs []slog.Attr
+	mu    *sync.Mutex
+	kept  *[]logLine
+}
+
+// logLine is one kept record: its message, and its attributes in order.
+type logLine struct {
+	msg   string
+	keys  []string
+	attrs map[string]string
+}
+
+func newLines() *lines { return &lines{mu: new(sync.Mutex), kept: new([]logLine)} }
+
+func (l *lines) Enabled(context.Context, slog.Level) bool { return true }
+func (l *lines) WithGroup(string) slog.Handler            { return l }
+func (l *lines) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *l
+	c.attrs = append(append([]slog.Attr(nil), l.attrs...), as...)
+	return &c
+}
+
+func (l *lines) Handle(_ context.Context, r slog.Record) error {
+	line := logLine{msg: r.Message, attrs: map[string]string{}}
+	add := func(a slog.Attr) bool {
+		line.keys = append(line.keys, a.Key)
+		line.attrs[a.Key] = a.Value.String()
+		return true
+	}
+	for _, a := range l.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	l.mu.Lock()
+	*l.kept = append(*l.kept, line)
+	l.mu.Unlock()
+	return nil
+}
+
+// wait returns the first line with msg, waiting up to ioTimeout for it.
+func (l *lines) wait(t testing.TB, msg string) logLine {
+	t.Helper()
+	deadline := time.Now().Add(ioTimeout)
+	for {
+		l.mu.Lock()
+		for _, line := range *l.kept {
+			if line.msg == msg {
+				l.mu.Unlock()
+				return line
+			}
+		}
+		l.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q line", msg)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// requireConnAttrs checks that line carries conn (non-empty), route and
+// plugin.
+func requireConnAttrs(t testing.TB, line logLine, route, plugin string) {
+	t.Helper()
+	for _, k := range []string{"conn", "route", "plugin"} {
+		require.Contains(t, line.keys, k, "%s: attributes %v", line.msg, line.keys)
+	}
+	require.NotEmpty(t, line.attrs["conn"], line.msg)
+	require.Equal(t, route, line.attrs["route"], line.msg)
+	require.Equal(t, plugin, line.attrs["plugin"], line.msg)
+}

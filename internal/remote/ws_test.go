@@ -3,6 +3,7 @@ package remote_test
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/strandws/strand/examples/echo/echoplugin"
 	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/sdk/serve"
 )
 
 // TestEchoThroughSocket: one echo through a real Unix socket, a
@@ -116,4 +118,22 @@ func TestSendUncompressedThroughSocket(t *testing.T) {
 	got, err := wsflate.DefaultHelper.Decompress(f.payload)
 	require.NoError(t, err)
 	require.Equal(t, msg, got)
+}
+
+// TestPluginLogLinesCarryRoute: the open event carries the route's pattern
+// to the plugin process, so that its runtime's lines about a connection (a
+// handler panic here) name the connection, its route and the plugin, as in
+// process.
+func TestPluginLogLinesCarryRoute(t *testing.T) {
+	p := sdk.NewPlugin("panicky")
+	p.Entry("boom").WebSocket(sdk.WebSocketHandlers{OnText: func(*sdk.Conn, []byte) { panic("test: boom") }})
+	logs := newLines()
+	e := startEnv(t, p, envOpts{
+		routes: map[string]string{"/rooms/{room}": "boom"},
+		serve:  serve.Options{Logger: slog.New(logs)},
+	})
+	c := e.dial(t, "/rooms/lobby")
+	require.NoError(t, c.send(ws.OpText, []byte("x")))
+	require.Equal(t, sdk.CloseInternalError, c.closeCode(t))
+	requireConnAttrs(t, logs.wait(t, "strand: handler panic"), "/rooms/{room}", "panicky")
 }

@@ -39,6 +39,7 @@ const (
 	slotFrameError
 	slotFrameEntry
 	slotFrameUncompressed // ABI 1.2
+	slotFrameRoute        // ABI 1.2
 )
 
 const (
@@ -116,6 +117,7 @@ type View struct {
 
 	// ABI 1.2
 	uncompressed bool
+	route        span
 }
 
 type helloFields struct {
@@ -179,6 +181,9 @@ func (v *View) ExcludeSelf() bool { return v.excludeSelf }
 // Uncompressed reports whether a send asks to go without compression
 // (ABI 1.2; false from a 1.1 peer).
 func (v *View) Uncompressed() bool { return v.uncompressed }
+
+// Route returns the route pattern of an open event (ABI 1.2), or nil.
+func (v *View) Route() []byte { return v.route.bytes(v.buf) }
 
 // BytesIn returns a Logging event's request body bytes.
 func (v *View) BytesIn() int64 { return v.bytesIn }
@@ -436,6 +441,7 @@ func (v *View) decode(buf []byte) error {
 	if p := c.scalar(root, slotFrameUncompressed, 1, "uncompressed"); p != 0 {
 		v.uncompressed = buf[p] != 0
 	}
+	v.route = c.str(root, slotFrameRoute, "route")
 	if c.err != nil {
 		*v = View{}
 		return c.err

@@ -92,5 +92,6 @@ type Frame struct {
 	Entry           string   // a phase event's or MethodEventWebSocketOpen's entry name
 
 	// ABI 1.2.
-	Uncompressed bool // MethodWebSocketSendText/Binary: send without compression, whatever the connection negotiated
+	Uncompressed bool   // MethodWebSocketSendText/Binary: send without compression, whatever the connection negotiated
+	Route        string // MethodEventWebSocketOpen: the pattern of the host's route that upgraded, for log lines
 }

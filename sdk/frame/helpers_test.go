@@ -32,6 +32,7 @@ func copyOut(t testing.TB, v *frame.View) frame.Frame {
 		Error:          string(v.Error()),
 		Entry:          string(v.Entry()),
 		Uncompressed:   v.Uncompressed(),
+		Route:          string(v.Route()),
 	}
 	if h, ok := v.Hello(); ok {
 		f.Hello = &frame.Hello{PluginName: string(h.PluginName()), MaxFrameSize: h.MaxFrameSize(), InitialCredits: h.InitialCredits()}

@@ -1234,8 +1234,16 @@ func (rcv *Frame) MutateUncompressed(n bool) bool {
 	return rcv._tab.MutateBoolSlot(54, n)
 }
 
+func (rcv *Frame) Route() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(56))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
 func FrameStart(builder *flatbuffers.Builder) {
-	builder.StartObject(26)
+	builder.StartObject(27)
 }
 func FrameAddSessionId(builder *flatbuffers.Builder, sessionId uint64) {
 	builder.PrependUint64Slot(0, sessionId, 0)
@@ -1323,6 +1331,9 @@ func FrameAddEntry(builder *flatbuffers.Builder, entry flatbuffers.UOffsetT) {
 }
 func FrameAddUncompressed(builder *flatbuffers.Builder, uncompressed bool) {
 	builder.PrependBoolSlot(25, uncompressed, false)
+}
+func FrameAddRoute(builder *flatbuffers.Builder, route flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(26, flatbuffers.UOffsetT(route), 0)
 }
 func FrameEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
