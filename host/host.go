@@ -83,12 +83,17 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, builtin .
 	fs := flag.NewFlagSet("strand", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("config", "strand.yaml", "the configuration file (docs/strand.md)")
-	var addr *string
+	// The flags the example programs take too (internal/cliflags), each
+	// overriding its key of the configuration when given.
+	var addr, debugAddr, logFormat, logLevel *string
 	if !validate {
 		addr = fs.String("addr", "", "listen address; overrides listen: in the configuration (port 0: a free port, logged as addr=)")
+		debugAddr = fs.String("debug-addr", "", "serve /debug/vars and /debug/pprof/ on this separate address; overrides debug_addr: in the configuration")
+		logFormat = fs.String("log-format", "", "log format, "+logsetup.Formats+"; overrides log.format: in the configuration (default text)")
+		logLevel = fs.String("log-level", "", "lowest level logged, "+logsetup.Levels+"; overrides log.level: in the configuration (default info)")
 	}
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: strand [-config strand.yaml] [-addr host:port]\n       strand validate [-config strand.yaml]")
+		fmt.Fprintln(stderr, "usage: strand [-config strand.yaml] [-addr host:port] [-debug-addr host:port] [-log-format text|json] [-log-level level]\n       strand validate [-config strand.yaml]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -112,14 +117,43 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, builtin .
 		fmt.Fprintf(stdout, "%s: OK\n", *file)
 		return nil
 	}
-	if *addr != "" {
-		cfg.Listen = *addr
+	if err := overrideConfig(cfg, *addr, *debugAddr, *logFormat, *logLevel); err != nil {
+		fmt.Fprintln(stderr, "strand:", err)
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	err = serveConfig(ctx, cfg, stderr, builtin)
 	if err != nil {
 		fmt.Fprintln(stderr, "strand:", err)
 	}
 	return err
+}
+
+// overrideConfig applies the command line's values (each "" when not given)
+// to cfg and checks what the configuration's own checks cannot have seen.
+func overrideConfig(cfg *Config, addr, debugAddr, logFormat, logLevel string) error {
+	if _, err := logsetup.New(io.Discard, or(logFormat, "text"), or(logLevel, "info")); err != nil {
+		return err
+	}
+	if addr != "" {
+		cfg.Listen = addr
+	}
+	if debugAddr != "" {
+		cfg.DebugAddr = debugAddr
+	}
+	if logFormat != "" {
+		cfg.Log.Format = logFormat
+	}
+	if logLevel != "" {
+		cfg.Log.Level = logLevel
+	}
+	if addr != "" || debugAddr != "" {
+		// As the examples check: the same address twice is an error,
+		// unless its port is 0 (two listeners, each on a free port).
+		if err := debugserver.CheckAddrs(or(cfg.Listen, DefaultListen), cfg.DebugAddr); err != nil {
+			return fmt.Errorf("the debug address %s is the public one (listen: or -addr): the debug listener is never the public one", cfg.DebugAddr)
+		}
+	}
+	return nil
 }
 
 // plugin is one configured plugin while strand runs.

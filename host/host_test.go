@@ -20,6 +20,7 @@ import (
 
 	"github.com/strandws/strand/examples/echo/echoplugin"
 	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/sdk/serve"
 )
 
 // syncBuf is a writer tests read while Run writes.
@@ -80,19 +81,27 @@ func upstreamServer(t *testing.T) string {
 	return "http://" + l.Addr().String()
 }
 
-var addrRe = regexp.MustCompile(`msg="strand: listening" addr=(\S+)`)
+// addrRe finds the listening line's address in a text or a JSON log.
+var addrRe = regexp.MustCompile(`msg="strand: listening" addr=(\S+)|"msg":"strand: listening","addr":"([^"]+)"`)
 
 // runStrand runs Run with config (and builtin) until the test ends, and
 // returns the address it listens on and its log.
 func runStrand(t *testing.T, config string, builtin ...*sdk.Plugin) (string, *syncBuf) {
+	t.Helper()
+	return runStrandArgs(t, config, nil, builtin...)
+}
+
+// runStrandArgs is runStrand with more command-line arguments.
+func runStrandArgs(t *testing.T, config string, args []string, builtin ...*sdk.Plugin) (string, *syncBuf) {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "strand.yaml")
 	require.NoError(t, os.WriteFile(file, []byte(config), 0o600))
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuf{}
 	done := make(chan error, 1)
+	args = append([]string{"-config", file, "-addr", "127.0.0.1:0"}, args...)
 	go func() {
-		done <- Run(ctx, []string{"-config", file, "-addr", "127.0.0.1:0"}, io.Discard, logs, builtin...)
+		done <- Run(ctx, args, io.Discard, logs, builtin...)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -106,7 +115,7 @@ func runStrand(t *testing.T, config string, builtin ...*sdk.Plugin) (string, *sy
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if m := addrRe.FindStringSubmatch(logs.String()); m != nil {
-			return m[1], logs
+			return m[1] + m[2], logs
 		}
 		select {
 		case err := <-done:
@@ -216,6 +225,23 @@ routes:
 	st, body, _ = get(t, "http://"+m[1]+"/debug/vars")
 	require.Equal(t, 200, st)
 	require.Contains(t, body, `"plugins": {"echo":{"Builtin":true,"PID":0,"Restarts":0,"Up":true,"Failed":false}`)
+	requirePprofOnlyOnDebug(t, addr, m[1])
+}
+
+// requirePprofOnlyOnDebug checks that /debug/pprof/ answers 404 on the
+// public address and is served on the debug one.
+func requirePprofOnlyOnDebug(t *testing.T, public, debug string) {
+	t.Helper()
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/vars"} {
+		st, _, _ := get(t, "http://"+public+path)
+		require.Equal(t, 404, st, "%s on the public port", path)
+	}
+	st, body, _ := get(t, "http://"+debug+"/debug/pprof/")
+	require.Equal(t, 200, st)
+	require.Contains(t, body, "goroutine")
+	st, body, _ = get(t, "http://"+debug+"/debug/pprof/goroutine?debug=1")
+	require.Equal(t, 200, st)
+	require.Contains(t, body, "goroutine profile")
 }
 
 // TestRunMissingEntry: an entry a plugin does not have fails startup with
@@ -249,4 +275,89 @@ func TestValidateCommand(t *testing.T) {
 	err = Run(context.Background(), []string{"-config", good, "stray"}, &out, io.Discard)
 	require.ErrorIs(t, err, errUsage)
 	require.False(t, strings.Contains(out.String(), "OK\nOK"))
+}
+
+// TestRunHeaderCacheMetrics: three requests with the same headers through
+// an out-of-process plugin's request filter (a socket: plugin served in
+// this process) are one header cache miss and two hits, in
+// strand_header_cache_lookups_total with the plugin's name; a built-in
+// plugin has no series (it encodes no headers).
+func TestRunHeaderCacheMetrics(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "p.sock")
+	p := sdk.NewPlugin("remote")
+	p.Entry("pass").RequestFilter(func(ctx *sdk.RequestContext) { ctx.Next() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve.Listen(ctx, p, sock) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, time.Millisecond, "plugin socket")
+
+	addr, _ := runStrand(t, `
+plugins:
+  - name: remote
+    socket: `+sock+`
+  - name: gate
+routes:
+  - path: /r
+    entries: [remote/pass]
+`, gate())
+	base := "http://" + addr
+	for range 3 {
+		st, _, _ := get(t, base+"/r")
+		require.Equal(t, 404, st, "the filter passes; no upstream")
+	}
+	st, body, _ := get(t, base+"/metrics")
+	require.Equal(t, 200, st)
+	require.Contains(t, body, `strand_header_cache_lookups_total{plugin="remote",result="miss"} 1`)
+	require.Contains(t, body, `strand_header_cache_lookups_total{plugin="remote",result="hit"} 2`)
+	require.NotContains(t, body, `strand_header_cache_lookups_total{plugin="gate"`)
+}
+
+// TestRunFlagsOverrideConfig: -debug-addr, -log-format and -log-level
+// override debug_addr:, log.format and log.level, as -addr overrides
+// listen:; pprof is then served on the debug listener only.
+func TestRunFlagsOverrideConfig(t *testing.T) {
+	addr, logs := runStrandArgs(t, `
+listen: 127.0.0.1:1
+log: {format: text, level: warn}
+plugins:
+  - name: echo
+routes:
+  - path: /echo
+    entries: [echo/echo]
+`, []string{"-debug-addr", "127.0.0.1:0", "-log-format", "json", "-log-level", "debug"}, echoplugin.New())
+	require.Equal(t, "hi", wsRoundTrip(t, "ws://"+addr+"/echo", "hi"))
+	m := regexp.MustCompile(`"debug_addr":"([^"]+)"`).FindStringSubmatch(logs.String())
+	require.NotNil(t, m, "-debug-addr: the listening line names the debug address:\n%s", logs.String())
+	requirePprofOnlyOnDebug(t, addr, m[1])
+	// JSON at debug level: the connection's open line is written, as JSON.
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), `"level":"DEBUG","msg":"strand: connection open"`)
+	}, 10*time.Second, time.Millisecond, "-log-level debug -log-format json:\n%s", logs.String())
+	require.NotContains(t, logs.String(), `level=`, "-log-format json: no text line")
+}
+
+// TestRunFlagErrors: a bad -log-format or -log-level, or a -debug-addr
+// that is the public address, is a usage error that names the problem.
+func TestRunFlagErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "strand.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("listen: 127.0.0.1:8089\nplugins:\n  - name: echo\nroutes:\n  - path: /x\n    entries: [echo/echo]\n"), 0o600))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-log-format", "xml"}, `unknown -log-format "xml"`},
+		{[]string{"-log-level", "verbose"}, `unknown -log-level "verbose"`},
+		{[]string{"-debug-addr", "127.0.0.1:8089"}, "the debug listener is never the public one"},
+		{[]string{"-addr", "127.0.0.1:8090", "-debug-addr", "127.0.0.1:8090"}, "the debug listener is never the public one"},
+	} {
+		var stderr bytes.Buffer
+		err := Run(context.Background(), append([]string{"-config", file}, tc.args...), io.Discard, &stderr, echoplugin.New())
+		require.ErrorIs(t, err, errUsage, "%v", tc.args)
+		require.ErrorContains(t, err, tc.want, "%v", tc.args)
+		require.Contains(t, stderr.String(), tc.want, "%v", tc.args)
+	}
 }

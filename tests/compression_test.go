@@ -499,3 +499,50 @@ func TestCompressionMetrics(t *testing.T) {
 		require.Less(t, wire[dir], plain[dir], "compressed smaller, %s", dir)
 	}
 }
+
+// TestControlFramesUncompressed: on a connection that negotiated
+// permessage-deflate, without and with context takeover, the server's
+// pings (a short keepalive interval) and its close frame have RSV1 clear
+// while its data messages around them are compressed: control frames are
+// never compressed (RFC 7692, section 6.1). expectClose checks the close
+// frame's bits.
+func TestControlFramesUncompressed(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cfg   wsframework.CompressionConfig
+		offer string
+	}{
+		{"no_context_takeover", wsframework.CompressionConfig{}, chromiumOffer},
+		{"context_takeover", wsframework.CompressionConfig{ContextTakeover: true}, "permessage-deflate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newProbe("zping-" + tc.name)
+			cfg := wsframework.Config{PingInterval: 20 * time.Millisecond, IdleTimeout: time.Minute, Compression: tc.cfg}
+			h := startServer(t, cfg, map[string]*sdk.Entry{"/z": p.entry})
+			c, ext := h.dialDeflate(t, tagPath("/z", tc.name), tc.offer)
+			require.True(t, strings.HasPrefix(ext, "permessage-deflate"), "answer %q", ext)
+			msg := compressible(4096)
+			const want = 3
+			for range want {
+				require.NoError(t, c.send(ws.OpText, msg)) // echoed compressed
+			}
+			pings, data := 0, 0
+			for pings < want || data < want {
+				f, err := c.readFrame(ioTimeout)
+				require.NoError(t, err)
+				switch f.op {
+				case ws.OpPing:
+					pings++
+					require.Zero(t, f.rsv, "ping %d: %v", pings, f)
+					require.NoError(t, c.send(ws.OpPong, f.payload))
+				case ws.OpText:
+					data++
+					require.Equal(t, rsv1, f.rsv, "echo %d not compressed: %v", data, f)
+				default:
+					t.Fatalf("unexpected frame %v", f)
+				}
+			}
+			c.closeHandshake(t, ws.StatusNormalClosure, "")
+		})
+	}
+}

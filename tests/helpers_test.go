@@ -347,16 +347,20 @@ func (c *wsClient) echo(t *testing.T, op ws.OpCode, payload []byte) {
 
 // expectClose reads the next frame, which must be a close frame with code,
 // and returns its reason. Pings are skipped; a data frame fails the test.
+// Control frames (the close, and the pings and pongs skipped) must have
+// their RSV bits clear: they are never compressed, whatever the connection
+// negotiated.
 func (c *wsClient) expectClose(t *testing.T, code ws.StatusCode) string {
 	t.Helper()
 	for {
 		f, err := c.readFrame(ioTimeout)
 		require.NoError(t, err, "waiting for close %d", code)
 		if f.op == ws.OpPing || f.op == ws.OpPong {
+			require.Zero(t, f.rsv, "control frame with RSV bits set: %v", f)
 			continue
 		}
 		require.Equal(t, ws.OpClose, f.op, "want a close frame %d, got %v", code, f)
-		require.True(t, f.fin && !f.masked, "malformed close frame %v", f)
+		require.True(t, f.fin && f.rsv == 0 && !f.masked, "malformed close frame %v", f)
 		require.GreaterOrEqual(t, len(f.payload), 2, "close frame without a code")
 		got, reason := ws.ParseCloseFrameData(f.payload)
 		require.Equal(t, code, got, "close code (reason %q)", reason)

@@ -99,8 +99,9 @@
 // # Logging
 //
 // The Server logs through Config.Logger (log/slog), net/http's error log
-// included. Every line about a connection carries its ID, route pattern and
-// plugin first ("conn", "route", "plugin"); at debug level a line is
+// and its plugins' runtimes (handler panics, slow handlers) included. Every
+// line about a connection carries its ID, route pattern and plugin first
+// ("conn", "route", "plugin"); at debug level a line is
 // written when a connection opens and when it closes (with why). The
 // attributes are built only when a line is written: no connection keeps a
 // logger, and nothing is logged per message.

@@ -5,6 +5,8 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/wsframework/internal/wsproto"
 )
 
@@ -94,5 +97,64 @@ func TestPanicLogLines(t *testing.T) {
 				require.Contains(t, r.Source().Function, tc.source)
 			})
 		}
+	}
+}
+
+// TestRuntimeLogLines: the sdk runtime's lines about a connection (a slow
+// handler, reported by the dispatcher with the connection's ID only; a
+// handler panic; a panic in OnError) carry its ID, its route's pattern and
+// its plugin, first, like the Server's own lines.
+func TestRuntimeLogLines(t *testing.T) {
+	logs := new(keptRecords)
+	p := sdk.NewPlugin("probe")
+	e := p.Entry("probe").WebSocket(sdk.WebSocketHandlers{
+		OnMessage: func(c *sdk.Conn, m sdk.Message) {
+			if string(m.Data) == "slow" {
+				time.Sleep(200 * time.Millisecond)
+				_ = c.Send(m.Type, m.Data)
+				return
+			}
+			panic("test: boom")
+		},
+		OnError: func(*sdk.Conn, error) { panic("test: OnError") },
+	})
+	cfg := Config{Logger: slog.New(logs)}
+	cfg.Dispatcher.SlowThreshold = 20 * time.Millisecond
+	s, err := New(cfg)
+	require.NoError(t, err)
+	require.NoError(t, s.Route("/rooms/{room}", nil, e))
+	hs := httptest.NewServer(s)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), hostileTimeout)
+		defer cancel()
+		require.NoError(t, s.Shutdown(ctx))
+		hs.Close()
+	})
+	c := dialHostile(t, "ws"+strings.TrimPrefix(hs.URL, "http")+"/rooms/lobby")
+	c.echo(t, "slow")
+	require.NoError(t, wsutil.WriteClientText(c.nc, []byte("boom")))
+	require.Equal(t, ws.StatusInternalServerError, c.closed(t))
+
+	var conn string
+	for _, msg := range []string{"strand: slow handler", "strand: handler panic", "strand: OnError panic"} {
+		var r slog.Record
+		require.Eventually(t, func() (ok bool) { r, ok = logs.find(msg); return ok }, hostileTimeout, time.Millisecond, msg)
+		attrs := map[string]slog.Value{}
+		var keys []string
+		r.Attrs(func(a slog.Attr) bool {
+			attrs[a.Key] = a.Value
+			keys = append(keys, a.Key)
+			return true
+		})
+		require.GreaterOrEqual(t, len(keys), 3, msg)
+		require.Equal(t, []string{"conn", "route", "plugin"}, keys[:3], msg)
+		require.Equal(t, slog.KindUint64, attrs["conn"].Kind(), msg)
+		require.NotZero(t, attrs["conn"].Uint64(), msg)
+		if conn == "" {
+			conn = attrs["conn"].String()
+		}
+		require.Equal(t, conn, attrs["conn"].String(), "%s: the same connection", msg)
+		require.Equal(t, "/rooms/{room}", attrs["route"].String(), msg)
+		require.Equal(t, "probe", attrs["plugin"].String(), msg)
 	}
 }

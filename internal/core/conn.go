@@ -70,6 +70,7 @@ type ConnInfo struct {
 	Values      map[string]any     // values set by request filters (read-only from now on)
 	Subprotocol string             // the negotiated subprotocol, or ""
 	Handlers    *WebSocketHandlers // the handlers of the entry that upgraded
+	Route       string             // the pattern of the route that upgraded, for log lines ("" if unknown)
 }
 
 // Conn is a WebSocket connection as a plugin sees it. All methods are safe
@@ -82,6 +83,7 @@ type Conn struct {
 	req         Request // a copy of ConnInfo.Request: one allocation less per connection
 	values      map[string]any
 	subprotocol string
+	route       string
 
 	pending atomic.Int64 // inbound bytes accepted but not yet handled
 	drain   chan struct{}
@@ -114,6 +116,11 @@ func (c *Conn) Value(key string) any { return c.values[key] }
 
 // Subprotocol returns the negotiated subprotocol, or "".
 func (c *Conn) Subprotocol() string { return c.subprotocol }
+
+// Route returns the pattern of the route the connection was upgraded on
+// (ConnInfo.Route), or "" if the host did not say. Log lines about the
+// connection carry it as "route".
+func (c *Conn) Route() string { return c.route }
 
 // Context returns a context cancelled when the connection has closed (after
 // OnClose) or the runtime shuts down. It is created on first use.
@@ -182,7 +189,10 @@ func (c *Conn) SendBuffer(typ MessageType, b *bufpool.Buffer) error {
 
 // UncompressedWriter is the optional part of a ConnHost that can send a
 // message uncompressed whatever the connection negotiated
-// (permessage-deflate). A host without it has nothing to compress.
+// (permessage-deflate). Conn.SendUncompressed on a host without it falls
+// back to Write, which may compress: a host that compresses, or that
+// passes messages on to one that does (a plugin process's link to its
+// host), must implement it.
 type UncompressedWriter interface {
 	WriteUncompressed(typ MessageType, b *bufpool.Buffer) error
 }

@@ -77,7 +77,8 @@ type Runtime struct {
 
 	open   atomic.Int64
 	panics atomic.Uint64
-	obs    observing // RuntimeConfig.Observer (observe.go)
+	obs    observing  // RuntimeConfig.Observer (observe.go)
+	conns  *connIndex // open connections by ID, for the dispatcher's reports; nil if the host handles them
 
 	poolCfg  dispatcher.PoolConfig
 	poolOnce sync.Once
@@ -107,14 +108,19 @@ func NewRuntime(p *Plugin, cfg RuntimeConfig) (*Runtime, error) {
 		rt.log = slog.Default()
 	}
 	dc := cfg.Dispatcher
+	if dc.OnPanic == nil || dc.OnSlow == nil {
+		// The dispatcher names only a task's key (the connection's ID):
+		// the index finds the connection's route for the line.
+		rt.conns = newConnIndex()
+	}
 	if dc.OnPanic == nil {
 		dc.OnPanic = func(key uint64, v any) {
-			rt.log.Error("strand: task panic", "plugin", p.name, "conn", key, "panic", v)
+			rt.log.Error("strand: task panic", "conn", key, "route", rt.conns.route(key), "plugin", p.name, "panic", v)
 		}
 	}
 	if dc.OnSlow == nil {
 		dc.OnSlow = func(key uint64, running time.Duration) {
-			rt.log.Warn("strand: slow handler", "plugin", p.name, "conn", key, "running", running)
+			rt.log.Warn("strand: slow handler", "conn", key, "route", rt.conns.route(key), "plugin", p.name, "running", running)
 		}
 	}
 	exec, err := dispatcher.NewSharded(dc)
@@ -193,18 +199,87 @@ func (rt *Runtime) Open(ctx context.Context, host ConnHost, info ConnInfo) (*Con
 	}
 	c := &Conn{
 		id: info.ID, rt: rt, host: host, h: h,
-		values: info.Values, subprotocol: info.Subprotocol,
+		values: info.Values, subprotocol: info.Subprotocol, route: info.Route,
 	}
 	if info.Request != nil {
 		c.req = *info.Request
 	}
+	rt.conns.add(c)
 	ev := rt.newEvent(c, evOpen)
 	if err := rt.exec.Submit(ctx, c.id, dispatcher.Task{Fn: runEvent, Arg: ev}); err != nil {
 		rt.putEvent(ev)
+		rt.conns.remove(c)
 		return nil, rt.submitErr(err)
 	}
 	rt.open.Add(1)
 	return c, nil
+}
+
+// connIndex finds an open connection by ID for the lines of the
+// dispatcher's reports (a task panic, a slow handler), which name only the
+// task's key, so that they carry the connection's route like every other
+// line about it. A connection costs an insert at Open and a delete after
+// OnClose, in one of connIndexShards maps (no allocation per entry once a
+// map has grown); nothing on the event path.
+type connIndex struct {
+	shards [connIndexShards]connIndexShard
+}
+
+const connIndexShards = 64
+
+type connIndexShard struct {
+	mu sync.Mutex
+	m  map[uint64]*Conn
+	_  [48]byte // one shard per cache line
+}
+
+func newConnIndex() *connIndex {
+	x := &connIndex{}
+	for i := range x.shards {
+		x.shards[i].m = make(map[uint64]*Conn)
+	}
+	return x
+}
+
+func (x *connIndex) shard(id uint64) *connIndexShard {
+	return &x.shards[id%connIndexShards]
+}
+
+// add indexes c; a nil index does nothing (so do remove and route).
+func (x *connIndex) add(c *Conn) {
+	if x == nil {
+		return
+	}
+	sh := x.shard(c.id)
+	sh.mu.Lock()
+	sh.m[c.id] = c
+	sh.mu.Unlock()
+}
+
+func (x *connIndex) remove(c *Conn) {
+	if x == nil {
+		return
+	}
+	sh := x.shard(c.id)
+	sh.mu.Lock()
+	if sh.m[c.id] == c {
+		delete(sh.m, c.id)
+	}
+	sh.mu.Unlock()
+}
+
+// route returns the route of the open connection id, or "".
+func (x *connIndex) route(id uint64) string {
+	if x == nil {
+		return ""
+	}
+	sh := x.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if c := sh.m[id]; c != nil {
+		return c.route
+	}
+	return ""
 }
 
 func (rt *Runtime) submitErr(err error) error {
@@ -326,6 +401,7 @@ func (rt *Runtime) Closed(c *Conn, code CloseCode, reason string) {
 		// The runtime is closed: nothing will run it, but the connection is gone.
 		rt.putEvent(ev)
 		rt.open.Add(-1)
+		rt.conns.remove(c)
 		c.cancelContext()
 	}
 }
@@ -385,7 +461,7 @@ func (rt *Runtime) finish(ev *event) {
 	rt.putEvent(ev)
 	if v != nil {
 		rt.panics.Add(1)
-		rt.log.Error("strand: handler panic", "plugin", rt.plugin.name, "conn", c.id,
+		rt.log.Error("strand: handler panic", "conn", c.id, "route", c.route, "plugin", rt.plugin.name,
 			"panic", v, "stack", string(debug.Stack()))
 		if kind != evClose {
 			_ = c.host.ClosePanic("internal error")
@@ -396,6 +472,7 @@ func (rt *Runtime) finish(ev *event) {
 	}
 	if kind == evClose {
 		rt.open.Add(-1)
+		rt.conns.remove(c)
 		c.cancelContext()
 	}
 }
@@ -404,7 +481,7 @@ func (rt *Runtime) safeOnError(c *Conn, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			rt.panics.Add(1)
-			rt.log.Error("strand: OnError panic", "plugin", rt.plugin.name, "conn", c.id, "panic", v)
+			rt.log.Error("strand: OnError panic", "conn", c.id, "route", c.route, "plugin", rt.plugin.name, "panic", v)
 		}
 	}()
 	c.h.OnError(c, err)

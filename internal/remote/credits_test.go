@@ -2,6 +2,7 @@ package remote_test
 
 import (
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,7 +70,8 @@ func TestSlowPluginPausesReading(t *testing.T) {
 // TestStuckPluginClosesWith1013: a plugin that grants no credit at all for
 // a call timeout (its handlers are stuck) gets the waiting connection
 // closed with 1013, try again later; its event is not delivered, and not
-// lost silently.
+// lost silently. The host's line about it names the connection, its route
+// and the plugin.
 func TestStuckPluginClosesWith1013(t *testing.T) {
 	gate := make(chan struct{})
 	defer close(gate)
@@ -80,14 +82,16 @@ func TestStuckPluginClosesWith1013(t *testing.T) {
 			_ = c.Send(m.Type, m.Data)
 		},
 	})
+	logs := newLines()
 	e := startEnv(t, p, envOpts{
-		routes: map[string]string{"/echo": "echo"},
-		cfg:    remote.Config{CallTimeout: 300 * time.Millisecond},
+		routes: map[string]string{"/echo/{x}": "echo"},
+		cfg:    remote.Config{CallTimeout: 300 * time.Millisecond, Logger: slog.New(logs)},
 		serve:  serve.Options{Credits: 4},
 	})
-	c := e.dial(t, "/echo")
+	c := e.dial(t, "/echo/1")
 	for i := range 10 {
 		require.NoError(t, c.send(ws.OpText, fmt.Appendf(nil, "m%d", i)))
 	}
 	require.Equal(t, sdk.CloseTryAgainLater, c.closeCode(t))
+	requireConnAttrs(t, logs.wait(t, "strand: plugin granted no credit in time; closing the connection"), "/echo/{x}", "stuck")
 }

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -216,21 +218,37 @@ func (e *env) connect(path string, hdr map[string][]string) (*client, error) {
 	if hdr != nil {
 		d.Header = ws.HandshakeHeaderHTTP(hdr)
 	}
+	c, _, err := e.connectWith(d, path)
+	return c, err
+}
+
+// dialDeflate upgrades on path offering permessage-deflate (wsflate's
+// defaults: no context takeover) and fails t unless the server accepted it.
+func (e *env) dialDeflate(t testing.TB, path string) *client {
+	t.Helper()
+	c, hs, err := e.connectWith(ws.Dialer{Timeout: ioTimeout, Extensions: []httphead.Option{wsflate.DefaultParameters.Option()}}, path)
+	require.NoError(t, err)
+	require.Len(t, hs.Extensions, 1, "permessage-deflate not negotiated")
+	require.Equal(t, wsflate.ExtensionName, string(hs.Extensions[0].Name))
+	return c
+}
+
+func (e *env) connectWith(d ws.Dialer, path string) (*client, ws.Handshake, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
-	nc, br, _, err := d.Dial(ctx, "ws://"+e.addr+path)
+	nc, br, hs, err := d.Dial(ctx, "ws://"+e.addr+path)
 	if err != nil {
 		if nc != nil {
 			_ = nc.Close()
 		}
-		return nil, err
+		return nil, hs, err
 	}
 	if br == nil {
 		br = bufio.NewReader(nc)
 	}
 	c := &client{nc: nc, br: br}
 	e.t.Cleanup(func() { _ = nc.Close() })
-	return c, nil
+	return c, hs, nil
 }
 
 // writeFrame writes one masked frame.
@@ -275,6 +293,7 @@ func (c *client) sendFragmented(op ws.OpCode, payload []byte, n int) error {
 
 type wsFrame struct {
 	op      ws.OpCode
+	rsv     byte // the RSV bits; RSV1 set: a compressed message (payload as sent)
 	payload []byte
 }
 
@@ -293,7 +312,7 @@ func (c *client) read(timeout time.Duration) (wsFrame, error) {
 		if h.OpCode == ws.OpPing || h.OpCode == ws.OpPong {
 			continue
 		}
-		return wsFrame{op: h.OpCode, payload: p}, nil
+		return wsFrame{op: h.OpCode, rsv: h.Rsv, payload: p}, nil
 	}
 }
 
@@ -320,4 +339,78 @@ type sliceWriter struct{ b []byte }
 func (w *sliceWriter) Write(p []byte) (int, error) {
 	w.b = append(w.b, p...)
 	return len(p), nil
+}
+
+// lines is a slog.Handler that keeps every record's message and
+// attributes (those of With first), for tests of log lines.
+type lines struct {
+	attrs []slog.Attr
+	mu    *sync.Mutex
+	kept  *[]logLine
+}
+
+// logLine is one kept record: its message, and its attributes in order.
+type logLine struct {
+	msg   string
+	keys  []string
+	attrs map[string]string
+}
+
+func newLines() *lines { return &lines{mu: new(sync.Mutex), kept: new([]logLine)} }
+
+func (l *lines) Enabled(context.Context, slog.Level) bool { return true }
+func (l *lines) WithGroup(string) slog.Handler            { return l }
+func (l *lines) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *l
+	c.attrs = append(append([]slog.Attr(nil), l.attrs...), as...)
+	return &c
+}
+
+func (l *lines) Handle(_ context.Context, r slog.Record) error {
+	line := logLine{msg: r.Message, attrs: map[string]string{}}
+	add := func(a slog.Attr) bool {
+		line.keys = append(line.keys, a.Key)
+		line.attrs[a.Key] = a.Value.String()
+		return true
+	}
+	for _, a := range l.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	l.mu.Lock()
+	*l.kept = append(*l.kept, line)
+	l.mu.Unlock()
+	return nil
+}
+
+// wait returns the first line with msg, waiting up to ioTimeout for it.
+func (l *lines) wait(t testing.TB, msg string) logLine {
+	t.Helper()
+	deadline := time.Now().Add(ioTimeout)
+	for {
+		l.mu.Lock()
+		for _, line := range *l.kept {
+			if line.msg == msg {
+				l.mu.Unlock()
+				return line
+			}
+		}
+		l.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q line", msg)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// requireConnAttrs checks that line carries conn (non-empty), route and
+// plugin.
+func requireConnAttrs(t testing.TB, line logLine, route, plugin string) {
+	t.Helper()
+	for _, k := range []string{"conn", "route", "plugin"} {
+		require.Contains(t, line.keys, k, "%s: attributes %v", line.msg, line.keys)
+	}
+	require.NotEmpty(t, line.attrs["conn"], line.msg)
+	require.Equal(t, route, line.attrs["route"], line.msg)
+	require.Equal(t, plugin, line.attrs["plugin"], line.msg)
 }

@@ -273,6 +273,11 @@ func (h *Host) Plugin(ctx context.Context) (*sdk.Plugin, error) {
 	}
 }
 
+// HeaderCacheStats returns the counters of the cache that the host encodes
+// request snapshots' headers with (phase events and WebSocket open events
+// that carry the request), for metrics.
+func (h *Host) HeaderCacheStats() frame.HeaderCacheStats { return h.headers.Stats() }
+
 // Up reports whether a session is attached and past its handshake.
 func (h *Host) Up() bool { return h.live.Load() != nil }
 

@@ -47,7 +47,7 @@ func (h *Host) onOpen(entry string, c *sdk.Conn) {
 	}
 	f := frame.Frame{
 		Kind: frame.KindEvent, Phase: frame.PhaseWebSocket, Method: frame.MethodEventWebSocketOpen,
-		SessionID: c.ID(), Entry: entry, Subprotocol: c.Subprotocol(),
+		SessionID: c.ID(), Entry: entry, Subprotocol: c.Subprotocol(), Route: (*core.Conn)(c).Route(),
 	}
 	if id, ok := c.Value(upgradeKey).(uint64); ok {
 		f.CallID = id // the plugin's filter upgraded: it has the request

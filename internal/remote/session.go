@@ -170,7 +170,8 @@ func (s *session) event(c *sdk.Conn, f *frame.Frame) {
 		select {
 		case <-s.deadCh:
 		default:
-			s.h.log.Warn("strand: plugin granted no credit in time; closing the connection", "conn", c.ID(), "timeout", s.h.cfg.CallTimeout)
+			s.h.log.Warn("strand: plugin granted no credit in time; closing the connection",
+				"conn", c.ID(), "route", (*core.Conn)(c).Route(), "timeout", s.h.cfg.CallTimeout) // plugin: h.log's
 			_ = c.Close(sdk.CloseTryAgainLater, "plugin overloaded")
 		}
 		return
@@ -272,7 +273,11 @@ func (s *session) call(v *frame.View) error {
 		if m == frame.MethodWebSocketSendBinary {
 			typ = sdk.Binary
 		}
-		_ = c.Send(typ, v.Payload())
+		if v.Uncompressed() {
+			_ = c.SendUncompressed(typ, v.Payload())
+		} else {
+			_ = c.Send(typ, v.Payload())
+		}
 	case frame.MethodWebSocketClose:
 		c, err := s.conn(v)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -104,7 +105,7 @@ func TestHandshakeRefusals(t *testing.T) {
 	bad.Handshake = &frame.Handshake{Magic: frame.Magic, ABIMajor: frame.ABIMajor + 1, ABIMinor: 0}
 	m, reason = p.hello(bad)
 	require.Equal(t, frame.MethodRefuse, m)
-	require.Contains(t, reason, "plugin speaks ABI 2.0, host 1.1")
+	require.Contains(t, reason, fmt.Sprintf("plugin speaks ABI 2.0, host 1.%d", frame.ABIMinor))
 	require.ErrorAs(t, e.waitEnd(), &he)
 
 	// The first accepted hello fixes the entries.

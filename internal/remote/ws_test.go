@@ -3,14 +3,18 @@ package remote_test
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 	"github.com/stretchr/testify/require"
 
 	"github.com/strandws/strand/examples/echo/echoplugin"
+	"github.com/strandws/strand/sdk"
+	"github.com/strandws/strand/sdk/serve"
 )
 
 // TestEchoThroughSocket: one echo through a real Unix socket, a
@@ -83,4 +87,53 @@ func TestOrderAcrossSocket(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// TestSendUncompressedThroughSocket: an out-of-process plugin's
+// SendUncompressed reaches a client that negotiated permessage-deflate
+// uncompressed (RSV1 clear), while Send of the same compressible message
+// goes out compressed (RSV1 set). The flag crosses the Unix socket in the
+// send frame.
+func TestSendUncompressedThroughSocket(t *testing.T) {
+	p := sdk.NewPlugin("raw")
+	p.Entry("raw").WebSocket(sdk.WebSocketHandlers{OnBinary: func(c *sdk.Conn, b []byte) {
+		_ = c.SendUncompressed(sdk.Binary, b)
+		_ = c.Send(sdk.Binary, b)
+	}})
+	e := startEnv(t, p, envOpts{routes: map[string]string{"/raw": "raw"}})
+	c := e.dialDeflate(t, "/raw")
+	msg := bytes.Repeat([]byte(`{"type":"message","room":"lobby","text":"hello"} `), 40) // 2000 B, above the 512 B threshold
+	require.NoError(t, c.send(ws.OpBinary, msg))
+
+	f, err := c.read(ioTimeout)
+	require.NoError(t, err)
+	require.Equal(t, ws.OpBinary, f.op)
+	require.Zero(t, f.rsv, "SendUncompressed went out compressed")
+	require.Equal(t, msg, f.payload)
+
+	f, err = c.read(ioTimeout)
+	require.NoError(t, err)
+	require.Equal(t, ws.OpBinary, f.op)
+	require.Equal(t, ws.Rsv(true, false, false), f.rsv, "Send did not compress")
+	got, err := wsflate.DefaultHelper.Decompress(f.payload)
+	require.NoError(t, err)
+	require.Equal(t, msg, got)
+}
+
+// TestPluginLogLinesCarryRoute: the open event carries the route's pattern
+// to the plugin process, so that its runtime's lines about a connection (a
+// handler panic here) name the connection, its route and the plugin, as in
+// process.
+func TestPluginLogLinesCarryRoute(t *testing.T) {
+	p := sdk.NewPlugin("panicky")
+	p.Entry("boom").WebSocket(sdk.WebSocketHandlers{OnText: func(*sdk.Conn, []byte) { panic("test: boom") }})
+	logs := newLines()
+	e := startEnv(t, p, envOpts{
+		routes: map[string]string{"/rooms/{room}": "boom"},
+		serve:  serve.Options{Logger: slog.New(logs)},
+	})
+	c := e.dial(t, "/rooms/lobby")
+	require.NoError(t, c.send(ws.OpText, []byte("x")))
+	require.Equal(t, sdk.CloseInternalError, c.closeCode(t))
+	requireConnAttrs(t, logs.wait(t, "strand: handler panic"), "/rooms/{room}", "panicky")
 }

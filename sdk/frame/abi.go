@@ -11,7 +11,7 @@ import (
 // so a reader ignores what it does not know.
 const (
 	ABIMajor uint16 = 1
-	ABIMinor uint16 = 1
+	ABIMinor uint16 = 2
 )
 
 // Magic opens every handshake: the bytes "STRN" read as a little-endian

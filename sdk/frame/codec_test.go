@@ -54,6 +54,7 @@ func TestRoundTrip(t *testing.T) {
 		DurationNanos: 12345, Error: "plugin speaks ABI 2.0, host 1.1", Entry: "echo",
 		Request: &frame.Request{RemoteAddr: "127.0.0.1:5555", CachedHeaders: cached, ExtraHeaders: []frame.Header{{"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}}},
 	}
+	cases["abi 1.2 fields"] = frame.Frame{Kind: frame.KindCall, Method: frame.MethodWebSocketSendText, SessionID: 7, Payload: []byte("secret"), Uncompressed: true, Route: "/rooms/{room}"}
 	cases["header edit empty"] = frame.Frame{HeaderEdits: []frame.HeaderEdit{{}}}
 	cases["everything"] = frame.Frame{
 		SessionID: 1, Sequence: 2, Kind: frame.KindCall, Phase: frame.PhaseResponseBodyFilter,
@@ -122,6 +123,8 @@ func checkGenerated(t *testing.T, buf []byte, want frame.Frame) {
 	require.Equal(t, want.DurationNanos, g.DurationNanos())
 	require.Equal(t, want.Error, string(g.Error()))
 	require.Equal(t, want.Entry, string(g.Entry()))
+	require.Equal(t, want.Uncompressed, g.Uncompressed())
+	require.Equal(t, want.Route, string(g.Route()))
 	require.Equal(t, len(want.ResponseHeaders), g.ResponseHeadersLength())
 	for i, h := range want.ResponseHeaders {
 		var kv wire.KV
@@ -248,7 +251,7 @@ func TestWireNumbers(t *testing.T) {
 	require.Len(t, wire.EnumNamesStatus, len(statuses), "schema and this table differ")
 
 	require.Equal(t, uint16(1), frame.ABIMajor)
-	require.Equal(t, uint16(1), frame.ABIMinor)
+	require.Equal(t, uint16(2), frame.ABIMinor)
 	require.Equal(t, "STRN", string(binary.LittleEndian.AppendUint32(nil, frame.Magic)))
 }
 

@@ -38,6 +38,8 @@ const (
 	slotFrameDurationNanos
 	slotFrameError
 	slotFrameEntry
+	slotFrameUncompressed // ABI 1.2
+	slotFrameRoute        // ABI 1.2
 )
 
 const (
@@ -112,6 +114,10 @@ type View struct {
 	respHeaders                       vec
 	subprotocol, room, errText, entry span
 	bytesIn, bytesOut, durationNanos  int64
+
+	// ABI 1.2
+	uncompressed bool
+	route        span
 }
 
 type helloFields struct {
@@ -171,6 +177,13 @@ func (v *View) Room() []byte { return v.room.bytes(v.buf) }
 
 // ExcludeSelf reports whether a broadcast leaves its sender out.
 func (v *View) ExcludeSelf() bool { return v.excludeSelf }
+
+// Uncompressed reports whether a send asks to go without compression
+// (ABI 1.2; false from a 1.1 peer).
+func (v *View) Uncompressed() bool { return v.uncompressed }
+
+// Route returns the route pattern of an open event (ABI 1.2), or nil.
+func (v *View) Route() []byte { return v.route.bytes(v.buf) }
 
 // BytesIn returns a Logging event's request body bytes.
 func (v *View) BytesIn() int64 { return v.bytesIn }
@@ -425,6 +438,10 @@ func (v *View) decode(buf []byte) error {
 	}
 	v.errText = c.str(root, slotFrameError, "error")
 	v.entry = c.str(root, slotFrameEntry, "entry")
+	if p := c.scalar(root, slotFrameUncompressed, 1, "uncompressed"); p != 0 {
+		v.uncompressed = buf[p] != 0
+	}
+	v.route = c.str(root, slotFrameRoute, "route")
 	if c.err != nil {
 		*v = View{}
 		return c.err

@@ -64,7 +64,7 @@ func (e *Encoder) Encode(f *Frame) []byte {
 		edits = e.headerEdits(f.HeaderEdits)
 	}
 	reason = e.str(f.CloseReason)
-	var hello, respHeaders, subproto, room, errText, entry flatbuffers.UOffsetT
+	var hello, respHeaders, subproto, room, errText, entry, route flatbuffers.UOffsetT
 	if f.Hello != nil {
 		hello = e.hello(f.Hello)
 	}
@@ -72,6 +72,7 @@ func (e *Encoder) Encode(f *Frame) []byte {
 		respHeaders, e.offs = buildKVs(b, f.ResponseHeaders, e.offs)
 	}
 	subproto, room, errText, entry = e.str(f.Subprotocol), e.str(f.Room), e.str(f.Error), e.str(f.Entry)
+	route = e.str(f.Route)
 
 	wire.FrameStart(b)
 	// Widest fields first, so the table needs no padding.
@@ -113,6 +114,9 @@ func (e *Encoder) Encode(f *Frame) []byte {
 	if entry != 0 {
 		wire.FrameAddEntry(b, entry)
 	}
+	if route != 0 {
+		wire.FrameAddRoute(b, route)
+	}
 	wire.FrameAddMethod(b, f.Method)
 	wire.FrameAddResponseStatus(b, f.ResponseStatus)
 	wire.FrameAddCloseCode(b, f.CloseCode)
@@ -121,6 +125,9 @@ func (e *Encoder) Encode(f *Frame) []byte {
 	wire.FrameAddStatus(b, f.Status)
 	if f.ExcludeSelf {
 		wire.FrameAddExcludeSelf(b, true)
+	}
+	if f.Uncompressed {
+		wire.FrameAddUncompressed(b, true)
 	}
 	b.FinishWithFileIdentifier(wire.FrameEnd(b), e.fid[:])
 	return b.FinishedBytes()

@@ -90,4 +90,8 @@ type Frame struct {
 	DurationNanos   int64    // a Logging event
 	Error           string   // a refusal's reason, a failed reply's or a Logging event's error
 	Entry           string   // a phase event's or MethodEventWebSocketOpen's entry name
+
+	// ABI 1.2.
+	Uncompressed bool   // MethodWebSocketSendText/Binary: send without compression, whatever the connection negotiated
+	Route        string // MethodEventWebSocketOpen: the pattern of the host's route that upgraded, for log lines
 }

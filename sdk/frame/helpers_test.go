@@ -31,6 +31,8 @@ func copyOut(t testing.TB, v *frame.View) frame.Frame {
 		DurationNanos:  v.DurationNanos(),
 		Error:          string(v.Error()),
 		Entry:          string(v.Entry()),
+		Uncompressed:   v.Uncompressed(),
+		Route:          string(v.Route()),
 	}
 	if h, ok := v.Hello(); ok {
 		f.Hello = &frame.Hello{PluginName: string(h.PluginName()), MaxFrameSize: h.MaxFrameSize(), InitialCredits: h.InitialCredits()}

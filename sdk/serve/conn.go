@@ -19,6 +19,8 @@ type conn struct {
 	done bool
 }
 
+var _ core.UncompressedWriter = (*conn)(nil)
+
 func connHostOf(c *core.Conn) (*conn, bool) {
 	pc, ok := c.Host().(*conn)
 	return pc, ok
@@ -38,12 +40,24 @@ func (c *conn) send(f *frame.Frame) error {
 }
 
 func (c *conn) Write(typ core.MessageType, b *bufpool.Buffer) error {
+	return c.write(typ, b, false)
+}
+
+// WriteUncompressed implements core.UncompressedWriter: the send carries
+// the frame's uncompressed flag (ABI 1.2), and the host writes the message
+// without compression whatever the connection negotiated. A host older
+// than ABI 1.2 ignores the flag and compresses it as it would a Write.
+func (c *conn) WriteUncompressed(typ core.MessageType, b *bufpool.Buffer) error {
+	return c.write(typ, b, true)
+}
+
+func (c *conn) write(typ core.MessageType, b *bufpool.Buffer, uncompressed bool) error {
 	defer b.Release()
 	m, ok := byType(typ, frame.MethodWebSocketSendText, frame.MethodWebSocketSendBinary)
 	if !ok {
 		return core.ErrMessageType
 	}
-	return c.send(&frame.Frame{Kind: frame.KindCall, Method: m, SessionID: c.id, Payload: b.B})
+	return c.send(&frame.Frame{Kind: frame.KindCall, Method: m, SessionID: c.id, Payload: b.B, Uncompressed: uncompressed})
 }
 
 func (c *conn) Close(code core.CloseCode, reason string) error {

@@ -345,7 +345,7 @@ func (s *session) wsEvent(v *frame.View) error {
 		if _, dup := s.conns[id]; dup {
 			return fmt.Errorf("serve: connection %d opened twice", id)
 		}
-		info := core.ConnInfo{ID: id, Subprotocol: string(v.Subprotocol())}
+		info := core.ConnInfo{ID: id, Subprotocol: string(v.Subprotocol()), Route: string(v.Route())}
 		var h *core.WebSocketHandlers
 		if up := s.takeUpgrade(v.CallID()); up != nil {
 			h, info.Values, info.Request = up.h, up.values, up.req

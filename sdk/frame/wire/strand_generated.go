@@ -1222,8 +1222,28 @@ func (rcv *Frame) Entry() []byte {
 	return nil
 }
 
+func (rcv *Frame) Uncompressed() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(54))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *Frame) MutateUncompressed(n bool) bool {
+	return rcv._tab.MutateBoolSlot(54, n)
+}
+
+func (rcv *Frame) Route() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(56))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
 func FrameStart(builder *flatbuffers.Builder) {
-	builder.StartObject(25)
+	builder.StartObject(27)
 }
 func FrameAddSessionId(builder *flatbuffers.Builder, sessionId uint64) {
 	builder.PrependUint64Slot(0, sessionId, 0)
@@ -1308,6 +1328,12 @@ func FrameAddError(builder *flatbuffers.Builder, error flatbuffers.UOffsetT) {
 }
 func FrameAddEntry(builder *flatbuffers.Builder, entry flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(24, flatbuffers.UOffsetT(entry), 0)
+}
+func FrameAddUncompressed(builder *flatbuffers.Builder, uncompressed bool) {
+	builder.PrependBoolSlot(25, uncompressed, false)
+}
+func FrameAddRoute(builder *flatbuffers.Builder, route flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(26, flatbuffers.UOffsetT(route), 0)
 }
 func FrameEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
