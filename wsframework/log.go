@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"runtime"
 	"time"
+
+	"github.com/strandws/strand/internal/core"
 )
 
 // Logging. The Server logs through Config.Logger (log/slog), net/http's
@@ -35,14 +37,31 @@ func (c *conn) logConn(level slog.Level, msg string, args ...any) {
 	var pcs [1]uintptr
 	runtime.Callers(2, pcs[:]) // skip Callers and logConn
 	r := slog.NewRecord(time.Now(), level, msg, pcs[0])
-	route, plugin := "", ""
-	if c.route != nil {
-		route = c.route.pattern
-	}
+	route, plugin := c.Route(), ""
 	if c.rt != nil {
 		plugin = c.rt.Plugin().Name()
 	}
 	r.AddAttrs(slog.Uint64("conn", c.id), slog.String("route", route), slog.String("plugin", plugin))
 	r.Add(args...)
 	_ = l.Handler().Handle(ctx, r)
+}
+
+var _ core.RouteNamer = (*conn)(nil)
+
+// Route implements core.RouteNamer: the pattern of the route c was
+// upgraded on, for log lines about it ("" before it has one).
+func (c *conn) Route() string {
+	if c.route != nil {
+		return c.route.pattern
+	}
+	return ""
+}
+
+// connRoute names the route of the open connection id (the runtime's
+// ConnRoute, for the dispatcher's reports), or "".
+func (s *Server) connRoute(id uint64) string {
+	if c, ok := s.conns.Load(id); ok {
+		return c.Route()
+	}
+	return ""
 }

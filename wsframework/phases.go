@@ -88,7 +88,6 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.putExchange(x)
 	if c != nil {
 		c.route = rt
-		info.Route = rt.pattern
 		rt.metrics.opened(c)
 		c.serve(rt.srv.hardCtx, info)
 	}

@@ -293,6 +293,7 @@ func (s *Server) runtimeFor(p *core.Plugin) (*core.Runtime, error) {
 		Logger:          s.cfg.Logger,
 		Observer:        s.metrics.observer(p.Name()),
 		ObserveEvery:    s.cfg.MetricsSampleEvery,
+		ConnRoute:       s.connRoute,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wsframework: plugin %q: %w", p.Name(), err)

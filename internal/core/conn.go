@@ -70,7 +70,6 @@ type ConnInfo struct {
 	Values      map[string]any     // values set by request filters (read-only from now on)
 	Subprotocol string             // the negotiated subprotocol, or ""
 	Handlers    *WebSocketHandlers // the handlers of the entry that upgraded
-	Route       string             // the pattern of the route that upgraded, for log lines ("" if unknown)
 }
 
 // Conn is a WebSocket connection as a plugin sees it. All methods are safe
@@ -83,7 +82,6 @@ type Conn struct {
 	req         Request // a copy of ConnInfo.Request: one allocation less per connection
 	values      map[string]any
 	subprotocol string
-	route       string
 
 	pending atomic.Int64 // inbound bytes accepted but not yet handled
 	drain   chan struct{}
@@ -117,10 +115,23 @@ func (c *Conn) Value(key string) any { return c.values[key] }
 // Subprotocol returns the negotiated subprotocol, or "".
 func (c *Conn) Subprotocol() string { return c.subprotocol }
 
-// Route returns the pattern of the route the connection was upgraded on
-// (ConnInfo.Route), or "" if the host did not say. Log lines about the
-// connection carry it as "route".
-func (c *Conn) Route() string { return c.route }
+// RouteNamer is implemented by a ConnHost that knows the route its
+// connection was upgraded on.
+type RouteNamer interface {
+	// Route returns the route's pattern.
+	Route() string
+}
+
+// Route returns the pattern of the route the connection was upgraded on,
+// from its host (RouteNamer), or "" if the host does not say. Log lines
+// about the connection carry it as "route". (Asked of the host, not kept
+// here: only log lines need it, and an idle connection's bytes count.)
+func (c *Conn) Route() string {
+	if r, ok := c.host.(RouteNamer); ok {
+		return r.Route()
+	}
+	return ""
+}
 
 // Context returns a context cancelled when the connection has closed (after
 // OnClose) or the runtime shuts down. It is created on first use.

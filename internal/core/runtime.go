@@ -44,6 +44,12 @@ type RuntimeConfig struct {
 	// many per connection. Zero means DefaultObserveEvery; 1 times every
 	// message.
 	ObserveEvery int
+	// ConnRoute names the route of an open connection, by ID, for the
+	// lines of the dispatcher's reports (a task panic, a slow handler),
+	// which give only the ID. A host that already finds its connections
+	// by ID passes it; nil makes the runtime index its open connections
+	// for them (a map entry per connection).
+	ConnRoute func(id uint64) string
 }
 
 // RuntimeStats are a runtime's counters.
@@ -108,19 +114,21 @@ func NewRuntime(p *Plugin, cfg RuntimeConfig) (*Runtime, error) {
 		rt.log = slog.Default()
 	}
 	dc := cfg.Dispatcher
-	if dc.OnPanic == nil || dc.OnSlow == nil {
+	routeOf := cfg.ConnRoute
+	if routeOf == nil && (dc.OnPanic == nil || dc.OnSlow == nil) {
 		// The dispatcher names only a task's key (the connection's ID):
 		// the index finds the connection's route for the line.
 		rt.conns = newConnIndex()
+		routeOf = rt.conns.route
 	}
 	if dc.OnPanic == nil {
 		dc.OnPanic = func(key uint64, v any) {
-			rt.log.Error("strand: task panic", "conn", key, "route", rt.conns.route(key), "plugin", p.name, "panic", v)
+			rt.log.Error("strand: task panic", "conn", key, "route", routeOf(key), "plugin", p.name, "panic", v)
 		}
 	}
 	if dc.OnSlow == nil {
 		dc.OnSlow = func(key uint64, running time.Duration) {
-			rt.log.Warn("strand: slow handler", "conn", key, "route", rt.conns.route(key), "plugin", p.name, "running", running)
+			rt.log.Warn("strand: slow handler", "conn", key, "route", routeOf(key), "plugin", p.name, "running", running)
 		}
 	}
 	exec, err := dispatcher.NewSharded(dc)
@@ -199,7 +207,7 @@ func (rt *Runtime) Open(ctx context.Context, host ConnHost, info ConnInfo) (*Con
 	}
 	c := &Conn{
 		id: info.ID, rt: rt, host: host, h: h,
-		values: info.Values, subprotocol: info.Subprotocol, route: info.Route,
+		values: info.Values, subprotocol: info.Subprotocol,
 	}
 	if info.Request != nil {
 		c.req = *info.Request
@@ -277,7 +285,7 @@ func (x *connIndex) route(id uint64) string {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if c := sh.m[id]; c != nil {
-		return c.route
+		return c.Route()
 	}
 	return ""
 }
@@ -461,7 +469,7 @@ func (rt *Runtime) finish(ev *event) {
 	rt.putEvent(ev)
 	if v != nil {
 		rt.panics.Add(1)
-		rt.log.Error("strand: handler panic", "conn", c.id, "route", c.route, "plugin", rt.plugin.name,
+		rt.log.Error("strand: handler panic", "conn", c.id, "route", c.Route(), "plugin", rt.plugin.name,
 			"panic", v, "stack", string(debug.Stack()))
 		if kind != evClose {
 			_ = c.host.ClosePanic("internal error")
@@ -481,7 +489,7 @@ func (rt *Runtime) safeOnError(c *Conn, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			rt.panics.Add(1)
-			rt.log.Error("strand: OnError panic", "conn", c.id, "route", c.route, "plugin", rt.plugin.name, "panic", v)
+			rt.log.Error("strand: OnError panic", "conn", c.id, "route", c.Route(), "plugin", rt.plugin.name, "panic", v)
 		}
 	}()
 	c.h.OnError(c, err)

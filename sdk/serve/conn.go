@@ -11,15 +11,23 @@ import (
 // conn is the host end of one connection as the plugin's runtime sees it:
 // every call becomes a frame to the host, in call order.
 type conn struct {
-	s  *session
-	id uint64
-	c  *core.Conn
+	s     *session
+	id    uint64
+	c     *core.Conn
+	route string // the host's route pattern, for log lines
 
 	mu   sync.Mutex // held around the done check and the send: after done, nothing more goes out
 	done bool
 }
 
-var _ core.UncompressedWriter = (*conn)(nil)
+var (
+	_ core.UncompressedWriter = (*conn)(nil)
+	_ core.RouteNamer         = (*conn)(nil)
+)
+
+// Route implements core.RouteNamer: the route the host upgraded the
+// connection on.
+func (pc *conn) Route() string { return pc.route }
 
 func connHostOf(c *core.Conn) (*conn, bool) {
 	pc, ok := c.Host().(*conn)

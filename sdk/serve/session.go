@@ -345,7 +345,7 @@ func (s *session) wsEvent(v *frame.View) error {
 		if _, dup := s.conns[id]; dup {
 			return fmt.Errorf("serve: connection %d opened twice", id)
 		}
-		info := core.ConnInfo{ID: id, Subprotocol: string(v.Subprotocol()), Route: string(v.Route())}
+		info := core.ConnInfo{ID: id, Subprotocol: string(v.Subprotocol())}
 		var h *core.WebSocketHandlers
 		if up := s.takeUpgrade(v.CallID()); up != nil {
 			h, info.Values, info.Request = up.h, up.values, up.req
@@ -360,7 +360,7 @@ func (s *session) wsEvent(v *frame.View) error {
 		if h == nil {
 			h = &core.WebSocketHandlers{}
 		}
-		pc := &conn{s: s, id: id}
+		pc := &conn{s: s, id: id, route: string(v.Route())}
 		info.Handlers = s.wrap(h)
 		c, err := s.rt.Open(s.ctx, pc, info)
 		if err != nil {
