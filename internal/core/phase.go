@@ -363,8 +363,8 @@ type ResponseFilterFunc func(ctx *ResponseContext)
 // decides with Next (returning without deciding means Next). Do not touch
 // the context after deciding.
 type ResponseContext struct {
-	phase
-	editor
+	phase      phase  // the request, values, decision signal and host calls
+	editor     editor // the status and header edits
 	respStatus int
 	header     http.Header
 }
@@ -376,19 +376,19 @@ type ResponseContext struct {
 func (rt *Runtime) AcquireResponseContext(ctx context.Context, req *Request, values map[string]any, status int, header http.Header) *ResponseContext {
 	c := acquirePooled[ResponseContext](&rt.respCtxs)
 	c.respStatus, c.header = status, header
-	c.init(ctx, req, values)
-	c.refs.Store(1) // the host's; startPhase adds the worker's
+	c.phase.init(ctx, req, values)
+	c.phase.refs.Store(1) // the host's; startPhase adds the worker's
 	return c
 }
 
 // Release hands a context from AcquireResponseContext back; see there.
-func (c *ResponseContext) Release() { c.release() }
+func (c *ResponseContext) Release() { c.phase.release() }
 
 // NewResponseContext returns a context for a response with status and
 // header (read-only). Hosts call it.
 func NewResponseContext(ctx context.Context, req *Request, values map[string]any, status int, header http.Header) *ResponseContext {
 	c := &ResponseContext{respStatus: status, header: header}
-	c.init(ctx, req, values)
+	c.phase.init(ctx, req, values)
 	return c
 }
 
@@ -401,7 +401,7 @@ func (c *ResponseContext) ResponseStatus() int { return c.respStatus }
 func (c *ResponseContext) ResponseHeader() http.Header { return c.header }
 
 // Next hands the edits back to the host.
-func (c *ResponseContext) Next() { c.signal() }
+func (c *ResponseContext) Next() { c.phase.signal() }
 
 // BodyFilterFunc handles the ResponseBodyFilter phase.
 type BodyFilterFunc func(ctx *BodyContext)
@@ -409,8 +409,8 @@ type BodyFilterFunc func(ctx *BodyContext)
 // BodyContext is handed to a ResponseBodyFilter: the whole answer body,
 // which the filter may replace. The host keeps Content-Length right.
 type BodyContext struct {
-	phase
-	editor
+	phase    phase  // the request, values, decision signal and host calls
+	editor   editor // the status and header edits
 	body     []byte
 	replaced bool
 
@@ -425,21 +425,21 @@ type BodyContext struct {
 // see AcquireResponseContext.
 func (rt *Runtime) AcquireBodyContext(ctx context.Context, req *Request, values map[string]any, status int, body []byte) *BodyContext {
 	c := acquirePooled[BodyContext](&rt.bodyCtxs)
-	c.body, c.status = body, status
-	c.init(ctx, req, values)
-	c.refs.Store(1) // the host's; startPhase adds the worker's
+	c.body, c.editor.status = body, status
+	c.phase.init(ctx, req, values)
+	c.phase.refs.Store(1) // the host's; startPhase adds the worker's
 	return c
 }
 
 // Release hands a context from AcquireBodyContext back; see
 // AcquireResponseContext.
-func (c *BodyContext) Release() { c.release() }
+func (c *BodyContext) Release() { c.phase.release() }
 
 // NewBodyContext returns a context for body. Hosts call it.
 func NewBodyContext(ctx context.Context, req *Request, values map[string]any, status int, body []byte) *BodyContext {
 	c := &BodyContext{body: body}
-	c.status = status
-	c.init(ctx, req, values)
+	c.editor.status = status
+	c.phase.init(ctx, req, values)
 	return c
 }
 
@@ -464,7 +464,7 @@ func (c *BodyContext) SetJSON(v any) error {
 func (c *BodyContext) Replaced() bool { return c.replaced }
 
 // Next hands the body and edits back to the host.
-func (c *BodyContext) Next() { c.signal() }
+func (c *BodyContext) Next() { c.phase.signal() }
 
 // LoggingFunc handles the Logging phase. It runs after the answer was sent
 // and cannot change it. The *LogEntry is valid until it returns (it is

@@ -68,8 +68,8 @@ type HeaderEdit struct {
 // Upgrade. A filter may decide after returning, from another goroutine,
 // within the host's phase timeout. Do not touch the context after deciding.
 type RequestContext struct {
-	phase
-	editor
+	phase    phase  // the request, values, decision signal and host calls
+	editor   editor // the status and header edits
 	decision Decision
 	body     []byte
 	ws       *WebSocketHandlers
@@ -79,7 +79,7 @@ type RequestContext struct {
 // values is the per-request value map shared along the chain (may be nil).
 func NewRequestContext(ctx context.Context, req *Request, values map[string]any) *RequestContext {
 	c := &RequestContext{}
-	c.init(ctx, req, values)
+	c.phase.init(ctx, req, values)
 	return c
 }
 
@@ -89,15 +89,15 @@ func NewRequestContext(ctx context.Context, req *Request, values map[string]any)
 // the host, the worker and a deferring handler are all done with it.
 func (rt *Runtime) AcquireRequestContext(ctx context.Context, req *Request, values map[string]any) *RequestContext {
 	c := acquirePooled[RequestContext](&rt.reqCtxs)
-	c.init(ctx, req, values)
-	c.refs.Store(1) // the host's; startPhase adds the worker's
+	c.phase.init(ctx, req, values)
+	c.phase.refs.Store(1) // the host's; startPhase adds the worker's
 	return c
 }
 
 // Release hands a context from AcquireRequestContext or
 // AcquireContinue back; see AcquireRequestContext. It does nothing for a
 // context from NewRequestContext.
-func (c *RequestContext) Release() { c.release() }
+func (c *RequestContext) Release() { c.phase.release() }
 
 // AcquireContinue is Continue with a context from rt's pool (rt is the
 // runtime of the entry the new context is for); see AcquireRequestContext.
@@ -105,10 +105,10 @@ func (c *RequestContext) Release() { c.release() }
 func (rt *Runtime) AcquireContinue(prev *RequestContext) *RequestContext {
 	n := acquirePooled[RequestContext](&rt.reqCtxs)
 	n.body = prev.body
-	n.status = prev.status
-	n.edits = append(n.edits, prev.edits...)
-	n.init(prev.ctx, prev.req, maps.Clone(prev.vals))
-	n.refs.Store(1)
+	n.editor.status = prev.editor.status
+	n.editor.edits = append(n.editor.edits, prev.editor.edits...)
+	n.phase.init(prev.phase.ctx, prev.phase.req, maps.Clone(prev.phase.vals))
+	n.phase.refs.Store(1)
 	return n
 }
 
@@ -116,14 +116,14 @@ func (rt *Runtime) AcquireContinue(prev *RequestContext) *RequestContext {
 // are readable by later entries and phases and, after an upgrade, by every
 // WebSocket handler through Conn.Value.
 func (c *RequestContext) Set(key string, v any) {
-	if c.vals == nil {
-		c.vals = make(map[string]any)
+	if c.phase.vals == nil {
+		c.phase.vals = make(map[string]any)
 	}
-	c.vals[key] = v
+	c.phase.vals[key] = v
 }
 
 // Values returns the per-request values (may be nil). Hosts read it.
-func (c *RequestContext) Values() map[string]any { return c.vals }
+func (c *RequestContext) Values() map[string]any { return c.phase.vals }
 
 // SetBody sets the response body used by End. The slice is kept: do not
 // modify it afterwards.
@@ -149,34 +149,34 @@ func (c *RequestContext) End() { c.decide(DecisionEnd) }
 
 // Reject answers the request with status and a text body.
 func (c *RequestContext) Reject(status int, body string) {
-	if !c.claim() {
+	if !c.phase.claim() {
 		return
 	}
-	c.status = status
+	c.editor.status = status
 	c.body = []byte(body)
 	c.SetHeader("Content-Type", "text/plain; charset=utf-8")
 	c.decision = DecisionEnd
-	c.send()
+	c.phase.send()
 }
 
 // Upgrade accepts a WebSocket handshake with h, or with the entry's own
 // WebSocket handlers when h is nil. Collected header edits are sent with the
 // handshake response.
 func (c *RequestContext) Upgrade(h *WebSocketHandlers) {
-	if !c.claim() {
+	if !c.phase.claim() {
 		return
 	}
 	c.ws = h
 	c.decision = DecisionUpgrade
-	c.send()
+	c.phase.send()
 }
 
 func (c *RequestContext) decide(d Decision) {
-	if !c.claim() {
+	if !c.phase.claim() {
 		return
 	}
 	c.decision = d
-	c.send()
+	c.phase.send()
 }
 
 // ReadBody asks the host for the whole request body through the channel
@@ -184,28 +184,28 @@ func (c *RequestContext) decide(d Decision) {
 // A body over the host's cap returns ErrBodyTooLarge and the host answers
 // 413. The returned slice belongs to the caller.
 func (c *RequestContext) ReadBody() ([]byte, error) {
-	return c.call(MethodReadRequestBody, 0, nil)
+	return c.phase.call(MethodReadRequestBody, 0, nil)
 }
 
 // StreamHeader starts a streamed answer with status and the collected
 // header edits. Follow with StreamWrite calls and StreamEnd, which ends the
 // phase like End.
 func (c *RequestContext) StreamHeader(status int) error {
-	c.status = status
-	_, err := c.call(MethodResponseStreamHead, status, nil)
+	c.editor.status = status
+	_, err := c.phase.call(MethodResponseStreamHead, status, nil)
 	return err
 }
 
 // StreamWrite sends one chunk of a streamed answer and flushes it. The host
 // is done with p when StreamWrite returns.
 func (c *RequestContext) StreamWrite(p []byte) error {
-	_, err := c.call(MethodResponseStreamData, 0, p)
+	_, err := c.phase.call(MethodResponseStreamData, 0, p)
 	return err
 }
 
 // StreamEnd ends a streamed answer and the phase.
 func (c *RequestContext) StreamEnd() error {
-	_, err := c.call(MethodResponseStreamEnd, 0, nil)
+	_, err := c.phase.call(MethodResponseStreamEnd, 0, nil)
 	c.decide(DecisionEnd)
 	return err
 }
@@ -218,9 +218,9 @@ func (c *RequestContext) StreamEnd() error {
 // next entry.
 func (c *RequestContext) Continue() *RequestContext {
 	n := &RequestContext{body: c.body}
-	n.status = c.status
-	n.edits = slices.Clone(c.edits)
-	n.init(c.ctx, c.req, maps.Clone(c.vals))
+	n.editor.status = c.editor.status
+	n.editor.edits = slices.Clone(c.editor.edits)
+	n.phase.init(c.phase.ctx, c.phase.req, maps.Clone(c.phase.vals))
 	return n
 }
 
@@ -228,7 +228,7 @@ func (c *RequestContext) Continue() *RequestContext {
 // A handler that returned without deciding (and without Defer) decided
 // DecisionNext.
 func (c *RequestContext) Decision() Decision {
-	if c.decision == DecisionNone && c.decided.Load() && c.panic == nil {
+	if c.decision == DecisionNone && c.phase.decided.Load() && c.phase.panic == nil {
 		return DecisionNext
 	}
 	return c.decision
