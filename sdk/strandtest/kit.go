@@ -136,8 +136,9 @@ type Kit struct {
 // New returns a kit for entry, whose plugin's handlers run on a new
 // runtime, as on a server. It fails the test, as a server's Route fails,
 // for an entry a server refuses (no handler, OnMessage with OnText or
-// OnBinary), and if the runtime cannot be created. The kit is closed by
-// t.Cleanup; call Close to close it earlier.
+// OnBinary), and if the runtime cannot be created. Like Route, it marks
+// the entry mounted: registering a handler on it afterwards panics. The
+// kit is closed by t.Cleanup; call Close to close it earlier.
 func New(t TB, sentry *sdk.Entry, opts Options) *Kit {
 	t.Helper()
 	if sentry == nil {
@@ -182,6 +183,7 @@ func New(t TB, sentry *sdk.Entry, opts Options) *Kit {
 	k.rt = rt
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	t.Cleanup(k.Close)
+	entry.Mount()
 	return k
 }
 

@@ -876,7 +876,7 @@ func TestWriteQueueBytes(t *testing.T) {
 // re-joining does not count and leaving makes room.
 func TestMaxRoomsPerConn(t *testing.T) {
 	join := func(c *strandtest.Conn, room string) error { return c.PluginConn().Join(room) }
-	entry := sdk.NewPlugin("p").Entry("e").WebSocket(sdk.WebSocketHandlers{})
+	entry := sdk.NewPlugin("p").Entry("e").WebSocket(sdk.WebSocketHandlers{OnText: func(*sdk.Conn, []byte) {}})
 
 	t.Run("default", func(t *testing.T) {
 		kit := strandtest.New(t, entry, strandtest.Options{})

@@ -27,6 +27,17 @@ func TestNewRefusesWhatAServerRefuses(t *testing.T) {
 				OnMessage: func(*sdk.Conn, sdk.Message) {}, OnText: func(*sdk.Conn, []byte) {},
 			})
 		}, "strandtest: New: sdk: entry p/both: WebSocket handlers set both OnMessage and OnText/OnBinary: OnMessage would shadow them; set one or the other"},
+		{"on_message_and_on_binary", func() *sdk.Entry {
+			return sdk.NewPlugin("p").Entry("both").WebSocket(sdk.WebSocketHandlers{
+				OnMessage: func(*sdk.Conn, sdk.Message) {}, OnBinary: func(*sdk.Conn, []byte) {},
+			})
+		}, "strandtest: New: sdk: entry p/both: WebSocket handlers set both OnMessage and OnText/OnBinary: OnMessage would shadow them; set one or the other"},
+		{"registered_but_empty_entry", func() *sdk.Entry {
+			return sdk.NewPlugin("p").Entry("empty")
+		}, "strandtest: New: sdk: entry p/empty has no handlers: is the name misspelled, or was it never registered?"},
+		{"all_nil_websocket_handlers", func() *sdk.Entry {
+			return sdk.NewPlugin("p").Entry("ws").WebSocket(sdk.WebSocketHandlers{})
+		}, "strandtest: New: sdk: entry p/ws has no handlers: its WebSocketHandlers are all nil"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRecT(t)
@@ -36,6 +47,16 @@ func TestNewRefusesWhatAServerRefuses(t *testing.T) {
 			require.Equal(t, []string{tc.want}, errs)
 		})
 	}
+}
+
+// TestNewMountsTheEntry: as after a server's Route, registering a handler
+// on the entry panics once the kit has it.
+func TestNewMountsTheEntry(t *testing.T) {
+	e := sdk.NewPlugin("p").Entry("e").RequestFilter(func(*sdk.RequestContext) {})
+	strandtest.New(t, e, strandtest.Options{})
+	require.PanicsWithValue(t, "sdk: entry p/e: ResponseFilter after the entry was mounted on a host: register handlers before mounting it", func() {
+		e.ResponseFilter(func(*sdk.ResponseContext) {})
+	})
 }
 
 // TestUpgradeWithConflictingHandlers: a filter that upgrades with a
