@@ -11,10 +11,13 @@
 // handlers — a request filter that may let the request go on, answer it, or
 // upgrade it to a WebSocket; a response filter; a response body filter; a
 // logging handler — and a default set of [WebSocketHandlers]. A host
-// mounts entries on routes (wsframework.Server.Route) and refuses, when it
+// mounts entries on routes (wsframework.Server.Route; out of process,
+// sdk/serve's Run mounts all of the plugin's entries) and refuses, when it
 // starts, with an error that names the mistake: an entry that registered no
-// handler (a misspelled name), WebSocket handlers that set OnMessage and
-// also OnText or OnBinary, and two plugins with one name.
+// handler (a misspelled name, or WebSocket handlers that are all nil),
+// WebSocket handlers that set OnMessage and also OnText or OnBinary, and
+// two plugins with one name. Registering a handler on an entry once it is
+// mounted panics, naming the entry.
 //
 // # Where handlers run, and in what order
 //
