@@ -41,7 +41,7 @@ func TestNewRefusesWhatAServerRefuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRecT(t)
-			r.run(func() { strandtest.New(r, tc.entry(), strandtest.Options{}) })
+			r.run(func() { strandtest.New(r, tc.entry()) })
 			errs, fatal := r.failures()
 			require.True(t, fatal)
 			require.Equal(t, []string{tc.want}, errs)
@@ -53,10 +53,21 @@ func TestNewRefusesWhatAServerRefuses(t *testing.T) {
 // on the entry panics once the kit has it.
 func TestNewMountsTheEntry(t *testing.T) {
 	e := sdk.NewPlugin("p").Entry("e").RequestFilter(func(*sdk.RequestContext) {})
-	strandtest.New(t, e, strandtest.Options{})
+	strandtest.New(t, e)
 	require.PanicsWithValue(t, "sdk: entry p/e: ResponseFilter after the entry was mounted on a host: register handlers before mounting it", func() {
 		e.ResponseFilter(func(*sdk.ResponseContext) {})
 	})
+}
+
+// TestNewTakesAtMostOneOptions: Options are optional, and a second one is
+// a mistake.
+func TestNewTakesAtMostOneOptions(t *testing.T) {
+	r := newRecT(t)
+	e := sdk.NewPlugin("p").Entry("e").RequestFilter(func(*sdk.RequestContext) {})
+	r.run(func() { strandtest.New(r, e, strandtest.Options{}, strandtest.Options{}) })
+	errs, fatal := r.failures()
+	require.True(t, fatal)
+	require.Equal(t, []string{"strandtest: New: 2 Options given; pass at most one"}, errs)
 }
 
 // TestUpgradeWithConflictingHandlers: a filter that upgrades with a
@@ -65,14 +76,14 @@ func TestUpgradeWithConflictingHandlers(t *testing.T) {
 	e := sdk.NewPlugin("p").Entry("e").RequestFilter(func(c *sdk.RequestContext) {
 		c.Upgrade(&sdk.WebSocketHandlers{OnMessage: func(*sdk.Conn, sdk.Message) {}, OnBinary: func(*sdk.Conn, []byte) {}})
 	})
-	res := strandtest.New(t, e, strandtest.Options{}).RequestFilter(nil)
+	res := strandtest.New(t, e).RequestFilter(nil)
 	require.ErrorContains(t, res.Err, "sdk: Upgrade: WebSocket handlers set both OnMessage and OnText/OnBinary")
 }
 
 // TestFilterReturningWithoutDecidingIsNext: as on a server.
 func TestFilterReturningWithoutDecidingIsNext(t *testing.T) {
 	e := sdk.NewPlugin("p").Entry("e").RequestFilter(func(c *sdk.RequestContext) { c.Set("seen", true) })
-	res := strandtest.New(t, e, strandtest.Options{}).RequestFilter(nil)
+	res := strandtest.New(t, e).RequestFilter(nil)
 	require.NoError(t, res.Err)
 	require.Equal(t, strandtest.Next, res.Decision)
 	require.Equal(t, true, res.Values["seen"])
