@@ -58,10 +58,10 @@ func TestRouteRefusesMistakes(t *testing.T) {
 	t.Run("register_after_mount", func(t *testing.T) {
 		e := sdk.NewPlugin("p").Entry("ws").WebSocket(sdk.WebSocketHandlers{OnText: func(*sdk.Conn, []byte) {}})
 		require.NoError(t, newServer(t).Route("/ws", nil, e))
-		require.PanicsWithValue(t, "sdk: entry p/ws: RequestFilter after the entry was mounted on a host: register handlers before mounting it", func() {
+		require.PanicsWithError(t, "sdk: entry p/ws: RequestFilter after the entry was mounted on a host: register handlers before mounting it", func() {
 			e.RequestFilter(func(*sdk.RequestContext) {})
 		})
-		require.PanicsWithValue(t, "sdk: entry p/ws: WebSocket after the entry was mounted on a host: register handlers before mounting it", func() {
+		require.PanicsWithError(t, "sdk: entry p/ws: WebSocket after the entry was mounted on a host: register handlers before mounting it", func() {
 			e.WebSocket(sdk.WebSocketHandlers{OnBinary: func(*sdk.Conn, []byte) {}})
 		})
 	})

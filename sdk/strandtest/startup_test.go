@@ -54,7 +54,7 @@ func TestNewRefusesWhatAServerRefuses(t *testing.T) {
 func TestNewMountsTheEntry(t *testing.T) {
 	e := sdk.NewPlugin("p").Entry("e").RequestFilter(func(*sdk.RequestContext) {})
 	strandtest.New(t, e)
-	require.PanicsWithValue(t, "sdk: entry p/e: ResponseFilter after the entry was mounted on a host: register handlers before mounting it", func() {
+	require.PanicsWithError(t, "sdk: entry p/e: ResponseFilter after the entry was mounted on a host: register handlers before mounting it", func() {
 		e.ResponseFilter(func(*sdk.ResponseContext) {})
 	})
 }
