@@ -8,7 +8,10 @@ import (
 )
 
 // Conn is a WebSocket connection as a plugin sees it. All methods are safe
-// for concurrent use from any goroutine and never block on the network.
+// for concurrent use from any goroutine. On a host of its own, in process,
+// none waits on the network; with a cluster Adapter or out of process some
+// do, as the package doc ("Calls from other goroutines") and each method
+// say.
 type Conn core.Conn
 
 func (c *Conn) core() *core.Conn { return (*core.Conn)(c) }
@@ -33,8 +36,9 @@ func (c *Conn) Subprotocol() string { return c.core().Subprotocol() }
 // OnClose) or the host shuts down. It is created on first use.
 func (c *Conn) Context() context.Context { return c.core().Context() }
 
-// Send queues a copy of data as one message of type typ. It never blocks;
-// messages sent from one goroutine are written in call order. It returns
+// Send queues a copy of data as one message of type typ. It does not wait
+// for the peer (out of process it may wait for the host to read; see the
+// package doc); messages sent from one goroutine are written in call order. It returns
 // ErrMessageType for a type other than Text and Binary, ErrTooBig for a
 // message larger than the host's write queue holds on its own (nothing is
 // sent; the connection stays open), ErrClosed after the connection began
@@ -92,16 +96,21 @@ type BroadcastOptions struct {
 // host has no rooms, ErrInvalidRoom for a bad name, ErrTooManyRooms when c
 // is already in as many rooms as the host allows (DefaultMaxRoomsPerConn
 // unless configured; Leave one first) and ErrClosed once c is closing.
+// With a cluster Adapter, the first Join of a room on a node waits for the
+// adapter to subscribe; out of process, Join waits for the host's answer.
 func (c *Conn) Join(room string) error { return c.core().Join(room) }
 
 // Leave ends c's membership of room. Leaving a room c is not in, or after c
-// closed, is not an error.
+// closed, is not an error. With a cluster Adapter, the last Leave of a room
+// on a node waits for the adapter to unsubscribe; out of process, Leave
+// waits for the host's answer.
 func (c *Conn) Leave(room string) error { return c.core().Leave(room) }
 
 // Broadcast queues a copy of data as one message of type typ to every member
-// of room, c included unless an option says ExcludeSelf. It never blocks on
+// of room, c included unless an option says ExcludeSelf. It never waits for
 // a member: a member whose write queue is full is closed by its own
-// slow-consumer policy. Messages c broadcasts one after another reach each
+// slow-consumer policy. With a cluster Adapter it returns once the adapter
+// has published the message (the Redis adapter waits for Redis's answer). Messages c broadcasts one after another reach each
 // member in that order, and every member sees a room's messages in one
 // order. c need not be a member, and may broadcast from OnClose. The bytes
 // are encoded once and shared by every receiver. It returns ErrMessageType

@@ -21,7 +21,8 @@ func (p *Plugin) Name() string { return p.core().Name() }
 
 // Entry returns the entry with the given name, creating it on first use:
 // register its handlers on the result. A host refuses, at start-up, an
-// entry that registered no handler (a misspelled name ends up there).
+// entry that registered no handler (a misspelled name ends up there), in
+// process and out of process (sdk/serve) alike.
 func (p *Plugin) Entry(name string) *Entry { return (*Entry)(p.core().Entry(name)) }
 
 // Lookup returns the named entry, if it exists.
@@ -42,9 +43,12 @@ func (p *Plugin) Entries() []*Entry {
 
 // Entry is a named handler set of a plugin: its HTTP phase handlers and the
 // WebSocket handlers used when it upgrades a request. Register handlers
-// before the entry is mounted on a host; it is then read-only. Mounted with
-// no handler at all, or with WebSocket handlers that set both OnMessage and
-// OnText or OnBinary, it is refused with an error that names it.
+// before the entry is mounted on a host (a server's Route, sdk/serve's
+// Run, strandtest.New); registering one afterwards panics with a message
+// that names the entry. Mounted with no handler at all (WebSocket handlers
+// that are all nil count as none), or with WebSocket handlers that set
+// both OnMessage and OnText or OnBinary, it is refused with an error that
+// names it.
 type Entry core.Entry
 
 func (e *Entry) core() *core.Entry { return (*core.Entry)(e) }
@@ -139,9 +143,11 @@ func (e *Entry) WebSocket(h WebSocketHandlers) *Entry {
 	return e
 }
 
-// WebSocketHandlers are a WebSocket's event handlers. Every field may be nil.
-// Handlers of one connection run one at a time in event order: OnOpen first,
-// then one call per message in arrival order, then OnClose exactly once. Set
+// WebSocketHandlers are a WebSocket's event handlers. Any field may be nil,
+// but an entry whose only handlers are WebSocketHandlers with every field
+// nil is refused as an entry with no handlers. Handlers of one connection
+// run one at a time in event order: OnOpen first, then one call per
+// message in arrival order, then OnClose exactly once. Set
 // OnMessage, or OnText and/or OnBinary, not both: a host refuses such a set.
 type WebSocketHandlers struct {
 	// OnOpen runs first, after the handshake completed.

@@ -10,8 +10,9 @@ import (
 // none.
 type Settings struct{ raw []byte }
 
-// NewSettings returns Settings holding raw (JSON, or nil for none). Hosts
-// and tests call it; the slice is kept.
+// NewSettings returns Settings holding raw (JSON, or nil for none), for a
+// test of code that reads Settings; the slice is kept. Hosts hand settings
+// over with Plugin.Configure instead.
 func NewSettings(raw []byte) Settings { return Settings{raw: raw} }
 
 // Raw returns the settings as the host sent them (JSON), or nil when the

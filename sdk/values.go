@@ -125,12 +125,12 @@ var (
 	ErrPhaseOver = core.ErrPhaseOver
 )
 
-// MaxRoomNameBytes is the longest room name, in bytes.
+// MaxRoomNameBytes is the longest room name, in bytes (256).
 const MaxRoomNameBytes = core.MaxRoomNameBytes
 
-// DefaultMaxRoomsPerConn is the default cap on the rooms one connection is
-// a member of at once (wsframework's Config.MaxRoomsPerConn, strandtest's
-// Options.MaxRoomsPerConn).
+// DefaultMaxRoomsPerConn is the default cap (64) on the rooms one
+// connection is a member of at once (wsframework's Config.MaxRoomsPerConn,
+// strandtest's Options.MaxRoomsPerConn).
 const DefaultMaxRoomsPerConn = core.DefaultMaxRoomsPerConn
 
 // ValidRoomName reports whether room is a valid room name: 1 to

@@ -64,9 +64,13 @@ type AdapterHandler interface {
 // delivers to one node are delivered one at a time, never concurrently, so
 // every member on that node sees them in one order.
 //
-// Every method is safe for concurrent use. Subscribe and Unsubscribe may
-// wait for the network; Publish should not block longer than it takes to
-// hand the message on.
+// Every method is safe for concurrent use. Subscribe, Unsubscribe and
+// Publish may wait for the network (the Redis adapter's Publish waits for
+// Redis's answer, so that it can return its error). The Server calls
+// Publish on the goroutine of the handler that broadcasts, and Subscribe
+// and Unsubscribe on the one that joins or leaves (or on a closing
+// connection's teardown): while a handler's call waits, its dispatcher
+// worker waits too (see Config.Dispatcher).
 type Adapter interface {
 	// Bind attaches the node's handler. The Server calls it once, in New,
 	// before any other method; it returns an error if the adapter is

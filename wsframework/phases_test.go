@@ -488,7 +488,7 @@ func TestLateResponseFilterDoesNotShareItsContext(t *testing.T) {
 }
 
 func TestOriginDefaultPortMatchesHost(t *testing.T) {
-	e := sdk.NewPlugin("o").Entry("o").WebSocket(sdk.WebSocketHandlers{})
+	e := sdk.NewPlugin("o").Entry("o").WebSocket(sdk.WebSocketHandlers{OnText: func(*sdk.Conn, []byte) {}})
 	srv, err := wsframework.New(wsframework.Config{})
 	require.NoError(t, err)
 	defer srv.Close()

@@ -263,6 +263,9 @@ func (s *Server) RouteWith(pattern string, opts RouteOptions, terminal http.Hand
 	}()
 	s.mux.Handle(pattern, rt)
 	s.metrics.addRoute(rt.metrics)
+	for _, re := range rt.chain {
+		re.entry.Mount() // registering a handler now panics
+	}
 	return nil
 }
 

@@ -42,7 +42,34 @@ func TestRouteRefusesMistakes(t *testing.T) {
 			OnMessage: func(*sdk.Conn, sdk.Message) {},
 			OnBinary:  func(*sdk.Conn, []byte) {},
 		})
-		require.ErrorContains(t, newServer(t).Route("/ws", nil, e), "set both OnMessage and OnText/OnBinary")
+		err := newServer(t).Route("/ws", nil, e)
+		require.EqualError(t, err, `wsframework: Route "/ws": sdk: entry p/both: WebSocket handlers set both OnMessage and OnText/OnBinary: OnMessage would shadow them; set one or the other`)
+	})
+	t.Run("registered_but_empty_entry", func(t *testing.T) {
+		e := sdk.NewPlugin("p").Entry("empty") // named, given nothing
+		err := newServer(t).Route("/e", nil, e)
+		require.EqualError(t, err, `wsframework: Route "/e": sdk: entry p/empty has no handlers: is the name misspelled, or was it never registered?`)
+	})
+	t.Run("all_nil_websocket_handlers", func(t *testing.T) {
+		e := sdk.NewPlugin("p").Entry("ws").WebSocket(sdk.WebSocketHandlers{})
+		err := newServer(t).Route("/ws", nil, e)
+		require.EqualError(t, err, `wsframework: Route "/ws": sdk: entry p/ws has no handlers: its WebSocketHandlers are all nil`)
+	})
+	t.Run("register_after_mount", func(t *testing.T) {
+		e := sdk.NewPlugin("p").Entry("ws").WebSocket(sdk.WebSocketHandlers{OnText: func(*sdk.Conn, []byte) {}})
+		require.NoError(t, newServer(t).Route("/ws", nil, e))
+		require.PanicsWithError(t, "sdk: entry p/ws: RequestFilter after the entry was mounted on a host: register handlers before mounting it", func() {
+			e.RequestFilter(func(*sdk.RequestContext) {})
+		})
+		require.PanicsWithError(t, "sdk: entry p/ws: WebSocket after the entry was mounted on a host: register handlers before mounting it", func() {
+			e.WebSocket(sdk.WebSocketHandlers{OnBinary: func(*sdk.Conn, []byte) {}})
+		})
+	})
+	t.Run("refused_entry_is_not_mounted", func(t *testing.T) {
+		e := sdk.NewPlugin("p").Entry("late")
+		require.Error(t, newServer(t).Route("/l", nil, e))
+		require.NotPanics(t, func() { e.Logging(func(*sdk.LogEntry) {}) }, "a refused entry may still be completed")
+		require.NoError(t, newServer(t).Route("/l", nil, e))
 	})
 	t.Run("two_plugins_one_name", func(t *testing.T) {
 		srv := newServer(t)

@@ -39,17 +39,17 @@ func (rt *Runtime) StartResponseChain(e *Entry, rc *ResponseContext, bc *BodyCon
 	if e.responseFilter == nil || e.bodyFilter == nil {
 		return fmt.Errorf("sdk: %s has no response filter and body filter to chain", e)
 	}
-	rc.entry, rc.rt = e, rt
-	if rc.recycle != nil {
-		rc.refs.Add(1) // the worker's
+	rc.phase.entry, rc.phase.rt = e, rt
+	if rc.phase.recycle != nil {
+		rc.phase.refs.Add(1) // the worker's
 	}
-	rc.running.Store(true)
+	rc.phase.running.Store(true)
 	bc.chainRF, bc.chainNow = rc, now
 	bc.stage.Store(chainFirst)
 	if err := rt.startPhase(&bc.phase, e, runResponseChain, bc); err != nil {
 		bc.chainRF = nil
-		rc.running.Store(false)
-		rc.release()
+		rc.phase.running.Store(false)
+		rc.phase.release()
 		return err
 	}
 	return nil
@@ -61,13 +61,13 @@ func runResponseChain(arg any) {
 	decided := runChainedResponseFilter(rc)
 	st := 0
 	if decided { // else a deferring handler may still write its status
-		st = rc.status
+		st = rc.editor.status
 	}
-	rc.release()
+	rc.phase.release()
 	if decided {
 		bc.chainAt = bc.chainNow() // before the stage: LeaveChain reads it
 		if st != 0 {
-			bc.status = st
+			bc.editor.status = st
 		}
 		if bc.stage.CompareAndSwap(chainFirst, chainBody) {
 			runBodyFilter(bc) // its finish signals and releases bc
@@ -76,18 +76,18 @@ func runResponseChain(arg any) {
 	}
 	// The body filter does not run here.
 	if bc.stage.CompareAndSwap(chainFirst, chainPending) {
-		bc.signal() // the host now waits on rc
+		bc.phase.signal() // the host now waits on rc
 	}
-	bc.running.Store(false)
-	bc.release()
+	bc.phase.running.Store(false)
+	bc.phase.release()
 }
 
 // runChainedResponseFilter runs rc's handler and settles it (see finish),
 // keeping the worker's reference; it reports whether the handler decided
 // before returning.
 func runChainedResponseFilter(rc *ResponseContext) (decided bool) {
-	defer func() { decided = rc.settle(recover()) }()
-	rc.entry.responseFilter(rc)
+	defer func() { decided = rc.phase.settle(recover()) }()
+	rc.phase.entry.responseFilter(rc)
 	return false
 }
 

@@ -24,16 +24,16 @@ func poolRuntime(t *testing.T, f RequestFilterFunc) (*Runtime, *Entry) {
 // reference just after the handler returns).
 func waitRefs(t *testing.T, c *RequestContext, n int32) {
 	t.Helper()
-	require.Eventually(t, func() bool { return c.refs.Load() == n }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return c.phase.refs.Load() == n }, 5*time.Second, time.Millisecond)
 }
 
 // recycled reports whether c is back in its pool (reset: refs is stored
 // last, so its other fields may be read once this is true).
 func recycled(c *RequestContext) bool {
-	if c.refs.Load() != inPool {
+	if c.phase.refs.Load() != inPool {
 		return false
 	}
-	return c.req == nil && c.vals == nil && len(c.edits) == 0 && c.decided.Load()
+	return c.phase.req == nil && c.phase.vals == nil && len(c.editor.edits) == 0 && c.phase.decided.Load()
 }
 
 func TestPooledContextWaitsForADeferredDecision(t *testing.T) {
@@ -49,7 +49,7 @@ func TestPooledContextWaitsForADeferredDecision(t *testing.T) {
 	waitRefs(t, c, 2) // the host's and the deferring handler's
 	// The host gives up (its phase timed out) and releases its reference.
 	c.Release()
-	assert.EqualValues(t, 1, c.refs.Load(), "the deferring handler still owns the context")
+	assert.EqualValues(t, 1, c.phase.refs.Load(), "the deferring handler still owns the context")
 	assert.False(t, recycled(c))
 
 	// The late decision sees its own request and values, then recycles.
@@ -71,9 +71,9 @@ func TestPooledContextWaitsForADeferredDecision(t *testing.T) {
 	assert.ErrorIs(t, err, ErrPhaseOver)
 	// A stray Defer does not carry over to the context's next use.
 	late.Defer()
-	c.reuse()
-	assert.False(t, c.deferred.Load())
-	assert.False(t, c.decided.Load())
+	c.phase.reuse()
+	assert.False(t, c.phase.deferred.Load())
+	assert.False(t, c.phase.decided.Load())
 }
 
 func TestPooledContextWaitsForABlockedHandler(t *testing.T) {
@@ -113,7 +113,7 @@ func TestPooledContextRefusedStartKeepsOnlyTheHost(t *testing.T) {
 	require.NoError(t, rt.Close(context.Background()))
 	c := rt.AcquireRequestContext(context.Background(), &Request{}, nil)
 	require.Error(t, rt.StartRequestFilter(e, c))
-	assert.EqualValues(t, 1, c.refs.Load())
+	assert.EqualValues(t, 1, c.phase.refs.Load())
 	c.Release()
 	assert.True(t, recycled(c))
 }

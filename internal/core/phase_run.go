@@ -117,20 +117,20 @@ func (rt *Runtime) putLogJob(j *logJob) {
 
 func runRequestFilter(arg any) {
 	c := arg.(*RequestContext)
-	defer c.finish()
-	c.entry.requestFilter(c)
+	defer c.phase.finish()
+	c.phase.entry.requestFilter(c)
 }
 
 func runResponseFilter(arg any) {
 	c := arg.(*ResponseContext)
-	defer c.finish()
-	c.entry.responseFilter(c)
+	defer c.phase.finish()
+	c.phase.entry.responseFilter(c)
 }
 
 func runBodyFilter(arg any) {
 	c := arg.(*BodyContext)
-	defer c.finish()
-	c.entry.bodyFilter(c)
+	defer c.phase.finish()
+	c.phase.entry.bodyFilter(c)
 }
 
 // runLogging runs a Logging handler. The *LogEntry it is given is recycled

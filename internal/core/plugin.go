@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // Plugin is a named set of entries. Create one with NewPlugin and register
@@ -87,6 +88,11 @@ type Entry struct {
 	bodyFilter     BodyFilterFunc
 	logging        LoggingFunc
 	ws             *WebSocketHandlers
+
+	// mounted is set once a host mounted the entry (Mount): registering a
+	// handler after that panics, since the host reads the handlers
+	// without locks while it serves.
+	mounted atomic.Bool
 }
 
 // Plugin returns the plugin the entry belongs to.
@@ -100,6 +106,7 @@ func (e *Entry) String() string { return fmt.Sprintf("%s/%s", e.plugin.name, e.n
 
 // RequestFilter registers the RequestFilter phase handler and returns e.
 func (e *Entry) RequestFilter(fn RequestFilterFunc) *Entry {
+	e.registering("RequestFilter")
 	e.requestFilter = fn
 	return e
 }
@@ -107,6 +114,7 @@ func (e *Entry) RequestFilter(fn RequestFilterFunc) *Entry {
 // ResponseFilter registers the ResponseFilter phase handler and returns e.
 // It sees the answer's status and headers and decides with ctx.Next.
 func (e *Entry) ResponseFilter(fn ResponseFilterFunc) *Entry {
+	e.registering("ResponseFilter")
 	e.responseFilter = fn
 	return e
 }
@@ -115,12 +123,14 @@ func (e *Entry) ResponseFilter(fn ResponseFilterFunc) *Entry {
 // returns e. It sees the whole answer body (the host buffers it, up to its
 // cap) and decides with ctx.Next.
 func (e *Entry) ResponseBodyFilter(fn BodyFilterFunc) *Entry {
+	e.registering("ResponseBodyFilter")
 	e.bodyFilter = fn
 	return e
 }
 
 // Logging registers the Logging phase handler and returns e.
 func (e *Entry) Logging(fn LoggingFunc) *Entry {
+	e.registering("Logging")
 	e.logging = fn
 	return e
 }
@@ -146,16 +156,53 @@ func (e *Entry) Has(p Phase) bool {
 // handshake it sees; a request filter may upgrade with these handlers
 // (ctx.Upgrade(nil)) or with another set.
 func (e *Entry) WebSocket(h WebSocketHandlers) *Entry {
+	e.registering("WebSocket")
 	e.ws = &h
 	return e
 }
 
+// registering panics when a handler is registered on a mounted entry,
+// naming the entry and the method: a host reads the handlers while it
+// serves, so a late registration would race with it (and, out of
+// process, never reach the host's list of phases). The panic value is an
+// error whose text says so; building it costs no call here, so the
+// registration methods stay cheap enough to inline into sdk's wrappers
+// (whose handler closures then allocate nothing per call where the
+// compiler sees the handler, as in the phase benchmarks).
+func (e *Entry) registering(method string) {
+	if e.mounted.Load() {
+		panic(lateRegistration{e, method})
+	}
+}
+
+// lateRegistration is the panic value of a registration on a mounted
+// entry.
+type lateRegistration struct {
+	e      *Entry
+	method string
+}
+
+func (l lateRegistration) Error() string {
+	return fmt.Sprintf("sdk: entry %s: %s after the entry was mounted on a host: register handlers before mounting it", l.e, l.method)
+}
+
+// Mount marks the entry as mounted on a host (a server's route, a plugin
+// process's session, a test kit) after Validate accepted it: from then on
+// registering a handler panics. Hosts call it.
+func (e *Entry) Mount() { e.mounted.Store(true) }
+
 // Validate reports the mistakes a host refuses an entry for at start-up:
-// no handler at all (a misspelled or never registered entry), and
-// WebSocket handlers that set both OnMessage and OnText or OnBinary.
+// no handler at all (a misspelled or never registered entry, or one given
+// only WebSocket handlers that are all nil), and WebSocket handlers that
+// set both OnMessage and OnText or OnBinary.
 func (e *Entry) Validate() error {
-	if e.requestFilter == nil && e.responseFilter == nil && e.bodyFilter == nil && e.logging == nil && e.ws == nil {
-		return fmt.Errorf("sdk: entry %s has no handlers: is the name misspelled, or was it never registered?", e)
+	if e.requestFilter == nil && e.responseFilter == nil && e.bodyFilter == nil && e.logging == nil {
+		switch {
+		case e.ws == nil:
+			return fmt.Errorf("sdk: entry %s has no handlers: is the name misspelled, or was it never registered?", e)
+		case e.ws.empty():
+			return fmt.Errorf("sdk: entry %s has no handlers: its WebSocketHandlers are all nil", e)
+		}
 	}
 	if e.ws != nil {
 		if err := e.ws.Validate(); err != nil {
@@ -172,6 +219,11 @@ func (h *WebSocketHandlers) Validate() error {
 		return errors.New("WebSocket handlers set both OnMessage and OnText/OnBinary: OnMessage would shadow them; set one or the other")
 	}
 	return nil
+}
+
+// empty reports whether h sets no handler at all.
+func (h *WebSocketHandlers) empty() bool {
+	return h.OnOpen == nil && h.OnMessage == nil && h.OnText == nil && h.OnBinary == nil && h.OnClose == nil && h.OnError == nil
 }
 
 // RequestFilterHandler returns the registered request filter, or nil.

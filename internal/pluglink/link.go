@@ -9,7 +9,6 @@ package pluglink
 import (
 	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"runtime"
 	"sync"
@@ -68,13 +67,7 @@ var ErrClosed = errors.New("pluglink: link closed")
 
 // New starts the writer goroutine of a Link on conn. Close stops it.
 func New(conn net.Conn, cfg Config) (*Link, error) {
-	var src io.Reader = conn
-	var raw syscall.RawConn
-	if sc, ok := conn.(syscall.Conn); ok {
-		if r, err := sc.SyscallConn(); err == nil {
-			raw, src = r, rawReader{r}
-		}
-	}
+	raw, src := rawOf(conn)
 	rd, err := frame.NewReader(src, frame.ReaderConfig{MaxFrameSize: cfg.MaxFrameSize})
 	if err != nil {
 		return nil, err
@@ -235,55 +228,6 @@ func (l *Link) writeInline() {
 		l.mu.Unlock()
 	}
 	l.kickWriter()
-}
-
-// tryWrite writes as much of b as the socket takes now.
-func (l *Link) tryWrite(b []byte) (int, error) {
-	n := 0
-	var werr error
-	err := l.raw.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, e := rawsys.Write(int(fd), b[n:])
-			n += m
-			if e != nil {
-				if e != syscall.EAGAIN {
-					werr = e
-				}
-				return true
-			}
-		}
-		return true
-	})
-	if err != nil {
-		return n, err
-	}
-	return n, werr
-}
-
-// rawReader reads a socket through its RawConn with rawsys.Read (no
-// runtime syscall bookkeeping: see package rawsys), parking in the
-// runtime's poller while nothing is there.
-type rawReader struct{ rc syscall.RawConn }
-
-func (r rawReader) Read(b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	var n int
-	var rerr error
-	err := r.rc.Read(func(fd uintptr) bool {
-		n, rerr = rawsys.Read(int(fd), b)
-		return rerr != syscall.EAGAIN
-	})
-	switch {
-	case err != nil:
-		return 0, err
-	case rerr != nil:
-		return 0, rerr
-	case n == 0:
-		return 0, io.EOF
-	}
-	return n, nil
 }
 
 func recycle(buf []byte) []byte {

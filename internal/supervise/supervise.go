@@ -25,7 +25,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/strandws/strand/internal/clock"
@@ -471,11 +470,4 @@ func exitText(err error) string {
 		return "exit status 0"
 	}
 	return err.Error()
-}
-
-// killGroup sends SIGKILL to the child's process group (the child and
-// whatever it started), and to the child itself.
-func killGroup(p *os.Process) {
-	_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
-	_ = p.Kill()
 }

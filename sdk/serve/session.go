@@ -60,6 +60,9 @@ func Dial(ctx context.Context, p *sdk.Plugin, path string) error {
 
 // DialWith is Dial with options.
 func DialWith(ctx context.Context, p *sdk.Plugin, path string, o Options) error {
+	if err := mount(p); err != nil {
+		return err
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
@@ -72,7 +75,31 @@ func DialWith(ctx context.Context, p *sdk.Plugin, path string, o Options) error 
 // net.Conn: a Unix socket, one end of net.Pipe in a test) until it closes
 // or ctx ends. It closes conn before returning.
 func Conn(ctx context.Context, p *sdk.Plugin, conn net.Conn, o Options) error {
+	if err := mount(p); err != nil {
+		_ = conn.Close()
+		return err
+	}
 	return serveConn(ctx, p, conn, o)
+}
+
+// mount refuses a plugin with an entry that an in-process host
+// (wsframework's Route, strandtest.New) refuses, with the same error:
+// one with no handlers, or WebSocket handlers that set both OnMessage
+// and OnText or OnBinary. Dial, Conn and Listen call it before they
+// reach the host, so such a plugin fails at start-up out of process too.
+// It then marks every entry mounted, as Route does: registering a handler
+// afterwards panics.
+func mount(p *sdk.Plugin) error {
+	es := (*core.Plugin)(p).Entries()
+	for _, e := range es {
+		if err := e.Validate(); err != nil {
+			return err
+		}
+	}
+	for _, e := range es {
+		e.Mount()
+	}
+	return nil
 }
 
 // Listen listens on the Unix socket path and serves p to one host
@@ -84,6 +111,9 @@ func Listen(ctx context.Context, p *sdk.Plugin, path string) error {
 
 // ListenWith is Listen with options.
 func ListenWith(ctx context.Context, p *sdk.Plugin, path string, o Options) error {
+	if err := mount(p); err != nil {
+		return err
+	}
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
 		_ = os.Remove(path)
 	}

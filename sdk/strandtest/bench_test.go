@@ -13,7 +13,7 @@ import (
 // BenchmarkKitEcho is one message through the kit and the echo back, read
 // with NextSent: what a plugin test pays per message.
 func BenchmarkKitEcho(b *testing.B) {
-	kit := strandtest.New(b, echoEntry(), strandtest.Options{})
+	kit := strandtest.New(b, echoEntry())
 	c := kit.Open()
 	msg := []byte("hello, strand")
 	ctx := context.Background()

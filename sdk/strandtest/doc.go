@@ -8,7 +8,7 @@
 // [Conn.Close], [Conn.Drop]) and reads what the plugin sent
 // ([Conn.Sent], [Conn.NextSent], [Conn.ExpectText], [Conn.Closed]).
 //
-//	kit := strandtest.New(t, plugin.Entry("chat"), strandtest.Options{})
+//	kit := strandtest.New(t, plugin.Entry("chat"))
 //	c := kit.Open()
 //	c.SendText("hi")
 //	c.ExpectText(t, "hi")

@@ -41,7 +41,7 @@ func ExampleNew() {
 		},
 	})
 
-	kit := strandtest.New(t, p.Entry("ws"), strandtest.Options{})
+	kit := strandtest.New(t, p.Entry("ws"))
 	c := kit.Open()
 	c.SendText("hello")
 	c.SendText("bye")
@@ -65,7 +65,7 @@ func ExampleConn_Expect() {
 	echo := sdk.NewPlugin("echo").Entry("echo").WebSocket(sdk.WebSocketHandlers{
 		OnMessage: func(c *sdk.Conn, m sdk.Message) { _ = c.Send(m.Type, m.Data) },
 	})
-	c := strandtest.New(t, echo, strandtest.Options{}).Open()
+	c := strandtest.New(t, echo).Open()
 	c.SendText("ping")
 	c.SendBinary([]byte{1, 2})
 	c.Expect(t, strandtest.Text("ping"), strandtest.Binary([]byte{1, 2}))
@@ -92,7 +92,7 @@ func ExampleKit_RequestFilter() {
 		}).
 		WebSocket(sdk.WebSocketHandlers{})
 
-	kit := strandtest.New(t, entry, strandtest.Options{})
+	kit := strandtest.New(t, entry)
 	res := kit.RequestFilter(strandtest.NewRequest("/ws?token=wrong"))
 	fmt.Println(res.Status, string(res.Body))
 	res = kit.RequestFilter(strandtest.NewRequest("/ws?token=secret"))

@@ -13,7 +13,7 @@ import (
 // refuses a type other than Text and Binary with sdk.ErrMessageType and
 // releases the buffer (Kit.Close checks), whoever calls it.
 func TestHostRefusesInvalidMessageType(t *testing.T) {
-	kit := New(t, sdk.NewPlugin("p").Entry("e").WebSocket(sdk.WebSocketHandlers{}), Options{})
+	kit := New(t, sdk.NewPlugin("p").Entry("e").WebSocket(sdk.WebSocketHandlers{OnText: func(*sdk.Conn, []byte) {}}), Options{})
 	c := kit.Open()
 	h := &host{c: c}
 	bufs := kit.Buffers()

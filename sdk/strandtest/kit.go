@@ -134,14 +134,25 @@ type Kit struct {
 }
 
 // New returns a kit for entry, whose plugin's handlers run on a new
-// runtime, as on a server. It fails the test, as a server's Route fails,
-// for an entry a server refuses (no handler, OnMessage with OnText or
-// OnBinary), and if the runtime cannot be created. The kit is closed by
-// t.Cleanup; call Close to close it earlier.
-func New(t TB, sentry *sdk.Entry, opts Options) *Kit {
+// runtime, as on a server. Options are optional: New(t, entry) uses the
+// zero Options; pass at most one. It fails the test, as a server's Route
+// fails, for an entry a server refuses (no handler, OnMessage with OnText
+// or OnBinary), and if the runtime cannot be created. Like Route, it
+// marks the entry mounted: registering a handler on it afterwards panics.
+// The kit is closed by t.Cleanup; call Close to close it earlier.
+func New(t TB, sentry *sdk.Entry, options ...Options) *Kit {
 	t.Helper()
 	if sentry == nil {
 		t.Fatalf("strandtest: New: nil entry")
+		return nil
+	}
+	var opts Options
+	switch len(options) {
+	case 0:
+	case 1:
+		opts = options[0]
+	default:
+		t.Fatalf("strandtest: New: %d Options given; pass at most one", len(options))
 		return nil
 	}
 	entry := (*core.Entry)(sentry)
@@ -182,6 +193,7 @@ func New(t TB, sentry *sdk.Entry, opts Options) *Kit {
 	k.rt = rt
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	t.Cleanup(k.Close)
+	entry.Mount()
 	return k
 }
 

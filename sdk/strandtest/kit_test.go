@@ -103,7 +103,7 @@ func TestEventOrder(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var j journal
-			kit := strandtest.New(t, j.entry(), strandtest.Options{})
+			kit := strandtest.New(t, j.entry())
 			c := kit.Open()
 			for i := range 50 {
 				if i%2 == 0 {
@@ -177,7 +177,7 @@ var keptTrigger = "kept" + strings.Repeat(".", 100)
 
 func TestPoisonHintInFailure(t *testing.T) {
 	var j journal
-	kit := strandtest.New(t, j.entry(), strandtest.Options{})
+	kit := strandtest.New(t, j.entry())
 	c := kit.Open()
 	c.SendText("keep")
 	c.SendText(keptTrigger)
@@ -242,7 +242,7 @@ func TestHandlerPanic(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var rec []string
-			kit := strandtest.New(t, sdk.NewPlugin("p").Entry("e").WebSocket(tc.h(&rec)), strandtest.Options{})
+			kit := strandtest.New(t, sdk.NewPlugin("p").Entry("e").WebSocket(tc.h(&rec)))
 			c := kit.Open()
 			tc.trigger(c)
 			c.Wait()
@@ -274,7 +274,7 @@ func TestConcurrentPluginSends(t *testing.T) {
 			}
 		},
 	})
-	kit := strandtest.New(t, entry, strandtest.Options{})
+	kit := strandtest.New(t, entry)
 	c := kit.Open()
 	c.SendText("go")
 	c.Wait()
@@ -294,7 +294,7 @@ func TestConcurrentPluginSends(t *testing.T) {
 
 func TestConcurrentConns(t *testing.T) {
 	const conns, msgs = 8, 300
-	kit := strandtest.New(t, echoEntry(), strandtest.Options{})
+	kit := strandtest.New(t, echoEntry())
 	cs := make([]*strandtest.Conn, conns)
 	var wg sync.WaitGroup
 	for i := range cs {
@@ -342,7 +342,7 @@ func TestHostWriteAfterClose(t *testing.T) {
 			errs <- c.Close(sdk.CloseGoingAway, "second")
 		},
 	})
-	kit := strandtest.New(t, entry, strandtest.Options{})
+	kit := strandtest.New(t, entry)
 	c := kit.Open()
 	c.SendText("go")
 	c.ExpectText(t, "before")
@@ -409,7 +409,7 @@ func TestRequestFilter(t *testing.T) {
 		assert.Equal(t, "text/plain; charset=utf-8", res.Header.Get("Content-Type"))
 
 		r := newRecT(t)
-		rk := strandtest.New(r, entry, strandtest.Options{})
+		rk := strandtest.New(r, entry)
 		r.run(func() { rk.Open() })
 		errs, fatal := r.failures()
 		require.True(t, fatal)
@@ -429,12 +429,12 @@ func TestRequestFilter(t *testing.T) {
 	})
 	t.Run("panic", func(t *testing.T) {
 		e := sdk.NewPlugin("p").Entry("e").RequestFilter(func(*sdk.RequestContext) { panic("bad filter") })
-		res := strandtest.New(t, e, strandtest.Options{}).RequestFilter(nil)
+		res := strandtest.New(t, e).RequestFilter(nil)
 		assert.ErrorContains(t, res.Err, "bad filter")
 	})
 	t.Run("next", func(t *testing.T) {
 		e := sdk.NewPlugin("p").Entry("e").RequestFilter(func(ctx *sdk.RequestContext) { ctx.Next() })
-		assert.Equal(t, strandtest.Next, strandtest.New(t, e, strandtest.Options{}).RequestFilter(nil).Decision)
+		assert.Equal(t, strandtest.Next, strandtest.New(t, e).RequestFilter(nil).Decision)
 	})
 }
 
@@ -479,7 +479,7 @@ func TestClientClose(t *testing.T) {
 
 func TestSendAfterOwnCloseFails(t *testing.T) {
 	r := newRecT(t)
-	c := strandtest.New(r, echoEntry(), strandtest.Options{}).Open()
+	c := strandtest.New(r, echoEntry()).Open()
 	c.Drop()
 	c.SendText("late")
 	errs, fatal := r.failures()
@@ -554,7 +554,7 @@ func TestSendTimesOutOnBlockedHandler(t *testing.T) {
 
 func TestWaitCoversCloseStartedByHandler(t *testing.T) {
 	var j journal
-	kit := strandtest.New(t, j.entry(), strandtest.Options{})
+	kit := strandtest.New(t, j.entry())
 	c := kit.Open()
 	c.SendText("quit")
 	c.Wait()
@@ -572,7 +572,7 @@ func TestCloseInOnOpen(t *testing.T) {
 		OnOpen:  func(c *sdk.Conn) { _ = c.Close(sdk.ClosePolicyViolation, "go away") },
 		OnClose: func(*sdk.Conn, sdk.CloseCode, string) { closes++ },
 	})
-	kit := strandtest.New(t, entry, strandtest.Options{})
+	kit := strandtest.New(t, entry)
 	for range 20 { // the close may come before or after Open returns
 		c := kit.Open()
 		c.ExpectClosed(t, sdk.ClosePolicyViolation)
@@ -600,7 +600,7 @@ func TestRooms(t *testing.T) {
 			}
 		},
 	})
-	kit := strandtest.New(t, entry, strandtest.Options{})
+	kit := strandtest.New(t, entry)
 	a, b, c := kit.Open(), kit.Open(), kit.Open()
 	for _, x := range []*strandtest.Conn{a, b, c} {
 		x.Wait()
@@ -638,7 +638,7 @@ func TestRoomOrderIsSharedByMembers(t *testing.T) {
 		OnOpen: func(c *sdk.Conn) { _ = c.Join("r") },
 		OnText: func(c *sdk.Conn, b []byte) { _ = c.Broadcast("r", sdk.Text, b, sdk.BroadcastOptions{}) },
 	})
-	kit := strandtest.New(t, entry, strandtest.Options{})
+	kit := strandtest.New(t, entry)
 	cs := make([]*strandtest.Conn, conns)
 	for i := range cs {
 		cs[i] = kit.Open()
@@ -688,7 +688,7 @@ func TestExpectFailures(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var j journal
-			kit := strandtest.New(t, j.entry(), strandtest.Options{})
+			kit := strandtest.New(t, j.entry())
 			c := kit.Open()
 			c.SendText("echo:a")
 			c.Wait()
@@ -728,7 +728,7 @@ func TestNextSentWaitsForMessage(t *testing.T) {
 			})
 		},
 	})
-	kit := strandtest.New(t, entry, strandtest.Options{})
+	kit := strandtest.New(t, entry)
 	c := kit.Open()
 	c.Wait()
 	close(release)
@@ -746,7 +746,7 @@ func TestBufferLeakReported(t *testing.T) {
 		},
 	})
 	r := newRecT(t)
-	kit := strandtest.New(r, entry, strandtest.Options{})
+	kit := strandtest.New(r, entry)
 	c := kit.Open()
 	c.SendText("x")
 	kit.Close()
@@ -760,7 +760,7 @@ func TestInvalidUTF8FromPluginReported(t *testing.T) {
 		OnOpen: func(c *sdk.Conn) { _ = c.Send(sdk.Text, []byte{0xff}) },
 	})
 	r := newRecT(t)
-	kit := strandtest.New(r, entry, strandtest.Options{})
+	kit := strandtest.New(r, entry)
 	kit.Open().Wait()
 	kit.Close()
 	errs, _ := r.failures()
@@ -787,7 +787,7 @@ func TestFrameString(t *testing.T) {
 
 func TestNoGoroutineLeftAfterClose(t *testing.T) {
 	opts := goleak.IgnoreCurrent()
-	kit := strandtest.New(t, echoEntry(), strandtest.Options{})
+	kit := strandtest.New(t, echoEntry())
 	for range 5 {
 		kit.Open().SendText("x")
 	}
@@ -821,7 +821,7 @@ func TestInvalidMessageType(t *testing.T) {
 			_ = c.SendText("still open")
 		},
 	})
-	kit := strandtest.New(t, entry, strandtest.Options{})
+	kit := strandtest.New(t, entry)
 	c := kit.Open()
 	c.SendText("go")
 	c.ExpectText(t, "still open")
@@ -876,10 +876,10 @@ func TestWriteQueueBytes(t *testing.T) {
 // re-joining does not count and leaving makes room.
 func TestMaxRoomsPerConn(t *testing.T) {
 	join := func(c *strandtest.Conn, room string) error { return c.PluginConn().Join(room) }
-	entry := sdk.NewPlugin("p").Entry("e").WebSocket(sdk.WebSocketHandlers{})
+	entry := sdk.NewPlugin("p").Entry("e").WebSocket(sdk.WebSocketHandlers{OnText: func(*sdk.Conn, []byte) {}})
 
 	t.Run("default", func(t *testing.T) {
-		kit := strandtest.New(t, entry, strandtest.Options{})
+		kit := strandtest.New(t, entry)
 		c := kit.Open()
 		for i := range sdk.DefaultMaxRoomsPerConn {
 			require.NoError(t, join(c, fmt.Sprint("room-", i)))

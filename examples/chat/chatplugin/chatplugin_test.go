@@ -55,7 +55,7 @@ func newChat(t *testing.T, cfg chatplugin.Config) (*chatplugin.Chat, *strandtest
 	t.Helper()
 	ch, err := chatplugin.New(cfg)
 	require.NoError(t, err)
-	return ch, strandtest.New(t, ch.Entry(), strandtest.Options{})
+	return ch, strandtest.New(t, ch.Entry())
 }
 
 func TestConfigRejectsNegatives(t *testing.T) {
@@ -161,7 +161,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	kit := strandtest.New(exampleTB{}, ch.Entry(), strandtest.Options{}) // in a test: pass its *testing.T
+	kit := strandtest.New(exampleTB{}, ch.Entry()) // in a test: pass its *testing.T
 	defer kit.Close()
 	ada := kit.OpenRequest(strandtest.NewRequest("/ws?room=lobby&name=Ada"))
 	ada.Wait()

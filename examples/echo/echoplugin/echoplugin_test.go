@@ -40,7 +40,7 @@ func TestEcho(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := strandtest.New(t, echoEntry(t), strandtest.Options{}).Open()
+			c := strandtest.New(t, echoEntry(t)).Open()
 			for _, f := range tc.send {
 				require.NoError(t, c.Send(f.Type, f.Bytes()))
 			}
@@ -52,7 +52,7 @@ func TestEcho(t *testing.T) {
 
 func TestEchoKeepsOrder(t *testing.T) {
 	const n = 1000
-	kit := strandtest.New(t, echoEntry(t), strandtest.Options{})
+	kit := strandtest.New(t, echoEntry(t))
 	c := kit.Open()
 	want := make([]strandtest.Frame, n)
 	for i := range want {
@@ -76,7 +76,7 @@ func TestEchoClose(t *testing.T) {
 		{"drop", func(c *strandtest.Conn) { c.Drop() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			kit := strandtest.New(t, echoEntry(t), strandtest.Options{})
+			kit := strandtest.New(t, echoEntry(t))
 			c := kit.Open()
 			c.SendText("last words")
 			c.Wait() // the echo is written before the connection closes
@@ -118,7 +118,7 @@ func TestWithToken(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, ok := echoplugin.WithToken(tc.secret).Lookup("echo")
 			require.True(t, ok)
-			kit := strandtest.New(t, e, strandtest.Options{})
+			kit := strandtest.New(t, e)
 			req := strandtest.NewRequest(tc.target)
 			if tc.auth != "" {
 				req.Header.Set("Authorization", tc.auth)
@@ -159,7 +159,7 @@ func TestSleepParam(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, ok := echoplugin.Configure(echoplugin.Options{SleepParam: tc.on}).Lookup("echo")
 			require.True(t, ok)
-			kit := strandtest.New(t, e, strandtest.Options{})
+			kit := strandtest.New(t, e)
 			req := strandtest.NewRequest(tc.target)
 			res := kit.RequestFilter(req)
 			require.NoError(t, res.Err)
@@ -200,7 +200,7 @@ func ExampleNew() {
 	t := &exampleT{} // in a test: the test's *testing.T
 	defer t.done()
 
-	kit := strandtest.New(t, echoplugin.New().Entry("echo"), strandtest.Options{})
+	kit := strandtest.New(t, echoplugin.New().Entry("echo"))
 	c := kit.Open()
 	c.SendText("hello")
 	c.SendBinary([]byte{0xca, 0xfe})
@@ -216,7 +216,7 @@ func ExampleNew() {
 func TestBroadcastToEveryoneInOrder(t *testing.T) {
 	e, ok := echoplugin.New().Lookup("broadcast")
 	require.True(t, ok)
-	kit := strandtest.New(t, e, strandtest.Options{})
+	kit := strandtest.New(t, e)
 	a, b, c := kit.Open(), kit.Open(), kit.Open()
 	a.Wait()
 	b.Wait()
