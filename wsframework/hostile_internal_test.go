@@ -31,13 +31,21 @@ func hookedEcho(t *testing.T, cfg Config, prepare func(s *Server)) (*Server, str
 	e := p.Entry("echo").WebSocket(sdk.WebSocketHandlers{
 		OnMessage: func(c *sdk.Conn, m sdk.Message) { _ = c.Send(m.Type, m.Data) },
 	})
+	return serveEntry(t, cfg, prepare, "/echo", e, "/echo")
+}
+
+// serveEntry serves e on pattern with a Server made from cfg (prepare may
+// set test hooks or the clock before it serves; a nil Logger discards),
+// shut down when the test ends, and returns it with the ws:// URL of path.
+func serveEntry(t *testing.T, cfg Config, prepare func(s *Server), pattern string, e *sdk.Entry, path string) (*Server, string) {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s, err := New(cfg)
 	require.NoError(t, err)
 	prepare(s)
-	require.NoError(t, s.Route("/echo", nil, e))
+	require.NoError(t, s.Route(pattern, nil, e))
 	hs := httptest.NewServer(s)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), hostileTimeout)
@@ -45,7 +53,7 @@ func hookedEcho(t *testing.T, cfg Config, prepare func(s *Server)) (*Server, str
 		require.NoError(t, s.Shutdown(ctx))
 		hs.Close()
 	})
-	return s, "ws" + strings.TrimPrefix(hs.URL, "http") + "/echo"
+	return s, "ws" + strings.TrimPrefix(hs.URL, "http") + path
 }
 
 type hostileClient struct {

@@ -5,8 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -120,17 +118,8 @@ func TestRuntimeLogLines(t *testing.T) {
 	})
 	cfg := Config{Logger: slog.New(logs)}
 	cfg.Dispatcher.SlowThreshold = 20 * time.Millisecond
-	s, err := New(cfg)
-	require.NoError(t, err)
-	require.NoError(t, s.Route("/rooms/{room}", nil, e))
-	hs := httptest.NewServer(s)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), hostileTimeout)
-		defer cancel()
-		require.NoError(t, s.Shutdown(ctx))
-		hs.Close()
-	})
-	c := dialHostile(t, "ws"+strings.TrimPrefix(hs.URL, "http")+"/rooms/lobby")
+	_, url := serveEntry(t, cfg, func(*Server) {}, "/rooms/{room}", e, "/rooms/lobby")
+	c := dialHostile(t, url)
 	c.echo(t, "slow")
 	require.NoError(t, wsutil.WriteClientText(c.nc, []byte("boom")))
 	require.Equal(t, ws.StatusInternalServerError, c.closed(t))
