@@ -93,6 +93,14 @@ var (
 		"Panics recovered in a plugin's handlers (WebSocket events and HTTP phases), by plugin.", []string{"plugin"}, nil)
 	descQueued = prometheus.NewDesc("strand_dispatch_queued",
 		"WebSocket events accepted by a plugin's runtime and not yet taken by a worker, by plugin.", []string{"plugin"}, nil)
+	descWorkers = prometheus.NewDesc("strand_dispatch_workers",
+		"Worker goroutines running a plugin's WebSocket events now (the base set plus those added while others are blocked), by plugin.", []string{"plugin"}, nil)
+	descBlocked = prometheus.NewDesc("strand_dispatch_blocked_workers",
+		"Workers held now by a connection whose handler ran past the block threshold (detached), by plugin.", []string{"plugin"}, nil)
+	descDetached = prometheus.NewDesc("strand_dispatch_detached_total",
+		"Connections detached from their shard because a handler ran past the block threshold, by plugin.", []string{"plugin"}, nil)
+	descSlowHandlers = prometheus.NewDesc("strand_slow_handlers_total",
+		"Handlers reported as slow (running past the slow threshold), by plugin.", []string{"plugin"}, nil)
 	descPoolGets = prometheus.NewDesc("strand_buffer_pool_gets_total",
 		"Buffers taken from the Server's buffer pool (Config.Buffers), by result: hit (a pooled buffer), "+
 			"miss (a new poolable buffer) or oversize (over the largest class, never pooled).", []string{"result"}, nil)
@@ -161,7 +169,8 @@ func (m *serverMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descConns, descAccepted, descCloses, descSlow, descRejected, descHandshakes, descEvicted,
 		descMsgIn, descMsgOut, descBytesIn, descBytesOut, descDropped, descTooBig, descConnPanics,
-		descQueueBytes, descQueueMax, descHandlerPanics, descQueued, descPoolGets, descPoolReleases,
+		descQueueBytes, descQueueMax, descHandlerPanics, descQueued, descWorkers, descBlocked, descDetached,
+		descSlowHandlers, descPoolGets, descPoolReleases,
 		descCompIn, descCompOut,
 	} {
 		ch <- d
@@ -223,6 +232,10 @@ func (m *serverMetrics) Collect(ch chan<- prometheus.Metric) {
 		ds, panics := r.EventStats()
 		counter(descHandlerPanics, panics, name)
 		gauge(descQueued, float64(ds.Queued), name)
+		gauge(descWorkers, float64(ds.Workers), name)
+		gauge(descBlocked, float64(ds.Blocked), name)
+		counter(descDetached, ds.Detached, name)
+		counter(descSlowHandlers, ds.Slow, name)
 	}
 	ps := s.cfg.Buffers.Stats()
 	counter(descPoolGets, ps.Hits, "hit")

@@ -3,7 +3,9 @@ package wsframework_test
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -159,4 +161,85 @@ func TestMetricsConcurrentScrape(t *testing.T) {
 	}
 	close(stop)
 	require.Positive(t, <-scraped)
+}
+
+// TestMetricsDispatch: a handler that blocks past the block threshold
+// detaches its connection, which the dispatcher families show while it
+// blocks (a blocked worker, one worker more than the base set) and after
+// (one detachment, one slow handler); a connection next to it keeps
+// echoing meanwhile.
+func TestMetricsDispatch(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	release := make(chan struct{})
+	blocking := make(chan struct{}, 1)
+	p := sdk.NewPlugin("disp")
+	e := p.Entry("echo").WebSocket(sdk.WebSocketHandlers{
+		OnMessage: func(c *sdk.Conn, m sdk.Message) {
+			if string(m.Data) == "block" {
+				blocking <- struct{}{}
+				<-release
+			}
+			_ = c.Send(m.Type, m.Data)
+		},
+	})
+	cfg := wsframework.Config{Metrics: reg, Logger: slog.New(slog.DiscardHandler)}
+	cfg.Dispatcher.Workers = 1
+	cfg.Dispatcher.BlockThreshold = 20 * time.Millisecond
+	cfg.Dispatcher.SlowThreshold = 20 * time.Millisecond
+	srv, err := wsframework.New(cfg)
+	require.NoError(t, err)
+	require.NoError(t, srv.Route("/echo", nil, e))
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { // after the clients' Cleanups: they close first
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, srv.Shutdown(ctx))
+		hs.Close()
+	})
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/echo"
+	dial := func() net.Conn {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, _, _, err := ws.Dial(ctx, url)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	echo := func(c net.Conn, msg string) {
+		t.Helper()
+		require.NoError(t, wsutil.WriteClientText(c, []byte(msg)))
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+		got, err := wsutil.ReadServerText(c)
+		require.NoError(t, err)
+		require.Equal(t, msg, string(got))
+	}
+	value := func(name string) float64 {
+		n, ok := gathered(t, reg, name, map[string]string{"plugin": "disp"})
+		require.True(t, ok, name)
+		return n
+	}
+
+	stuck, free := dial(), dial()
+	echo(free, "before")
+	require.Zero(t, value("strand_dispatch_detached_total"))
+	require.Zero(t, value("strand_dispatch_blocked_workers"))
+	base := value("strand_dispatch_workers")
+
+	require.NoError(t, wsutil.WriteClientText(stuck, []byte("block")))
+	<-blocking
+	require.Eventually(t, func() bool { return value("strand_dispatch_blocked_workers") == 1 },
+		10*time.Second, time.Millisecond, "the blocked handler's worker is counted")
+	require.Equal(t, 1.0, value("strand_dispatch_detached_total"))
+	require.Greater(t, value("strand_dispatch_workers"), base, "a worker was added for the others")
+	echo(free, "while it blocks")
+
+	close(release)
+	require.NoError(t, stuck.SetReadDeadline(time.Now().Add(10*time.Second)))
+	got, err := wsutil.ReadServerText(stuck)
+	require.NoError(t, err)
+	require.Equal(t, "block", string(got))
+	require.Eventually(t, func() bool { return value("strand_dispatch_blocked_workers") == 0 },
+		10*time.Second, time.Millisecond)
+	require.Equal(t, 1.0, value("strand_dispatch_detached_total"))
+	require.GreaterOrEqual(t, value("strand_slow_handlers_total"), 1.0)
 }
