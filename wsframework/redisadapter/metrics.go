@@ -7,6 +7,7 @@ var (
 	descRooms     = prometheus.NewDesc("strand_redis_rooms", "Rooms this node is subscribed to through Redis.", nil, nil)
 	descConnected = prometheus.NewDesc("strand_redis_connected", "1 while the Pub/Sub connection to Redis is up.", nil, nil)
 	descPublished = prometheus.NewDesc("strand_redis_published_total", "Room messages Redis confirmed.", nil, nil)
+	descBatches   = prometheus.NewDesc("strand_redis_publish_batches_total", "Publish script runs, each one room's batch of messages (published ÷ batches: messages per run).", nil, nil)
 	descPubErrors = prometheus.NewDesc("strand_redis_publish_errors_total", "Broadcasts that could not be published (not delivered anywhere).", nil, nil)
 	descDelivered = prometheus.NewDesc("strand_redis_delivered_total", "Messages handed to the Server, live and recovered.", nil, nil)
 	descRecovered = prometheus.NewDesc("strand_redis_recovered_total", "Messages read from a room's history after a gap.", nil, nil)
@@ -27,7 +28,7 @@ type collector struct{ a *Adapter }
 func (a *Adapter) Collector() prometheus.Collector { return collector{a} }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRooms, descConnected, descPublished, descPubErrors, descDelivered,
+	for _, d := range []*prometheus.Desc{descRooms, descConnected, descPublished, descBatches, descPubErrors, descDelivered,
 		descRecovered, descGaps, descOverflows, descReconnect, descRecErrors, descBacklog} {
 		ch <- d
 	}
@@ -46,6 +47,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descConnected, connected)
 	counter(descPublished, st.Published)
+	counter(descBatches, st.Batches)
 	counter(descPubErrors, st.PublishErrors)
 	counter(descDelivered, st.Delivered)
 	counter(descRecovered, st.Recovered)

@@ -40,6 +40,9 @@ func TestCollector(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return value("strand_redis_delivered_total") == 3 }, 10*time.Second, time.Millisecond)
 	require.Equal(t, 3.0, value("strand_redis_published_total"))
+	batches := value("strand_redis_publish_batches_total")
+	require.Equal(t, float64(a.Stats().Batches), batches)
+	require.True(t, batches >= 1 && batches <= 3, "3 messages in %v script runs", batches)
 	require.Equal(t, 1.0, value("strand_redis_rooms"))
 	require.Equal(t, 1.0, value("strand_redis_connected"))
 	require.Zero(t, value("strand_redis_gaps_total"))
