@@ -311,6 +311,10 @@ func TestShardedDetachChurn(t *testing.T) {
 			for k := range uint64(keys) {
 				log.checkInOrder(t, k, seq[k])
 			}
+			// A task is counted completed when its worker ends its turn,
+			// which may be after the task itself (here, its wg.Done) ran:
+			// the count catches up, and never passes the total.
+			waitFor(t, "every task counted", func() bool { return s.Stats().Completed >= total })
 			st := s.Stats()
 			t.Logf("stats: %+v", st)
 			if st.Completed != total || st.Submitted != total {
