@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/puzpuzpuz/xsync/v3"
+
 	"github.com/strandws/strand/dispatcher"
 	"github.com/strandws/strand/sdk/bufpool"
 )
@@ -226,54 +228,22 @@ func (rt *Runtime) Open(ctx context.Context, host ConnHost, info ConnInfo) (*Con
 // connIndex finds an open connection by ID for the lines of the
 // dispatcher's reports (a task panic, a slow handler), which name only the
 // task's key, so that they carry the connection's route like every other
-// line about it. A connection costs an insert at Open and a delete after
-// OnClose, in one of connIndexShards maps (no allocation per entry once a
-// map has grown); nothing on the event path.
-type connIndex struct {
-	shards [connIndexShards]connIndexShard
-}
+// line about it: an insert at Open and a delete after OnClose, nothing on
+// the event path. A nil index does nothing.
+type connIndex struct{ m *xsync.MapOf[uint64, *Conn] }
 
-const connIndexShards = 64
+func newConnIndex() *connIndex { return &connIndex{xsync.NewMapOf[uint64, *Conn]()} }
 
-type connIndexShard struct {
-	mu sync.Mutex
-	m  map[uint64]*Conn
-	_  [48]byte // one shard per cache line
-}
-
-func newConnIndex() *connIndex {
-	x := &connIndex{}
-	for i := range x.shards {
-		x.shards[i].m = make(map[uint64]*Conn)
-	}
-	return x
-}
-
-func (x *connIndex) shard(id uint64) *connIndexShard {
-	return &x.shards[id%connIndexShards]
-}
-
-// add indexes c; a nil index does nothing (so do remove and route).
 func (x *connIndex) add(c *Conn) {
-	if x == nil {
-		return
+	if x != nil {
+		x.m.Store(c.id, c)
 	}
-	sh := x.shard(c.id)
-	sh.mu.Lock()
-	sh.m[c.id] = c
-	sh.mu.Unlock()
 }
 
 func (x *connIndex) remove(c *Conn) {
-	if x == nil {
-		return
+	if x != nil {
+		x.m.Delete(c.id) // IDs are never reused
 	}
-	sh := x.shard(c.id)
-	sh.mu.Lock()
-	if sh.m[c.id] == c {
-		delete(sh.m, c.id)
-	}
-	sh.mu.Unlock()
 }
 
 // route returns the route of the open connection id, or "".
@@ -281,10 +251,7 @@ func (x *connIndex) route(id uint64) string {
 	if x == nil {
 		return ""
 	}
-	sh := x.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if c := sh.m[id]; c != nil {
+	if c, ok := x.m.Load(id); ok {
 		return c.Route()
 	}
 	return ""

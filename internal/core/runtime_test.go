@@ -1,9 +1,12 @@
 package core_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -294,4 +297,50 @@ func TestStatsWhilePhasePoolStarts(t *testing.T) {
 	require.Equal(t, core.DecisionNext, d)
 	<-done
 	require.NoError(t, rt.Close(context.Background()))
+}
+
+// routedHost is a recHost that names its connection's route.
+type routedHost struct {
+	recHost
+	route string
+}
+
+func (h *routedHost) Route() string { return h.route }
+
+// lockedBuf is a bytes.Buffer safe for a logger and a test.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSlowHandlerLineNamesRoute: the dispatcher reports a slow handler by
+// the connection's ID only; without a host's ConnRoute, the runtime's own
+// index of open connections names its route on the line.
+func TestSlowHandlerLineNamesRoute(t *testing.T) {
+	var logs lockedBuf
+	cfg := core.RuntimeConfig{Logger: slog.New(slog.NewJSONHandler(&logs, nil))}
+	cfg.Dispatcher.SlowThreshold = 10 * time.Millisecond
+	done := make(chan struct{})
+	rt, h := newRuntime(t, core.WebSocketHandlers{
+		OnMessage: func(*core.Conn, core.Message) { time.Sleep(100 * time.Millisecond); close(done) },
+	}, cfg)
+	c, err := rt.Open(context.Background(), &routedHost{route: "/rooms/{room}"}, core.ConnInfo{ID: 7, Handlers: h})
+	require.NoError(t, err)
+	require.NoError(t, rt.Message(context.Background(), c, core.Text, msg(rt, "slow")))
+	<-done
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), `"msg":"strand: slow handler"`) },
+		5*time.Second, time.Millisecond)
+	require.Contains(t, logs.String(), `"conn":7,"route":"/rooms/{room}","plugin":"t"`)
 }
