@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -186,25 +185,9 @@ func TestMetricsDispatch(t *testing.T) {
 	cfg.Dispatcher.Workers = 1
 	cfg.Dispatcher.BlockThreshold = 20 * time.Millisecond
 	cfg.Dispatcher.SlowThreshold = 20 * time.Millisecond
-	srv, err := wsframework.New(cfg)
-	require.NoError(t, err)
-	require.NoError(t, srv.Route("/echo", nil, e))
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() { // after the clients' Cleanups: they close first
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, srv.Shutdown(ctx))
-		hs.Close()
-	})
-	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/echo"
-	dial := func() net.Conn {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c, _, _, err := ws.Dial(ctx, url)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = c.Close() })
-		return c
-	}
+	_, base := phaseServer(t, cfg, "/echo", nil, e)
+	url := "ws" + strings.TrimPrefix(base, "http") + "/echo"
+	dial := func() net.Conn { nc, _ := dialEcho(t, url); return nc }
 	echo := func(c net.Conn, msg string) {
 		t.Helper()
 		require.NoError(t, wsutil.WriteClientText(c, []byte(msg)))
@@ -223,14 +206,14 @@ func TestMetricsDispatch(t *testing.T) {
 	echo(free, "before")
 	require.Zero(t, value("strand_dispatch_detached_total"))
 	require.Zero(t, value("strand_dispatch_blocked_workers"))
-	base := value("strand_dispatch_workers")
+	workers := value("strand_dispatch_workers")
 
 	require.NoError(t, wsutil.WriteClientText(stuck, []byte("block")))
 	<-blocking
 	require.Eventually(t, func() bool { return value("strand_dispatch_blocked_workers") == 1 },
 		10*time.Second, time.Millisecond, "the blocked handler's worker is counted")
 	require.Equal(t, 1.0, value("strand_dispatch_detached_total"))
-	require.Greater(t, value("strand_dispatch_workers"), base, "a worker was added for the others")
+	require.Greater(t, value("strand_dispatch_workers"), workers, "a worker was added for the others")
 	echo(free, "while it blocks")
 
 	close(release)
