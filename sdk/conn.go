@@ -38,7 +38,8 @@ func (c *Conn) Context() context.Context { return c.core().Context() }
 
 // Send queues a copy of data as one message of type typ. It does not wait
 // for the peer (out of process it may wait for the host to read; see the
-// package doc); messages sent from one goroutine are written in call order. It returns
+// package doc); messages sent from one goroutine are written in call
+// order. It returns
 // ErrMessageType for a type other than Text and Binary, ErrTooBig for a
 // message larger than the host's write queue holds on its own (nothing is
 // sent; the connection stays open), ErrClosed after the connection began
@@ -110,9 +111,10 @@ func (c *Conn) Leave(room string) error { return c.core().Leave(room) }
 // of room, c included unless an option says ExcludeSelf. It never waits for
 // a member: a member whose write queue is full is closed by its own
 // slow-consumer policy. With a cluster Adapter it returns once the adapter
-// has published the message (the Redis adapter waits for Redis's answer). Messages c broadcasts one after another reach each
-// member in that order, and every member sees a room's messages in one
-// order. c need not be a member, and may broadcast from OnClose. The bytes
+// has published the message (the Redis adapter waits for Redis's answer).
+// Messages c broadcasts one after another reach each member in that
+// order, and every member sees a room's messages in one order. c need not
+// be a member, and may broadcast from OnClose. The bytes
 // are encoded once and shared by every receiver. It returns ErrMessageType
 // for a type other than Text and Binary, ErrInvalidRoom for a bad name and
 // ErrTooBig for a message larger than a write queue holds (see Send):
