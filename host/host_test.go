@@ -19,27 +19,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/strandws/strand/examples/echo/echoplugin"
+	"github.com/strandws/strand/internal/testbuf"
 	"github.com/strandws/strand/sdk"
 	"github.com/strandws/strand/sdk/serve"
 )
-
-// syncBuf is a writer tests read while Run writes.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // upstreamServer answers plain requests with their path and echoes
 // WebSocket messages, prefixed with "up:".
@@ -86,18 +69,18 @@ var addrRe = regexp.MustCompile(`msg="strand: listening" addr=(\S+)|"msg":"stran
 
 // runStrand runs Run with config (and builtin) until the test ends, and
 // returns the address it listens on and its log.
-func runStrand(t *testing.T, config string, builtin ...*sdk.Plugin) (string, *syncBuf) {
+func runStrand(t *testing.T, config string, builtin ...*sdk.Plugin) (string, *testbuf.Buffer) {
 	t.Helper()
 	return runStrandArgs(t, config, nil, builtin...)
 }
 
 // runStrandArgs is runStrand with more command-line arguments.
-func runStrandArgs(t *testing.T, config string, args []string, builtin ...*sdk.Plugin) (string, *syncBuf) {
+func runStrandArgs(t *testing.T, config string, args []string, builtin ...*sdk.Plugin) (string, *testbuf.Buffer) {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "strand.yaml")
 	require.NoError(t, os.WriteFile(file, []byte(config), 0o600))
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuf{}
+	logs := &testbuf.Buffer{}
 	done := make(chan error, 1)
 	args = append([]string{"-config", file, "-addr", "127.0.0.1:0"}, args...)
 	go func() {

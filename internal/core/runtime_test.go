@@ -1,7 +1,6 @@
 package core_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/strandws/strand/dispatcher"
 	"github.com/strandws/strand/internal/core"
+	"github.com/strandws/strand/internal/testbuf"
 	"github.com/strandws/strand/sdk/bufpool"
 )
 
@@ -307,29 +307,11 @@ type routedHost struct {
 
 func (h *routedHost) Route() string { return h.route }
 
-// lockedBuf is a bytes.Buffer safe for a logger and a test.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestSlowHandlerLineNamesRoute: the dispatcher reports a slow handler by
 // the connection's ID only; without a host's ConnRoute, the runtime's own
 // index of open connections names its route on the line.
 func TestSlowHandlerLineNamesRoute(t *testing.T) {
-	var logs lockedBuf
+	var logs testbuf.Buffer
 	cfg := core.RuntimeConfig{Logger: slog.New(slog.NewJSONHandler(&logs, nil))}
 	cfg.Dispatcher.SlowThreshold = 10 * time.Millisecond
 	done := make(chan struct{})

@@ -1,7 +1,6 @@
 package supervise
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/strandws/strand/internal/testbuf"
 )
 
 const childEnv = "SUPERVISE_TEST_CHILD" // the test binary runs as a plugin child in this mode
@@ -86,27 +87,9 @@ func (h *fakeHost) Goodbye() {
 	}
 }
 
-// syncBuf is a log destination tests read while the supervisor writes.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func startTest(t *testing.T, mode string, h *fakeHost, grace time.Duration) (*Supervisor, *syncBuf) {
+func startTest(t *testing.T, mode string, h *fakeHost, grace time.Duration) (*Supervisor, *testbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuf{}
+	logs := &testbuf.Buffer{}
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	s, err := Start(Config{
@@ -193,7 +176,7 @@ func TestStopKillsAfterGrace(t *testing.T) {
 // failed, say so in the log, and fail Ready.
 func TestCrashLoopMarksFailed(t *testing.T) {
 	h := &fakeHost{}
-	logs := &syncBuf{}
+	logs := &testbuf.Buffer{}
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	s, err := Start(Config{
