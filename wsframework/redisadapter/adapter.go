@@ -701,8 +701,9 @@ func (a *Adapter) deliver(r *room, off uint64, body string) {
 	}
 	msg.Data = a.bufs.Get(len(b.data))
 	copy(msg.Data.B, b.data)
-	a.h.Deliver(msg)
+	// Counted first: whoever sees the message can read it in Stats.
 	a.stats.delivered.Add(1)
+	a.h.Deliver(msg)
 }
 
 // gap reports a gap to the Server.

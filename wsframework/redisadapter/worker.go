@@ -238,8 +238,8 @@ func (w *worker) recover(r *room) bool {
 			if e.off <= r.last || !r.active.Load() {
 				continue
 			}
+			a.stats.recovered.Add(1) // counted first, as deliver counts
 			a.deliver(r, e.off, e.body)
-			a.stats.recovered.Add(1)
 			r.last = e.off
 		}
 	}
