@@ -102,6 +102,10 @@ func (c *conn) readLoop(ctx context.Context) (res readResult) {
 			h(c, ev)
 		}
 		if ev.Kind != wsproto.Message {
+			// A control frame inside a fragmented message: note the
+			// message's start before answering it (beforeRead would note
+			// it only at the next read, after the peer saw the answer).
+			c.trackMessage(ps, c.srv.clock.Now())
 			if res, done := c.onEvent(ev); done {
 				return res
 			}

@@ -247,7 +247,8 @@ func (s *Supervisor) loop() {
 		if counts {
 			var tripped bool
 			delay, tripped = s.b.crashed(s.clk.Now(), s.cfg.Permanent != nil && s.cfg.Permanent(err))
-			s.failed.Store(s.b.failed)
+			// Said before Failed is published: whoever sees the plugin
+			// failed (Stats, Ready) finds the line and OnFail's effect.
 			if tripped {
 				s.log.Error("strand: plugin failed: retried only every "+delay.String(), "reason", s.b.tripped, "err", err)
 				if s.cfg.OnFail != nil {
@@ -256,6 +257,7 @@ func (s *Supervisor) loop() {
 			} else {
 				s.log.Warn("strand: plugin down: restarting", "err", err, "in", delay)
 			}
+			s.failed.Store(s.b.failed)
 		} else {
 			delay = s.b.retry()
 			s.log.Warn("strand: plugin unreachable: retrying", "socket", s.path, "err", err, "in", delay)
