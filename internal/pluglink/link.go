@@ -66,7 +66,11 @@ type Link struct {
 var ErrClosed = errors.New("pluglink: link closed")
 
 // New starts the writer goroutine of a Link on conn. Close stops it.
+//
+// On Linux a Unix socket is taken out of the runtime's poller (see quiet):
+// Conn then returns the connection that replaced it.
 func New(conn net.Conn, cfg Config) (*Link, error) {
+	conn = quiet(conn)
 	raw, src := rawOf(conn)
 	rd, err := frame.NewReader(src, frame.ReaderConfig{MaxFrameSize: cfg.MaxFrameSize})
 	if err != nil {

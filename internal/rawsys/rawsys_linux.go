@@ -13,6 +13,12 @@
 // out-of-process echo). A call that cannot block gains nothing from that
 // bookkeeping, so these use RawSyscall, as cloudwego/netpoll does for the
 // same calls. Never use them on a descriptor in blocking mode.
+//
+// Under the race detector, Read and Write are the syscall package's
+// (rawsys_race_linux.go): those tell the detector that a write to a
+// descriptor happens before a read of what it wrote, as every read and
+// write of the standard library does; raw calls would hide that order and
+// report races between goroutines that a socket orders.
 package rawsys
 
 import (
@@ -21,21 +27,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// Read is read(2) on a non-blocking descriptor, retried on EINTR.
-func Read(fd int, b []byte) (int, error) {
-	return call(unix.SYS_READ, fd, first(b), len(b))
-}
-
-// Write is write(2) on a non-blocking descriptor, retried on EINTR.
-func Write(fd int, b []byte) (int, error) {
-	return call(unix.SYS_WRITE, fd, first(b), len(b))
-}
-
-// Writev is writev(2) on a non-blocking descriptor, retried on EINTR.
-func Writev(fd int, iov []unix.Iovec) (int, error) {
-	return call(unix.SYS_WRITEV, fd, first(iov), len(iov))
-}
 
 // EpollPoll is epoll_wait(2) with a zero timeout: the events ready now.
 func EpollPoll(epfd int, events []unix.EpollEvent) (int, error) {
