@@ -5,7 +5,6 @@ package pluglink
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"sync"
@@ -156,26 +155,9 @@ func (q *quietConn) mapErr(err error) error {
 	return err
 }
 
-func (q *quietConn) Read(b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	var n int
-	var rerr error
-	err := q.SyscallConnRaw().Read(func(fd uintptr) bool {
-		n, rerr = rawsys.Read(int(fd), b)
-		return rerr != syscall.EAGAIN
-	})
-	switch {
-	case err != nil:
-		return 0, err
-	case rerr != nil:
-		return 0, rerr
-	case n == 0:
-		return 0, io.EOF
-	}
-	return n, nil
-}
+// Read reads as the link's reader does (link_unix.go), waiting on the
+// read instance.
+func (q *quietConn) Read(b []byte) (int, error) { return rawReader{q.SyscallConnRaw()}.Read(b) }
 
 func (q *quietConn) Write(b []byte) (int, error) {
 	n := 0
