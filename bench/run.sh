@@ -232,14 +232,21 @@ done
 log "servers: ${RUN_SERVERS[*]}; $ncells cells x $REPEAT repeats; duration $DURATION, warmup $WARMUP"
 
 failures=0
-for server in "${RUN_SERVERS[@]}"; do
-	for cell in "${CELL_LIST[@]}"; do
-		IFS='|' read -r cname path args srvargs <<<"$cell"
-		[[ -z $CELLS || $cname =~ $CELLS ]] || continue
-		[[ -z $srvargs || $server == strand ]] || continue
-		dir="$RAW/$server/$cname"
-		mkdir -p "$dir"
-		for ((i = 1; i <= REPEAT; i++)); do
+# Cell by cell, and within a cell repeat by repeat, every server in turn
+# (the first server moves one place each repeat): a cell's servers are
+# measured within a minute or two of each other, so a drift of this shared
+# machine's speed lands on all of them rather than on whichever server
+# happened to run then.
+nservers=${#RUN_SERVERS[@]}
+for cell in "${CELL_LIST[@]}"; do
+	IFS='|' read -r cname path args srvargs <<<"$cell"
+	[[ -z $CELLS || $cname =~ $CELLS ]] || continue
+	for ((i = 1; i <= REPEAT; i++)); do
+		for ((j = 0; j < nservers; j++)); do
+			server=${RUN_SERVERS[$(((i - 1 + j) % nservers))]}
+			[[ -z $srvargs || $server == strand ]] || continue
+			dir="$RAW/$server/$cname"
+			mkdir -p "$dir"
 			rm -f "$dir/r$i.json"
 			if ! start_server "$server" "$dir/r$i.server.log" "$srvargs"; then
 				failures=$((failures + 1))

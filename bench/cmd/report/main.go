@@ -136,7 +136,7 @@ func run(resultsDir, docsDir, summaryPath, note, isolationDir string) error {
 	md := markdown(t, note)
 	if isolationDir != "" {
 		if ir, err := readIsolation(isolationDir); err == nil {
-			md += isolationSection(ir)
+			md += "\n" + isolationSection(ir)
 		} else {
 			fmt.Fprintln(os.Stderr, "report: no isolation subsection:", err)
 		}
