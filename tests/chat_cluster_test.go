@@ -229,7 +229,15 @@ func TestChatClusterProcesses(t *testing.T) {
 		}
 		return out
 	}
-	require.ElementsMatch(t, []string{"n0", "n1", "n2"}, members())
+	// A node writes its member's presence to Redis after the join (an
+	// ordered queue, not the join's own path): node 0 sees n2 soon, not
+	// necessarily at once.
+	var seen []string
+	require.Eventually(t, func() bool {
+		seen = members()
+		return len(seen) == 3
+	}, 10*time.Second, 100*time.Millisecond, "every node's member is present")
+	require.ElementsMatch(t, []string{"n0", "n1", "n2"}, seen)
 	killed := time.Now()
 	procs[2].kill()
 	// Two heartbeats of the default 5 s, and slack for a loaded machine.

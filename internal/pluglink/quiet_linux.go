@@ -247,7 +247,14 @@ func (r quietRaw) Read(f func(fd uintptr) bool) error {
 		return net.ErrClosed
 	}
 	fd := uintptr(q.fd)
-	return q.mapErr(q.rrc.Read(func(uintptr) bool { return f(fd) }))
+	err := q.rrc.Read(func(uintptr) bool { return f(fd) })
+	if q.closed.Load() {
+		// Close began while this read waited: its shutdown may have woken
+		// the read with an end of file first. Say what a net.Conn says to
+		// a read its own Close ended.
+		return net.ErrClosed
+	}
+	return q.mapErr(err)
 }
 
 func (r quietRaw) Write(f func(fd uintptr) bool) error {
