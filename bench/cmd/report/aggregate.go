@@ -240,6 +240,12 @@ func (t *table) bestAmong(k cellKey, val func(*agg) float64, lower bool, among [
 	return name, v, found
 }
 
+// The figures the tables, charts and targets compare, one accessor each.
+func rateOf(a *agg) float64 { return a.MsgsPerSec }
+func p50Of(a *agg) float64  { return a.P50 }
+func p99Of(a *agg) float64  { return a.P99 }
+func rssOf(a *agg) float64  { return a.RSSPerConnBytes }
+
 func throughputCells(t *table) []cellKey {
 	var out []cellKey
 	for _, k := range t.cells {

@@ -118,8 +118,8 @@ func run(resultsDir, docsDir, summaryPath, note, isolationDir string) error {
 		file string
 		svg  string
 	}{
-		{throughputChart, chartSVG(t, "End-to-end throughput (msgs/s, higher is better)", throughputCells(t), func(a *agg) float64 { return a.MsgsPerSec }, fmtRate)},
-		{latencyChart, chartSVG(t, "p99 latency, send to receive (lower is better)", latencyCells(t), func(a *agg) float64 { return a.P99 }, fmtMicros)},
+		{throughputChart, chartSVG(t, "End-to-end throughput (msgs/s, higher is better)", throughputCells(t), rateOf, fmtRate)},
+		{latencyChart, chartSVG(t, "p99 latency, send to receive (lower is better)", latencyCells(t), p99Of, fmtMicros)},
 	}
 	for _, c := range charts {
 		if err := os.WriteFile(filepath.Join(docsDir, c.file), []byte(c.svg), 0o644); err != nil {

@@ -123,14 +123,14 @@ func markdown(t *table, note string) string {
 		sb.WriteString("### Throughput (msgs/s, higher is better)\n\n")
 		sb.WriteString("Echo: completed round trips per second over all connections, each connection keeping `depth` messages in flight. " +
 			"Broadcast: messages delivered per second, every copy counted.\n\n")
-		metricTable(&sb, t, cells, func(a *agg) float64 { return a.MsgsPerSec }, fmtRate, false, "(above 1 = strand faster)")
+		metricTable(&sb, t, cells, rateOf, fmtRate, false, "(above 1 = strand faster)")
 		sb.WriteString("\n")
 	}
 	if cells := latencyCells(t); len(cells) > 0 {
 		sb.WriteString("### p99 latency (lower is better)\n\n")
 		sb.WriteString("Send to receive, per message. In the saturated cells the load generator keeps every window full, so p99 there " +
 			"shows queueing and how fairly a server shares one core under overload; the fixed-rate cell is the latency of a server that keeps up.\n\n")
-		metricTable(&sb, t, cells, func(a *agg) float64 { return a.P99 }, fmtMicros, true, "(below 1 = strand faster)")
+		metricTable(&sb, t, cells, p99Of, fmtMicros, true, "(below 1 = strand faster)")
 		sb.WriteString("\n")
 	}
 	for _, k := range t.cells {
@@ -165,7 +165,7 @@ func markdown(t *table, note string) string {
 		sb.WriteString("Server RSS growth from before the first connection to the end of the hold, divided by the connections; " +
 			"after the hold one message on each connection checks it is still alive.\n\n")
 		rows := []cellKey{k}
-		metricTable(&sb, t, rows, func(a *agg) float64 { return a.RSSPerConnBytes }, fmtBytesF, true, "(below 1 = strand leaner)")
+		metricTable(&sb, t, rows, rssOf, fmtBytesF, true, "(below 1 = strand leaner)")
 		sb.WriteString("\nServer RSS with all connections open: ")
 		var parts []string
 		for _, s := range t.servers {

@@ -63,7 +63,7 @@ func TestAggregateMediansAndBestPeer(t *testing.T) {
 	if got := tbl.get(k, strandName); got.MsgsPerSec != 200 || got.P99 != 20 || got.Repeats != 3 {
 		t.Fatalf("strand medians = %+v", got)
 	}
-	name, v, ok := tbl.best(k, func(a *agg) float64 { return a.MsgsPerSec }, false)
+	name, v, ok := tbl.best(k, rateOf, false)
 	if !ok || name != "a" || v != 150 {
 		t.Fatalf("best = %s %v %v, want a 150", name, v, ok)
 	}

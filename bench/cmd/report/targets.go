@@ -28,25 +28,21 @@ type target struct {
 }
 
 func targets() []target {
-	rate := func(a *agg) float64 { return a.MsgsPerSec }
-	p99 := func(a *agg) float64 { return a.P99 }
-	p50 := func(a *agg) float64 { return a.P50 }
-	rss := func(a *agg) float64 { return a.RSSPerConnBytes }
 	return []target{
 		{measure: "server RSS per idle connection, 10k connections", goal: "≤ 1.2 KB and ≤ the inline-epoll peer",
-			cell: cellKey{Mode: "idle", Conns: 10000}, val: rss, format: fmtBytesF, lower: true, limit: 1200, factor: 1, among: inlineEpoll},
+			cell: cellKey{Mode: "idle", Conns: 10000}, val: rssOf, format: fmtBytesF, lower: true, limit: 1200, factor: 1, among: inlineEpoll},
 		{measure: "echo msgs/s, 1000 conns, 64 B, 16 in flight", goal: "≥ 1.0× the inline-epoll peer (moonshot 1.2×)",
-			cell: cellKey{Mode: "echo", Conns: 1000, Size: 64, Depth: 16}, val: rate, format: fmtRate, factor: 1, among: inlineEpoll},
+			cell: cellKey{Mode: "echo", Conns: 1000, Size: 64, Depth: 16}, val: rateOf, format: fmtRate, factor: 1, among: inlineEpoll},
 		{measure: "echo msgs/s, 100 conns, 4 KiB, 16 in flight", goal: "≥ best peer",
-			cell: cellKey{Mode: "echo", Conns: 100, Size: 4096, Depth: 16}, val: rate, format: fmtRate, factor: 1},
+			cell: cellKey{Mode: "echo", Conns: 100, Size: 4096, Depth: 16}, val: rateOf, format: fmtRate, factor: 1},
 		{measure: "p99 at fixed load, 1000 conns × 10 msg/s, 4 KiB", goal: "≤ 3 ms and ≤ the best peer",
-			cell: cellKey{Mode: "echo", Conns: 1000, Size: 4096, Rate: 10}, val: p99, format: fmtMicros, lower: true, limit: 3000, factor: 1},
+			cell: cellKey{Mode: "echo", Conns: 1000, Size: 4096, Rate: 10}, val: p99Of, format: fmtMicros, lower: true, limit: 3000, factor: 1},
 		{measure: "echo p99, 100 conns, 64 B, 16 in flight (fairness under overload)", goal: "≤ 10 ms",
-			cell: cellKey{Mode: "echo", Conns: 100, Size: 64, Depth: 16}, val: p99, format: fmtMicros, lower: true, limit: 10000},
+			cell: cellKey{Mode: "echo", Conns: 100, Size: 64, Depth: 16}, val: p99Of, format: fmtMicros, lower: true, limit: 10000},
 		{measure: "echo p50, 1 conn, 64 B, 1 in flight (hand-off cost)", goal: "≤ 1.3× the goroutine-per-connection peers",
-			cell: cellKey{Mode: "echo", Conns: 1, Size: 64, Depth: 1}, val: p50, format: fmtMicros, lower: true, factor: 1.3, among: goroutinePerConn},
+			cell: cellKey{Mode: "echo", Conns: 1, Size: 64, Depth: 1}, val: p50Of, format: fmtMicros, lower: true, factor: 1.3, among: goroutinePerConn},
 		{measure: "broadcast deliveries/s, 100 clients, 64 B", goal: "≥ best peer",
-			cell: cellKey{Mode: "broadcast", Conns: 100, Size: 64}, val: rate, format: fmtRate, factor: 1},
+			cell: cellKey{Mode: "broadcast", Conns: 100, Size: 64}, val: rateOf, format: fmtRate, factor: 1},
 	}
 }
 
@@ -111,13 +107,12 @@ func targetsTable(sb *strings.Builder, t *table) {
 // into those where it is at least the best peer and those where it is
 // behind (labels with the ratio).
 func throughputStanding(t *table) (ahead, behind []string) {
-	rate := func(a *agg) float64 { return a.MsgsPerSec }
 	for _, k := range throughputCells(t) {
 		sa := t.get(k, strandName)
 		if !sa.ok() {
 			continue
 		}
-		name, bv, found := t.best(k, rate, false)
+		name, bv, found := t.best(k, rateOf, false)
 		if !found {
 			continue
 		}
